@@ -1,0 +1,437 @@
+//! One Server-Sent Event, validated and encoded once.
+//!
+//! An [`Event`] is built with [`Event::builder`] (or the [`Event::data`] shortcut), checked
+//! against the WHATWG rules for each field, and serialized right away into one [`Bytes`] buffer.
+//! Cloning an `Event` is a reference-count increment, so sending one event to ten thousand
+//! clients never copies or re-encodes it.
+//!
+//! The encoding is exact:
+//!
+//! - CR, LF and CRLF in data each end exactly one line, and each line becomes its own `data: `
+//!   line, so `"a\r\nb"` reaches the browser as `"a\nb"`.
+//! - `data: ` always carries the space, so data that starts with a space keeps it.
+//! - Empty data writes `data:` and fires an empty `message` event.
+//! - An event with only an id fires nothing but moves the client's last event id.
+//! - CR, LF or NUL in an id, and CR or LF in an event name or a comment, are errors returned
+//!   by [`EventBuilder::build`], never injected bytes and never a panic.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_sse::Event;
+//!
+//! let event = Event::builder()
+//!     .event("price")
+//!     .id("42")
+//!     .data("EUR 1.08\nUSD 1.00")
+//!     .retry(Duration::from_secs(3))
+//!     .build()?;
+//! assert_eq!(
+//!     event.as_bytes(),
+//!     &b"id: 42\nevent: price\nretry: 3000\ndata: EUR 1.08\ndata: USD 1.00\n\n"[..]
+//! );
+//! assert_eq!(event.id(), Some("42"));
+//!
+//! // Runtime data can never inject a field:
+//! assert!(Event::builder().id("1\ndata: forged").build().is_err());
+//! # Ok::<(), tower_sse::EventError>(())
+//! ```
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// One Server-Sent Event, encoded once into shared bytes.
+///
+/// Build it with [`Event::builder`], [`Event::data`] or (with the `json` feature)
+/// [`Event::json`]. The encoded form, [`Event::as_bytes`], always ends with the blank line that
+/// dispatches the event. Clones share the same buffer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The encoded event. When the event has an id, the buffer starts with its `id: ` line.
+    bytes: Bytes,
+    /// Length of the leading `id: …\n` line in `bytes`, or 0 when the event has no id.
+    id_line: usize,
+}
+
+const ID_PREFIX: &[u8] = b"id:";
+
+impl Event {
+    /// Starts building an event.
+    pub fn builder() -> EventBuilder {
+        EventBuilder::default()
+    }
+
+    /// An event that carries `data` and nothing else: a `message` event in the browser.
+    ///
+    /// Data cannot be invalid: line breaks (CR, LF or CRLF) split it into several `data:` lines,
+    /// which the browser joins back with LF.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::data("hello");
+    /// assert_eq!(event.as_bytes(), &b"data: hello\n\n"[..]);
+    /// ```
+    pub fn data(data: impl AsRef<str>) -> Event {
+        let data = data.as_ref();
+        let mut buf = BytesMut::with_capacity(data.len() + 8);
+        write_data(&mut buf, data);
+        buf.put_u8(b'\n');
+        Event {
+            bytes: buf.freeze(),
+            id_line: 0,
+        }
+    }
+
+    /// An event whose data is `value` serialized as JSON on one line.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::json(&serde_json::json!({"n": 1}))?;
+    /// assert_eq!(event.as_bytes(), &b"data: {\"n\":1}\n\n"[..]);
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Event, EventError> {
+        Event::builder().json_data(value).build()
+    }
+
+    /// An event that only carries a `retry:` hint: it fires nothing in the browser, but sets how
+    /// long it waits before reconnecting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let event = tower_sse::Event::retry(Duration::from_millis(2500));
+    /// assert_eq!(event.as_bytes(), &b"retry: 2500\n\n"[..]);
+    /// ```
+    pub fn retry(retry: Duration) -> Event {
+        let mut buf = BytesMut::with_capacity(24);
+        write_retry(&mut buf, retry);
+        buf.put_u8(b'\n');
+        Event {
+            bytes: buf.freeze(),
+            id_line: 0,
+        }
+    }
+
+    /// The event's id, if it has one.
+    pub fn id(&self) -> Option<&str> {
+        if self.id_line == 0 {
+            return None;
+        }
+        let value = &self.bytes[ID_PREFIX.len()..self.id_line - 1];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        // The id was a `&str` when it was written, so this never fails.
+        std::str::from_utf8(value).ok()
+    }
+
+    /// The encoded event, ending with the blank line that dispatches it.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The encoded event as shared bytes (a reference count, not a copy).
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Returns this event with its id set to `id` (replacing any id it had), re-encoding only
+    /// the id line.
+    ///
+    /// This is what a hub does when it assigns ids at publish time.
+    ///
+    /// # Errors
+    ///
+    /// When `id` contains CR, LF or NUL.
+    pub fn with_id(&self, id: &str) -> Result<Event, EventError> {
+        validate_id(id)?;
+        let rest = &self.bytes[self.id_line..];
+        let mut buf = BytesMut::with_capacity(id.len() + 5 + rest.len());
+        write_field(&mut buf, "id", id);
+        let id_line = buf.len();
+        buf.put_slice(rest);
+        Ok(Event {
+            bytes: buf.freeze(),
+            id_line,
+        })
+    }
+
+    /// The encoded length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the encoded event is empty. It never is: every event ends with a blank line.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl From<Event> for Bytes {
+    fn from(event: Event) -> Bytes {
+        event.bytes
+    }
+}
+
+/// Builds an [`Event`]; see [`Event::builder`].
+///
+/// Setters never fail; the first invalid value is reported by [`EventBuilder::build`].
+#[derive(Debug, Default, Clone)]
+#[must_use]
+pub struct EventBuilder {
+    id: Option<String>,
+    event: Option<String>,
+    retry: Option<Duration>,
+    comments: Vec<String>,
+    data: Option<Data>,
+    error: Option<EventError>,
+}
+
+#[derive(Debug, Clone)]
+enum Data {
+    Text(String),
+    #[cfg(feature = "json")]
+    Json(String),
+}
+
+impl EventBuilder {
+    /// Sets the data. Line breaks (CR, LF or CRLF) split it into several `data:` lines; the
+    /// browser receives them joined with LF. Empty data is written as `data:` and still fires an
+    /// event. Calling this again replaces the data.
+    pub fn data(mut self, data: impl Into<String>) -> Self {
+        self.data = Some(Data::Text(data.into()));
+        self
+    }
+
+    /// Sets the data to `value` serialized as JSON on one line.
+    #[cfg(feature = "json")]
+    pub fn json_data<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_string(value) {
+            Ok(json) => self.data = Some(Data::Json(json)),
+            Err(err) => self.fail(EventError::new(ErrorKind::Json(err.to_string()))),
+        }
+        self
+    }
+
+    /// Sets the event name: the browser fires it as an event of that type, which
+    /// `addEventListener(name, …)` receives. Without a name the event is a `message`.
+    ///
+    /// A name containing CR or LF makes [`build`](Self::build) fail.
+    pub fn event(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if let Some(c) = find_line_break(&name) {
+            self.fail(EventError::new(ErrorKind::EventName(c)));
+        }
+        self.event = Some(name);
+        self
+    }
+
+    /// Sets the id, which the browser remembers and sends back as `Last-Event-ID` when it
+    /// reconnects.
+    ///
+    /// An id containing CR, LF or NUL makes [`build`](Self::build) fail. An empty id is allowed:
+    /// it resets the browser's last event id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        let id = id.into();
+        if let Err(err) = validate_id(&id) {
+            self.fail(err);
+        }
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the reconnection delay the browser waits after the connection drops. Written in
+    /// whole milliseconds.
+    pub fn retry(mut self, retry: Duration) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Adds a comment line (`: text`). Browsers ignore comments; they are useful for debugging
+    /// with `curl`. May be called more than once.
+    ///
+    /// A comment containing CR or LF makes [`build`](Self::build) fail.
+    pub fn comment(mut self, comment: impl Into<String>) -> Self {
+        let comment = comment.into();
+        if let Some(c) = find_line_break(&comment) {
+            self.fail(EventError::new(ErrorKind::Comment(c)));
+        }
+        self.comments.push(comment);
+        self
+    }
+
+    fn fail(&mut self, err: EventError) {
+        self.error.get_or_insert(err);
+    }
+
+    /// Validates the fields and encodes the event.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid value that was set: CR, LF or NUL in the id; CR or LF in the event name
+    /// or a comment; data that could not be serialized as JSON.
+    pub fn build(self) -> Result<Event, EventError> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        let data_len = match &self.data {
+            Some(Data::Text(s)) => s.len() + 8,
+            #[cfg(feature = "json")]
+            Some(Data::Json(s)) => s.len() + 8,
+            None => 0,
+        };
+        let mut buf = BytesMut::with_capacity(
+            data_len
+                + self.id.as_ref().map_or(0, |s| s.len() + 5)
+                + self.event.as_ref().map_or(0, |s| s.len() + 8)
+                + self.comments.iter().map(|c| c.len() + 3).sum::<usize>()
+                + 24,
+        );
+        let mut id_line = 0;
+        if let Some(id) = &self.id {
+            write_field(&mut buf, "id", id);
+            id_line = buf.len();
+        }
+        if let Some(event) = &self.event {
+            write_field(&mut buf, "event", event);
+        }
+        if let Some(retry) = self.retry {
+            write_retry(&mut buf, retry);
+        }
+        for comment in &self.comments {
+            write_field(&mut buf, "", comment);
+        }
+        match &self.data {
+            Some(Data::Text(data)) => write_data(&mut buf, data),
+            #[cfg(feature = "json")]
+            Some(Data::Json(json)) => write_field(&mut buf, "data", json),
+            None => {}
+        }
+        buf.put_u8(b'\n');
+        Ok(Event {
+            bytes: buf.freeze(),
+            id_line,
+        })
+    }
+}
+
+/// Writes `name: value\n`, or `name:\n` when the value is empty. The name `""` writes a comment.
+fn write_field(buf: &mut BytesMut, name: &str, value: &str) {
+    buf.put_slice(name.as_bytes());
+    buf.put_u8(b':');
+    if !value.is_empty() {
+        buf.put_u8(b' ');
+        buf.put_slice(value.as_bytes());
+    }
+    buf.put_u8(b'\n');
+}
+
+fn write_retry(buf: &mut BytesMut, retry: Duration) {
+    let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    // Writing into a `BytesMut` cannot fail.
+    let _ = writeln!(buf, "retry: {millis}");
+}
+
+/// Writes one `data:` line per line of `data`, where CR, LF and CRLF each end one line.
+fn write_data(buf: &mut BytesMut, data: &str) {
+    let bytes = data.as_bytes();
+    let mut start = 0;
+    loop {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map(|i| start + i);
+        let line = &data[start..end.unwrap_or(bytes.len())];
+        write_field(buf, "data", line);
+        match end {
+            None => break,
+            Some(i) => {
+                start = if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                    i + 2
+                } else {
+                    i + 1
+                };
+            }
+        }
+    }
+}
+
+fn find_line_break(s: &str) -> Option<char> {
+    s.chars().find(|&c| c == '\r' || c == '\n')
+}
+
+fn validate_id(id: &str) -> Result<(), EventError> {
+    match id.chars().find(|&c| c == '\r' || c == '\n' || c == '\0') {
+        Some(c) => Err(EventError::new(ErrorKind::Id(c))),
+        None => Ok(()),
+    }
+}
+
+/// An event field that the wire format cannot carry.
+///
+/// Returned by [`EventBuilder::build`] (and [`Event::with_id`]); its message says which field
+/// was wrong and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventError {
+    kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ErrorKind {
+    Id(char),
+    EventName(char),
+    Comment(char),
+    #[cfg_attr(not(feature = "json"), allow(dead_code))]
+    Json(String),
+}
+
+impl EventError {
+    fn new(kind: ErrorKind) -> Self {
+        EventError { kind }
+    }
+}
+
+fn char_name(c: char) -> &'static str {
+    match c {
+        '\r' => "a carriage return (CR)",
+        '\n' => "a line feed (LF)",
+        _ => "a NUL character",
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Id(c) => write!(
+                f,
+                "event id contains {}; ids may not contain CR, LF or NUL",
+                char_name(*c)
+            ),
+            ErrorKind::EventName(c) => write!(
+                f,
+                "event name contains {}; names may not contain CR or LF",
+                char_name(*c)
+            ),
+            ErrorKind::Comment(c) => write!(
+                f,
+                "comment contains {}; comments may not contain CR or LF",
+                char_name(*c)
+            ),
+            ErrorKind::Json(err) => write!(f, "event data could not be serialized as JSON: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+#[cfg(test)]
+mod tests;

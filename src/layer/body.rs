@@ -1,0 +1,225 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::layer::Config;
+
+const KEEP_ALIVE: Bytes = Bytes::from_static(b":\n\n");
+
+pin_project! {
+    /// Response body of [`SseService`](super::SseService).
+    ///
+    /// For an event stream it adds the prelude and keep-alive comments around the handler's
+    /// bytes; every other body passes through unchanged.
+    pub struct SseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Passthrough { #[pin] body: B },
+        Full { data: Option<Bytes> },
+        Stream { #[pin] body: B, state: StreamState },
+    }
+}
+
+struct StreamState {
+    prelude: Option<Bytes>,
+    boundary: Boundary,
+    keep_alive: Option<Duration>,
+    /// When the last bytes were written; the keep-alive is due one interval after it.
+    last_write: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    done: bool,
+}
+
+impl<B> SseBody<B> {
+    pub(crate) fn passthrough(body: B) -> Self {
+        SseBody {
+            kind: Kind::Passthrough { body },
+        }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        SseBody {
+            kind: Kind::Full { data: Some(data) },
+        }
+    }
+
+    pub(crate) fn stream(body: B, config: &Config) -> Self {
+        SseBody {
+            kind: Kind::Stream {
+                body,
+                state: StreamState {
+                    prelude: config.prelude.clone(),
+                    boundary: Boundary::START,
+                    keep_alive: config.keep_alive,
+                    last_write: None,
+                    timer: None,
+                    done: false,
+                },
+            },
+        }
+    }
+}
+
+impl<B> Body for SseBody<B>
+where
+    B: Body,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map(|frame| frame.map_data(into_bytes)))),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+            KindProj::Stream { body, state } => {
+                if state.done {
+                    return Poll::Ready(None);
+                }
+                if let Some(prelude) = state.prelude.take() {
+                    state.wrote(&prelude);
+                    return Poll::Ready(Some(Ok(Frame::data(prelude))));
+                }
+                match body.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let frame = frame.map_data(into_bytes);
+                        if let Some(data) = frame.data_ref() {
+                            state.wrote(data);
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(err))) => {
+                        state.done = true;
+                        Poll::Ready(Some(Err(err)))
+                    }
+                    Poll::Ready(None) => {
+                        state.done = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => state.poll_keep_alive(cx),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Passthrough { body } => body.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+            Kind::Stream { state, .. } => state.done,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Passthrough { body } => body.size_hint(),
+            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Stream { .. } => SizeHint::default(),
+        }
+    }
+}
+
+fn into_bytes<D: Buf>(mut data: D) -> Bytes {
+    data.copy_to_bytes(data.remaining())
+}
+
+impl StreamState {
+    fn wrote(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.boundary = self.boundary.advance(bytes);
+        if self.keep_alive.is_some() {
+            // The timer itself is only moved when it fires (see `poll_keep_alive`), so a busy
+            // stream costs a clock read per frame, not a timer update.
+            self.last_write = Some(Instant::now());
+        }
+    }
+
+    /// Called while the inner body has nothing to send: yields a keep-alive comment once the
+    /// stream has been idle for the interval and sits between two events.
+    fn poll_keep_alive<E>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+        let Some(interval) = self.keep_alive else {
+            return Poll::Pending;
+        };
+        let last_write = *self.last_write.get_or_insert_with(Instant::now);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_write + interval)));
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            let due = last_write + interval;
+            if due > timer.deadline() {
+                // Bytes went out since the timer was set: wait for the rest of the interval.
+                timer.as_mut().reset(due);
+                continue;
+            }
+            let now = Instant::now();
+            timer.as_mut().reset(now + interval);
+            if self.boundary.at_event_end() {
+                self.wrote(&KEEP_ALIVE);
+                return Poll::Ready(Some(Ok(Frame::data(KEEP_ALIVE))));
+            }
+            // In the middle of an event: a comment here would corrupt it. Look again after
+            // another interval.
+        }
+    }
+}
+
+/// Where the bytes written so far end, as the WHATWG parser sees them: within a line, right
+/// after one line break, or after a blank line (between two events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Boundary {
+    /// Line breaks since the last byte that was not a line break, capped at 2.
+    breaks: u8,
+    /// Whether the last byte was a CR (so a following LF belongs to it).
+    after_cr: bool,
+}
+
+impl Boundary {
+    pub(crate) const START: Boundary = Boundary {
+        breaks: 2,
+        after_cr: false,
+    };
+
+    pub(crate) fn at_event_end(self) -> bool {
+        self.breaks >= 2
+    }
+
+    /// The state after `bytes` are written. Only the tail after the last non-break byte
+    /// matters, so this reads a few bytes from the end, not the whole frame.
+    pub(crate) fn advance(self, bytes: &[u8]) -> Boundary {
+        let Some(&last) = bytes.last() else {
+            return self;
+        };
+        let (start, mut breaks, mut after_cr) =
+            match bytes.iter().rposition(|&b| b != b'\r' && b != b'\n') {
+                Some(i) => (i + 1, 0u8, false),
+                None => (0, self.breaks, self.after_cr),
+            };
+        for &b in &bytes[start..] {
+            if !(after_cr && b == b'\n') {
+                breaks = breaks.saturating_add(1).min(2);
+            }
+            after_cr = b == b'\r';
+        }
+        debug_assert_eq!(after_cr, last == b'\r');
+        Boundary { breaks, after_cr }
+    }
+}

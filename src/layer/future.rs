@@ -1,0 +1,119 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Response, StatusCode, Version, header};
+use pin_project_lite::pin_project;
+
+use super::SseBody;
+use super::layer::Config;
+
+/// What the response future needs to know about the request.
+pub(crate) struct RequestInfo {
+    pub(crate) version: Version,
+    /// `false` when the request carries an `Origin` that is neither this host nor allowed.
+    pub(crate) origin_allowed: bool,
+    pub(crate) config: Arc<Config>,
+}
+
+pin_project! {
+    /// Response future of [`SseService`](super::SseService).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+        info: Option<RequestInfo>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    pub(crate) enum Inner<F> {
+        Plain { #[pin] future: F },
+        Cors { #[pin] future: tower_http::cors::ResponseFuture<F> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: Inner<F>, info: RequestInfo) -> Self {
+        ResponseFuture {
+            inner,
+            info: Some(info),
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body + Default,
+{
+    type Output = Result<Response<SseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.inner.project() {
+            InnerProj::Plain { future } => ready!(future.poll(cx))?,
+            InnerProj::Cors { future } => ready!(future.poll(cx))?,
+        };
+        let info = this
+            .info
+            .take()
+            .expect("tower_sse::ResponseFuture polled after completion");
+        Poll::Ready(Ok(finish(response, info)))
+    }
+}
+
+/// Whether a response is an event stream (`text/event-stream`, any parameters, any case).
+pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// `Cache-Control` for event streams: never cached, never transformed (compressed, re-chunked)
+/// by proxies.
+pub(crate) const CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-cache, no-transform");
+
+fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Response<SseBody<B>> {
+    if !is_event_stream(response.headers()) {
+        return response.map(SseBody::passthrough);
+    }
+    if !info.origin_allowed {
+        // The stream body is dropped unpolled: no stream work for a refused origin.
+        tracing::debug!("refused an event stream to a cross-origin request that is not allowed");
+        let mut refused = Response::new(SseBody::full("origin not allowed\n".into()));
+        *refused.status_mut() = StatusCode::FORBIDDEN;
+        refused.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(vary) = response.headers().get(header::VARY) {
+            refused.headers_mut().insert(header::VARY, vary.clone());
+        }
+        return refused;
+    }
+    let (mut parts, body) = response.into_parts();
+    let headers = &mut parts.headers;
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(CACHE_CONTROL);
+    headers.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    if info.version >= Version::HTTP_2 {
+        // Connection-specific headers are forbidden on HTTP/2 and HTTP/3.
+        for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+            headers.remove(name);
+        }
+        headers.remove("keep-alive");
+        headers.remove("proxy-connection");
+    }
+    Response::from_parts(parts, SseBody::stream(body, &info.config))
+}
+
+use http::HeaderName;

@@ -1,0 +1,68 @@
+//! Production-grade Server-Sent Events for axum and any tower service.
+//!
+//! Pushing live data to browsers with `text/event-stream` takes one long `GET`. What it also
+//! takes, and what every team writes again by hand, is everything around that response:
+//! keep-alive comments that survive proxies, anti-buffering headers, CORS with cookies, reading
+//! `Last-Event-ID`, and an encoder that gets the wire format exactly right. `tower-sse` is that
+//! part:
+//!
+//! - [`Event`]: validated, WHATWG-exact, encoded once into shared bytes.
+//! - [`SseLayer`]: a tower layer that adds headers, keep-alive, a `retry:` hint and CORS with
+//!   credentials to every event-stream response, whoever produced it.
+//! - [`LastEventId`]: an axum extractor for the id a reconnecting client last saw.
+//! - [`EventStream`] / [`TryEventStream`]: return a `Stream` of events from a handler.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use axum::{Router, routing::get};
+//! use futures_util::stream::{self, Stream, StreamExt};
+//! use tower_sse::{Event, EventStream, LastEventId, SseLayer};
+//!
+//! /// Numbered ticks, resuming after the last one the client saw.
+//! async fn ticks(last: Option<LastEventId>) -> EventStream<impl Stream<Item = Event>> {
+//!     let start = last
+//!         .and_then(|id| id.as_str()?.parse::<u64>().ok())
+//!         .map_or(0, |n| n + 1);
+//!     EventStream::new(stream::iter(start..).then(|n| async move {
+//!         tokio::time::sleep(Duration::from_secs(1)).await;
+//!         Event::builder().id(n.to_string()).data(format!("tick {n}")).build().unwrap()
+//!     }))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let app = Router::new()
+//!         .route("/events", get(ticks))
+//!         .layer(SseLayer::new().allow_origins(["https://app.example.com"]));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `axum`  | yes     | [`LastEventId`] as an axum extractor; `IntoResponse` for [`EventStream`] and [`TryEventStream`] |
+//! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde |
+//!
+//! Without `axum`, the layer works on any `tower::Service<http::Request<B>>` whose responses
+//! are `http::Response<B2>`, and [`EventStream`] is an [`http_body::Body`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod event;
+pub mod extract;
+pub mod layer;
+pub mod response;
+
+pub use event::{Event, EventBuilder, EventError};
+pub use extract::{InvalidLastEventId, LastEventId};
+pub use layer::{SseLayer, SseService};
+pub use response::{EventStream, TryEventStream};
