@@ -312,8 +312,9 @@ impl EventBuilder {
         }
         match &self.data {
             Some(Data::Text(data)) => write_data(&mut buf, data),
+            // Compact JSON has no line breaks, but a `RawValue` is written verbatim and may.
             #[cfg(feature = "json")]
-            Some(Data::Json(json)) => write_field(&mut buf, "data", json),
+            Some(Data::Json(json)) => write_data(&mut buf, json),
             None => {}
         }
         buf.put_u8(b'\n');

@@ -57,12 +57,16 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod backend;
 pub mod event;
 pub mod extract;
+pub mod hub;
 pub mod layer;
+pub mod registry;
 pub mod response;
 
 pub use event::{Event, EventBuilder, EventError};
 pub use extract::{InvalidLastEventId, LastEventId};
+pub use hub::{Hub, HubBuilder, HubError, Subscription};
 pub use layer::{SseLayer, SseService};
 pub use response::{EventStream, TryEventStream};

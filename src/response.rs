@@ -157,9 +157,7 @@ where
             return Poll::Ready(None);
         };
         match stream.try_poll_next(cx) {
-            Poll::Ready(Some(Ok(event))) => {
-                Poll::Ready(Some(Ok(Frame::data(event.into_bytes()))))
-            }
+            Poll::Ready(Some(Ok(event))) => Poll::Ready(Some(Ok(Frame::data(event.into_bytes())))),
             Poll::Ready(Some(Err(err))) => {
                 tracing::warn!(error = %err, "event stream ended by an error");
                 this.stream.set(None);

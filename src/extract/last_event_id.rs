@@ -199,7 +199,9 @@ pub struct MissingLastEventId;
 
 impl fmt::Display for MissingLastEventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the request has no `Last-Event-ID` header and no `lastEventId` query parameter")
+        f.write_str(
+            "the request has no `Last-Event-ID` header and no `lastEventId` query parameter",
+        )
     }
 }
 
@@ -219,7 +221,10 @@ mod axum_impls {
     impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
         type Rejection = MissingLastEventId;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
             LastEventId::from_parts(parts).ok_or(MissingLastEventId)
         }
     }

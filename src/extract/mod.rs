@@ -24,3 +24,6 @@ pub use last_event_id::{
     InvalidLastEventId, LAST_EVENT_ID, LAST_EVENT_ID_QUERY, LastEventId, MAX_LAST_EVENT_ID_LEN,
     MissingLastEventId,
 };
+
+#[cfg(test)]
+mod tests;

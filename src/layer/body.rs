@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::layer::Config;
+use crate::registry::{CloseReason, Registration};
 
 const KEEP_ALIVE: Bytes = Bytes::from_static(b":\n\n");
 
@@ -33,6 +34,9 @@ pin_project! {
 }
 
 struct StreamState {
+    /// The stream's registry entry; dropping it removes the stream from the registry.
+    registration: Registration,
+    shutdown_retry: Duration,
     prelude: Option<Bytes>,
     boundary: Boundary,
     keep_alive: Option<Duration>,
@@ -55,11 +59,13 @@ impl<B> SseBody<B> {
         }
     }
 
-    pub(crate) fn stream(body: B, config: &Config) -> Self {
+    pub(crate) fn stream(body: B, config: &Config, registration: Registration) -> Self {
         SseBody {
             kind: Kind::Stream {
                 body,
                 state: StreamState {
+                    registration,
+                    shutdown_retry: config.shutdown_retry,
                     prelude: config.prelude.clone(),
                     boundary: Boundary::START,
                     keep_alive: config.keep_alive,
@@ -93,14 +99,24 @@ where
                     return Poll::Ready(None);
                 }
                 if let Some(prelude) = state.prelude.take() {
-                    state.wrote(&prelude);
+                    state.wrote(&prelude, false);
                     return Poll::Ready(Some(Ok(Frame::data(prelude))));
+                }
+                if let Some(reason) = state.registration.shared.poll_close(cx.waker()) {
+                    return Poll::Ready(state.close(reason).map(|bytes| Ok(Frame::data(bytes))));
+                }
+                if state.boundary.at_event_end()
+                    && let Some(event) = state.registration.shared.pop_outbox()
+                {
+                    let bytes = event.into_bytes();
+                    state.wrote(&bytes, true);
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
                 match body.poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         let frame = frame.map_data(into_bytes);
                         if let Some(data) = frame.data_ref() {
-                            state.wrote(data);
+                            state.wrote(data, true);
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
@@ -129,7 +145,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Passthrough { body } => body.size_hint(),
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Stream { .. } => SizeHint::default(),
         }
     }
@@ -140,11 +158,17 @@ fn into_bytes<D: Buf>(mut data: D) -> Bytes {
 }
 
 impl StreamState {
-    fn wrote(&mut self, bytes: &[u8]) {
+    /// Records bytes written: where they leave the stream, the keep-alive clock, and (for the
+    /// handler's bytes and sent events, not the layer's comments) the registry counters.
+    fn wrote(&mut self, bytes: &[u8], counted: bool) {
         if bytes.is_empty() {
             return;
         }
         self.boundary = self.boundary.advance(bytes);
+        let completes_event = u64::from(self.boundary.at_event_end() && counted);
+        self.registration
+            .shared
+            .record(completes_event, bytes.len() as u64);
         if self.keep_alive.is_some() {
             // The timer itself is only moved when it fires (see `poll_keep_alive`), so a busy
             // stream costs a clock read per frame, not a timer update.
@@ -152,9 +176,25 @@ impl StreamState {
         }
     }
 
+    /// Ends the stream because the server asked it to. Between two events, a shutdown first
+    /// sends a jittered `retry:` hint; inside an event the stream just ends (the client drops
+    /// the partial event and resumes after the last complete one).
+    fn close(&mut self, reason: CloseReason) -> Option<Bytes> {
+        self.done = true;
+        if reason == CloseReason::Shutdown && self.boundary.at_event_end() {
+            let retry = crate::Event::retry(super::future::jitter(self.shutdown_retry));
+            self.registration.shared.record(0, retry.len() as u64);
+            return Some(retry.into_bytes());
+        }
+        None
+    }
+
     /// Called while the inner body has nothing to send: yields a keep-alive comment once the
     /// stream has been idle for the interval and sits between two events.
-    fn poll_keep_alive<E>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+    fn poll_keep_alive<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, E>>> {
         let Some(interval) = self.keep_alive else {
             return Poll::Pending;
         };
@@ -173,7 +213,7 @@ impl StreamState {
             let now = Instant::now();
             timer.as_mut().reset(now + interval);
             if self.boundary.at_event_end() {
-                self.wrote(&KEEP_ALIVE);
+                self.wrote(&KEEP_ALIVE, false);
                 return Poll::Ready(Some(Ok(Frame::data(KEEP_ALIVE))));
             }
             // In the middle of an event: a comment here would corrupt it. Look again after

@@ -3,11 +3,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderValue, Response, StatusCode, Version, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, Version, header};
 use pin_project_lite::pin_project;
 
 use super::SseBody;
 use super::layer::Config;
+use crate::hub::SubscriptionTopic;
+use crate::registry::{ConnShared, Refused};
 
 /// What the response future needs to know about the request.
 pub(crate) struct RequestInfo {
@@ -15,6 +17,8 @@ pub(crate) struct RequestInfo {
     /// `false` when the request carries an `Origin` that is neither this host nor allowed.
     pub(crate) origin_allowed: bool,
     pub(crate) config: Arc<Config>,
+    /// The stream's registry entry, should the response be an event stream.
+    pub(crate) conn: Arc<ConnShared>,
 }
 
 pin_project! {
@@ -96,7 +100,40 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
         return refused;
     }
     let (mut parts, body) = response.into_parts();
-    let headers = &mut parts.headers;
+    set_stream_headers(&mut parts.headers, info.version);
+    if let Some(SubscriptionTopic(topic)) = parts.extensions.get::<SubscriptionTopic>() {
+        info.conn.set_topic(topic.clone());
+    }
+    let config = &info.config;
+    match config.registry.register(info.conn, config.limits) {
+        Ok(registration) => {
+            Response::from_parts(parts, SseBody::stream(body, config, registration))
+        }
+        Err(refused) => {
+            // The handler's body is dropped unpolled. 200 with a `retry:` hint, not 429/503:
+            // an `EventSource` never reconnects after a status other than 200.
+            let (why, retry) = match refused {
+                Refused::ShuttingDown => ("shutting down", config.shutdown_retry),
+                Refused::GlobalLimit => ("too many connections", config.over_limit_retry),
+                Refused::PeerLimit => (
+                    "too many connections from this address",
+                    config.over_limit_retry,
+                ),
+            };
+            tracing::debug!(reason = why, "refused an event stream");
+            let retry = crate::Event::retry(jitter(retry));
+            let mut bytes = bytes::BytesMut::with_capacity(64);
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(why.as_bytes());
+            bytes.extend_from_slice(b"\n");
+            bytes.extend_from_slice(retry.as_bytes());
+            Response::from_parts(parts, SseBody::full(bytes.freeze()))
+        }
+    }
+}
+
+/// The headers every event stream gets.
+fn set_stream_headers(headers: &mut http::HeaderMap, version: Version) {
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(CACHE_CONTROL);
@@ -105,15 +142,21 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
         HeaderValue::from_static("no"),
     );
     headers.remove(header::CONTENT_LENGTH);
-    if info.version >= Version::HTTP_2 {
+    if version >= Version::HTTP_2 {
         // Connection-specific headers are forbidden on HTTP/2 and HTTP/3.
-        for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+        for name in [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+        ] {
             headers.remove(name);
         }
         headers.remove("keep-alive");
         headers.remove("proxy-connection");
     }
-    Response::from_parts(parts, SseBody::stream(body, &info.config))
 }
 
-use http::HeaderName;
+/// `retry` spread by ±50 %, so clients told the same thing do not all come back at once.
+pub(crate) fn jitter(retry: std::time::Duration) -> std::time::Duration {
+    retry.mul_f64(0.5 + fastrand::f64())
+}

@@ -8,10 +8,17 @@ use tower_layer::Layer;
 
 use super::cors::{AllowedOrigins, InvalidOrigin};
 use super::service::SseService;
+use crate::registry::{Limits, Registry};
 
 /// Default interval between keep-alive comments: well under the 60 s idle limits of nginx and
 /// AWS load balancers.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Default `retry:` hint at shutdown, before jitter.
+pub const DEFAULT_SHUTDOWN_RETRY: Duration = Duration::from_secs(2);
+
+/// Default `retry:` hint for a stream refused by a connection limit, before jitter.
+pub const DEFAULT_OVER_LIMIT_RETRY: Duration = Duration::from_secs(10);
 
 /// Size of the optional padding comment for old polyfills.
 const PADDING: usize = 2048;
@@ -39,6 +46,10 @@ pub(crate) struct Config {
     allow_headers: Vec<HeaderName>,
     /// The CORS layer derived from the settings above; `None` without allowed origins.
     pub(crate) cors: Option<tower_http::cors::CorsLayer>,
+    pub(crate) registry: Registry,
+    pub(crate) limits: Limits,
+    pub(crate) shutdown_retry: Duration,
+    pub(crate) over_limit_retry: Duration,
 }
 
 impl Default for SseLayer {
@@ -65,6 +76,10 @@ impl SseLayer {
                 header::CACHE_CONTROL,
             ],
             cors: None,
+            registry: Registry::new(),
+            limits: Limits::default(),
+            shutdown_retry: DEFAULT_SHUTDOWN_RETRY,
+            over_limit_retry: DEFAULT_OVER_LIMIT_RETRY,
         };
         config.refresh();
         SseLayer {
@@ -82,9 +97,10 @@ impl SseLayer {
     /// Sends a keep-alive comment (`:`) after `interval` without any other bytes, so proxies and
     /// load balancers do not close an idle stream and a vanished client is noticed at the next
     /// write. The timer restarts with every event, and the comment is only ever written between
-    /// two complete events. Default: 15 s.
+    /// two complete events. Default: 15 s. `Duration::ZERO` switches keep-alive off, like
+    /// [`no_keep_alive`](Self::no_keep_alive).
     pub fn keep_alive(self, interval: Duration) -> Self {
-        self.update(|c| c.keep_alive = Some(interval))
+        self.update(|c| c.keep_alive = (!interval.is_zero()).then_some(interval))
     }
 
     /// Switches keep-alive comments off.
@@ -179,6 +195,75 @@ impl SseLayer {
         self.update(|c| c.origins = Some(AllowedOrigins::predicate(predicate)))
     }
 
+    /// Lists every stream in `registry` (by default each layer has its own). Give it the hub's,
+    /// `SseLayer::new().registry(hub.registry())`, so the hub's streams are listed, limited and
+    /// shut down together.
+    pub fn registry(self, registry: Registry) -> Self {
+        self.update(|c| c.registry = registry)
+    }
+
+    /// Caps the number of open streams. One over the cap is answered `200 OK` with a `retry:`
+    /// hint (10 s, jittered) and an immediate end, not with `429` or `503`: a browser's
+    /// `EventSource` treats any status but 200 as final and would never reconnect, whereas this
+    /// way it comes back later by itself. Other clients see a stream that ends at once, with a
+    /// comment saying why.
+    pub fn max_connections(self, max: usize) -> Self {
+        self.update(|c| c.limits.global = Some(max))
+    }
+
+    /// Caps the number of open streams from one peer IP address, answered like
+    /// [`max_connections`](Self::max_connections). Needs the peer address: with axum, serve
+    /// with `into_make_service_with_connect_info::<SocketAddr>()`; requests without one are
+    /// not counted.
+    pub fn max_connections_per_peer(self, max: usize) -> Self {
+        self.update(|c| c.limits.per_peer = Some(max))
+    }
+
+    /// The `retry:` hint of a stream refused by a connection limit, before jitter (±50 %).
+    /// Default 10 s.
+    pub fn over_limit_retry(self, retry: Duration) -> Self {
+        self.update(|c| c.over_limit_retry = retry)
+    }
+
+    /// The `retry:` hint every stream ends with at shutdown, before jitter (±50 %, so clients
+    /// do not all come back at once). Default 2 s.
+    pub fn shutdown_retry(self, retry: Duration) -> Self {
+        self.update(|c| c.shutdown_retry = retry)
+    }
+
+    /// Ends every open stream of this layer's registry, each with a final jittered `retry:`
+    /// hint written between two events, and answers every new stream with such a hint and an
+    /// immediate end. Streams end on their next poll, so a graceful shutdown that waits for
+    /// open responses completes promptly.
+    pub fn shutdown(&self) {
+        self.config.registry.close_all();
+    }
+
+    /// A future for `axum::serve(..).with_graceful_shutdown(..)`: waits for `signal`, ends
+    /// every stream (see [`shutdown`](Self::shutdown)), then resolves so the server stops.
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router, listener: tokio::net::TcpListener) {
+    /// let sse = tower_sse::SseLayer::new();
+    /// axum::serve(listener, app.layer(sse.clone()))
+    ///     .with_graceful_shutdown(sse.shutdown_on(async {
+    ///         tokio::signal::ctrl_c().await.ok();
+    ///     }))
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn shutdown_on<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let registry = self.config.registry.clone();
+        async move {
+            signal.await;
+            registry.close_all();
+        }
+    }
+
     /// Methods that allowed origins may use, besides the default `GET` and `HEAD` (say, `POST`
     /// for a publish route under the same layer).
     pub fn allow_methods<I: IntoIterator<Item = Method>>(self, methods: I) -> Self {
@@ -209,9 +294,13 @@ impl Config {
     fn refresh(&mut self) {
         self.prelude = self.build_prelude();
         self.cors = self.origins.as_ref().map(|origins| {
+            let allowed = origins.clone();
             tower_http::cors::CorsLayer::new()
                 .allow_origin(origins.to_tower_http())
-                .allow_credentials(true)
+                // Only alongside an allowed origin: an unlisted one gets no CORS header at all.
+                .allow_credentials(tower_http::cors::AllowCredentials::predicate(
+                    move |origin, parts| allowed.allows(origin, parts),
+                ))
                 .allow_methods(self.allow_methods.clone())
                 .allow_headers(self.allow_headers.clone())
         });

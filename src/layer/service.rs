@@ -9,6 +9,8 @@ use tower_service::Service;
 use super::cors::is_same_origin;
 use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
 use super::layer::Config;
+use crate::LastEventId;
+use crate::registry::{ConnShared, Connection};
 
 /// The service produced by [`SseLayer`](crate::SseLayer); see the
 /// [module documentation](crate::layer).
@@ -19,6 +21,8 @@ pub struct SseService<S> {
 }
 
 #[derive(Debug, Clone)]
+// Not boxed: axum clones the service for every request, and a box would allocate each time.
+#[allow(clippy::large_enum_variant)]
 enum Inner<S> {
     Plain(S),
     Cors(Cors<S>),
@@ -51,7 +55,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let origin_allowed = match parts.headers.get(header::ORIGIN) {
             None => true,
             Some(origin) => {
@@ -63,16 +67,40 @@ where
                         .is_some_and(|allowed| allowed.allows(origin, &parts))
             }
         };
+        let conn = Arc::new(ConnShared::new(
+            self.config.registry.next_id(),
+            parts.uri.clone(),
+            peer_addr(&parts.extensions),
+            parts.headers.get(header::USER_AGENT).cloned(),
+            LastEventId::from_parts(&parts),
+        ));
+        parts.extensions.insert(Connection::new(conn.clone()));
         let info = RequestInfo {
             version: parts.version,
             origin_allowed,
             config: self.config.clone(),
+            conn,
         };
         let req = Request::from_parts(parts, body);
         let inner = match &mut self.inner {
-            Inner::Plain(s) => InnerFuture::Plain { future: s.call(req) },
-            Inner::Cors(s) => InnerFuture::Cors { future: s.call(req) },
+            Inner::Plain(s) => InnerFuture::Plain {
+                future: s.call(req),
+            },
+            Inner::Cors(s) => InnerFuture::Cors {
+                future: s.call(req),
+            },
         };
         ResponseFuture::new(inner, info)
     }
+}
+
+/// The client's address, as the server left it in the request's extensions.
+fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(*addr);
+    }
+    extensions.get::<std::net::SocketAddr>().copied()
 }

@@ -1,0 +1,291 @@
+//! The tower-sse hub server: publish to topics over HTTP, subscribe with `EventSource`.
+//!
+//! ```text
+//! cargo run --release --example hub
+//! curl -N http://127.0.0.1:3000/events/news                  # subscribe
+//! curl -d 'hello' http://127.0.0.1:3000/publish/news          # publish: {"id":"…"}
+//! curl -d '{"p":1}' 'http://127.0.0.1:3000/publish/news?event=price'
+//! curl -N -H 'Last-Event-ID: <id>' http://127.0.0.1:3000/events/news   # resume
+//! curl http://127.0.0.1:3000/connections
+//! ```
+//!
+//! Configuration, from the environment:
+//!
+//! ```text
+//! ADDR            listen address, default 127.0.0.1:3000; prints "listening on http://ADDR" when ready
+//! ALLOW_ORIGINS   comma-separated origins allowed with credentials (default none: same origin only)
+//! KEEP_ALIVE      keep-alive interval in seconds (default 15)
+//! HISTORY         events kept per topic (default 1000)
+//! MAX_CONNECTIONS global cap on open streams (default none)
+//! ```
+//!
+//! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, then the
+//! process exits.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
+
+/// The hub server's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: String,
+    pub allow_origins: Vec<String>,
+    pub keep_alive: Duration,
+    pub history: usize,
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: "127.0.0.1:3000".to_owned(),
+            allow_origins: Vec::new(),
+            keep_alive: Duration::from_secs(15),
+            history: 1000,
+            max_connections: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the settings from the environment; the error says which variable is wrong.
+    pub fn from_env() -> Result<Config, String> {
+        let mut config = Config::default();
+        if let Ok(addr) = std::env::var("ADDR") {
+            config.addr = addr;
+        }
+        if let Ok(origins) = std::env::var("ALLOW_ORIGINS") {
+            config.allow_origins = origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(secs) = number("KEEP_ALIVE")? {
+            config.keep_alive = Duration::from_secs(secs as u64);
+        }
+        if let Some(history) = number("HISTORY")? {
+            config.history = history;
+        }
+        config.max_connections = number("MAX_CONNECTIONS")?;
+        Ok(config)
+    }
+}
+
+fn number(name: &str) -> Result<Option<usize>, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name} must be a whole number, not {value:?}")),
+    }
+}
+
+/// The app and the layer (whose `shutdown_on` ends every stream at shutdown).
+pub fn app(config: &Config) -> Result<(Router, SseLayer), String> {
+    let hub = Hub::builder().history_events(config.history).memory();
+    let mut sse = SseLayer::new()
+        .keep_alive(config.keep_alive)
+        .registry(hub.registry());
+    if !config.allow_origins.is_empty() {
+        sse = sse
+            .try_allow_origins(&config.allow_origins)
+            .map_err(|err| format!("ALLOW_ORIGINS: {err}"))?;
+    }
+    if let Some(max) = config.max_connections {
+        sse = sse.max_connections(max);
+    }
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/events/{topic}", get(subscribe))
+        .route("/publish/{topic}", post(publish))
+        .route("/connections", get(connections))
+        .layer(sse.clone())
+        .with_state(hub);
+    Ok((app, sse))
+}
+
+async fn subscribe(
+    State(hub): State<Hub>,
+    Path(topic): Path<String>,
+    last: Option<LastEventId>,
+) -> Result<Subscription, HubError> {
+    hub.subscribe(&topic, last).await
+}
+
+#[derive(Deserialize)]
+struct PublishParams {
+    event: Option<String>,
+}
+
+async fn publish(
+    State(hub): State<Hub>,
+    Path(topic): Path<String>,
+    Query(params): Query<PublishParams>,
+    data: String,
+) -> Response {
+    let mut event = Event::builder().data(data);
+    if let Some(name) = params.event {
+        event = event.event(name);
+    }
+    let event = match event.build() {
+        Ok(event) => event,
+        Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+    };
+    match hub.publish(&topic, event).await {
+        Ok(event) => Json(json!({ "id": event.id() })).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn connections(State(hub): State<Hub>) -> Json<serde_json::Value> {
+    let list: Vec<_> = hub
+        .registry()
+        .snapshot()
+        .iter()
+        .map(|c| {
+            let connected_at = c
+                .connected_at()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            json!({
+                "id": c.id(),
+                "topic": c.topic(),
+                "peer": c.peer().map(|p| p.to_string()),
+                "connected_at": connected_at,
+                "last_event_id": c.last_event_id(),
+                "events_sent": c.events_sent(),
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[allow(dead_code)] // The end-to-end tests include this file for `app` and have a main of their own.
+#[tokio::main]
+async fn main() {
+    if let Err(err) = run().await {
+        eprintln!("hub: {err}");
+        std::process::exit(2);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let config = Config::from_env()?;
+    let (app, sse) = app(&config)?;
+    let listener = tokio::net::TcpListener::bind(&config.addr)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;
+    let addr = listener.local_addr().map_err(|err| err.to_string())?;
+    println!("listening on http://{addr}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(sse.shutdown_on(shutdown_signal()))
+    .await
+    .map_err(|err| err.to_string())?;
+    println!("shut down");
+    Ok(())
+}
+
+const PAGE: &str = r##"<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tower-sse hub</title>
+<style>
+  body { font: 15px/1.5 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; }
+  form { display: flex; gap: .5rem; margin: .75rem 0; }
+  input { font: inherit; padding: .3rem .5rem; }
+  input[name=data] { flex: 1; }
+  #state { font-weight: 600; }
+  #state.open { color: #137333; } #state.reconnecting { color: #b06000; }
+  ol { font-family: ui-monospace, monospace; padding-left: 0; list-style: none; }
+  li { padding: .15rem .4rem; border-bottom: 1px solid #eee; }
+  li.gap { background: #fff4e5; } li.note { color: #666; font-style: italic; }
+  .id { color: #888; margin-right: .75rem; }
+</style>
+<h1>tower-sse hub</h1>
+<form id="watch"><label>Topic <input name="topic" value="news" required></label><button>Watch</button></form>
+<p>Connection: <span id="state">idle</span> · reconnects: <span id="reconnects">0</span></p>
+<form id="publish"><input name="data" placeholder="event data" required><input name="event" placeholder="event name (optional)" size="14"><button>Publish</button></form>
+<ol id="log"></ol>
+<script>
+  const $ = (s) => document.querySelector(s);
+  const log = $("#log");
+  let source = null, topic = null, reconnects = 0;
+  function add(text, cls, id) {
+    const li = document.createElement("li");
+    if (cls) li.className = cls;
+    if (id) { const s = document.createElement("span"); s.className = "id"; s.textContent = id; li.append(s); }
+    li.append(document.createTextNode(text));
+    log.prepend(li);
+    while (log.children.length > 200) log.lastChild.remove();
+  }
+  function setState(text) { $("#state").textContent = text; $("#state").className = text; }
+  function watch(name) {
+    if (source) source.close();
+    topic = name; reconnects = 0; $("#reconnects").textContent = "0";
+    log.replaceChildren();
+    add(`watching "${name}"`, "note");
+    source = new EventSource(`/events/${encodeURIComponent(name)}`);
+    let opened = false;
+    source.onopen = () => {
+      if (opened) { reconnects++; $("#reconnects").textContent = reconnects; add("reconnected", "note"); }
+      opened = true; setState("open");
+    };
+    source.onerror = () => setState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    source.onmessage = (e) => add(e.data, "", e.lastEventId);
+    source.addEventListener("gap", (e) => {
+      const gap = JSON.parse(e.data);
+      add(`gap: ${gap.reason} (asked for ${gap.requested ?? "an unusable id"}; resuming ${gap.resume})`, "gap");
+    });
+    for (const name of ["price", "alert", "chat"]) source.addEventListener(name, (e) => add(`${name}: ${e.data}`, "", e.lastEventId));
+  }
+  $("#watch").onsubmit = (e) => { e.preventDefault(); watch(e.target.topic.value); };
+  $("#publish").onsubmit = async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    const q = f.event.value ? `?event=${encodeURIComponent(f.event.value)}` : "";
+    const r = await fetch(`/publish/${encodeURIComponent(topic)}${q}`, { method: "POST", body: f.data.value });
+    if (!r.ok) add(`publish failed: ${await r.text()}`, "note"); else f.data.value = "";
+  };
+  watch($("#watch").topic.value);
+</script>
+</html>
+"##;

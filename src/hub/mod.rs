@@ -1,0 +1,328 @@
+//! [`Hub`]: topics, ids, bounded history, exact replay with gap events, and live fan-out.
+//!
+//! `publish(topic, event)` gives the event its id, keeps it in the topic's history and sends it
+//! to every live subscriber, sharing its encoded bytes. `subscribe(topic, last_event_id)`
+//! returns a [`Subscription`], a `Stream<Item = Event>` that a handler returns as is: first
+//! every retained event after the client's id, then live events, with no gap and no
+//! duplicate. When the id cannot be resumed from (evicted, from before a restart, never
+//! issued, malformed), the client is told first, by an event named `gap`:
+//!
+//! ```text
+//! event: gap
+//! id: 6f1c2a9b03de-41
+//! data: {"reason":"foreign","requested":"0b1d9e7a21c4-17","resume":"oldest","resume_after":"6f1c2a9b03de-41","last_id":"6f1c2a9b03de-60"}
+//! ```
+//!
+//! `reason` is `evicted`, `foreign`, `unknown` or `malformed`; `requested` is the id the client
+//! sent (`null` when it was unusable); `resume` says whether the stream continues with the
+//! oldest retained event or live only ([`HubBuilder::gap_resume`]); `resume_after` is the
+//! gap event's own id, after which the stream continues exactly; `last_id` is the topic's
+//! newest id. A browser sees it with `source.addEventListener("gap", …)`.
+//!
+//! A subscriber whose queue overflows (it reads slower than events are published) gets a
+//! `retry:` hint and its stream ends; it reconnects with its `Last-Event-ID` and catches up
+//! from history. Replay per reconnect is capped ([`HubBuilder::max_replay`]); a client
+//! further behind gets one batch per connection.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, extract::{Path, State}, routing::{get, post}};
+//! use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
+//!
+//! async fn subscribe(
+//!     State(hub): State<Hub>,
+//!     Path(topic): Path<String>,
+//!     last: Option<LastEventId>,
+//! ) -> Result<Subscription, HubError> {
+//!     hub.subscribe(&topic, last).await
+//! }
+//!
+//! async fn publish(State(hub): State<Hub>, Path(topic): Path<String>, body: String)
+//!     -> Result<String, HubError>
+//! {
+//!     let event = hub.publish(&topic, Event::data(body)).await?;
+//!     Ok(event.id().unwrap_or_default().to_owned())
+//! }
+//!
+//! let hub = Hub::memory();
+//! let app: Router = Router::new()
+//!     .route("/events/{topic}", get(subscribe))
+//!     .route("/publish/{topic}", post(publish))
+//!     .layer(SseLayer::new().registry(hub.registry()))
+//!     .with_state(hub);
+//! # let _ = app;
+//! ```
+
+mod error;
+mod subscription;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use error::HubError;
+pub use subscription::Subscription;
+pub(crate) use subscription::SubscriptionTopic;
+
+use crate::backend::{
+    Backend, GapResume, Health, HistoryLimits, MemoryBackend, ReplayOptions, memory,
+};
+use crate::registry::Registry;
+use crate::{Event, LastEventId};
+
+/// The longest topic name, in bytes.
+pub const MAX_TOPIC_LEN: usize = 200;
+
+/// The default cap on one published event's encoded size: 1 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Topics, history, replay and fan-out over a [`Backend`]; a cheap [`Clone`] handle.
+///
+/// See the [module documentation](self).
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    registry: Registry,
+    replay: ReplayOptions,
+    max_event_bytes: usize,
+    retry_after_lag: Duration,
+    published: AtomicU64,
+    slow_consumers: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("replay", &self.inner.replay)
+            .field("max_event_bytes", &self.inner.max_event_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub on the embedded in-memory backend, with the defaults of [`HubBuilder`].
+    pub fn memory() -> Hub {
+        Hub::builder().memory()
+    }
+
+    /// Configures a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// Publishes `event` to `topic` and returns it as stored, with the id the hub gave it
+    /// (any id the event had is replaced).
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name, an event larger than the hub's cap, or a backend that cannot
+    /// store it (nothing is half-done then).
+    pub async fn publish(&self, topic: &str, event: Event) -> Result<Event, HubError> {
+        validate_topic(topic)?;
+        if event.len() > self.inner.max_event_bytes {
+            return Err(HubError::too_large(event.len(), self.inner.max_event_bytes));
+        }
+        let event = self.inner.backend.publish(topic, event).await?;
+        self.inner.published.fetch_add(1, Ordering::Relaxed);
+        Ok(event)
+    }
+
+    /// Subscribes to `topic` for a client that last saw `last` (`None` on a first connection,
+    /// which gets live events only). See the [module documentation](self).
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name, or a backend that cannot serve now.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        last: Option<LastEventId>,
+    ) -> Result<Subscription, HubError> {
+        validate_topic(topic)?;
+        let opened = self
+            .inner
+            .backend
+            .open(topic, last.as_ref(), &self.inner.replay)
+            .await?;
+        Ok(Subscription::new(
+            topic.into(),
+            last,
+            opened,
+            self.inner.retry_after_lag,
+            self.inner.slow_consumers.clone(),
+        ))
+    }
+
+    /// The registry to give the layer (`SseLayer::new().registry(hub.registry())`), so the
+    /// hub's streams are listed, limited and shut down together.
+    pub fn registry(&self) -> Registry {
+        self.inner.registry.clone()
+    }
+
+    /// Whether the backend can serve now.
+    pub fn health(&self) -> Health {
+        self.inner.backend.health()
+    }
+
+    /// Counters since the hub was created.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            published: self.inner.published.load(Ordering::Relaxed),
+            slow_consumers: self.inner.slow_consumers.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters of a [`Hub`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Events published.
+    pub published: u64,
+    /// Subscriptions ended because they fell more than their queue behind.
+    pub slow_consumers: u64,
+}
+
+/// What a topic name may be, as every invalid-topic message says.
+const TOPIC_RULE: &str = "use 1 to 200 bytes of ASCII letters, digits and - _ . : ~ @ /";
+
+/// Checks a topic name: 1 to 200 bytes of ASCII letters, digits and `-_.:~@/`.
+fn validate_topic(topic: &str) -> Result<(), HubError> {
+    if topic.is_empty() {
+        return Err(HubError::invalid_topic(
+            topic,
+            &format!("it is empty; {TOPIC_RULE}"),
+        ));
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(HubError::invalid_topic(
+            topic,
+            &format!("it is longer than 200 bytes; {TOPIC_RULE}"),
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "-_.:~@/".contains(c)))
+    {
+        return Err(HubError::invalid_topic(
+            topic,
+            &format!("it contains {c:?}; {TOPIC_RULE}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Configures a [`Hub`]; see [`Hub::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HubBuilder {
+    history: HistoryLimits,
+    replay: ReplayOptions,
+    queue: usize,
+    max_event_bytes: usize,
+    retry_after_lag: Duration,
+    registry: Option<Registry>,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            history: HistoryLimits::default(),
+            replay: ReplayOptions::default(),
+            queue: memory::DEFAULT_QUEUE,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            retry_after_lag: Duration::from_secs(1),
+            registry: None,
+        }
+    }
+}
+
+impl HubBuilder {
+    /// The most events kept per topic. Default 1000.
+    pub fn history_events(mut self, max: usize) -> Self {
+        self.history.max_events = max;
+        self
+    }
+
+    /// The most encoded bytes kept per topic. Default 16 MiB.
+    pub fn history_bytes(mut self, max: usize) -> Self {
+        self.history.max_bytes = max;
+        self
+    }
+
+    /// How long events are kept. Default 1 hour.
+    pub fn history_age(mut self, max: Duration) -> Self {
+        self.history.max_age = max;
+        self
+    }
+
+    /// The most events one reconnect replays. Default 1000.
+    pub fn max_replay(mut self, max: usize) -> Self {
+        self.replay.max_replay = max.max(1);
+        self
+    }
+
+    /// Where a client whose id cannot be resumed continues: [`GapResume::Oldest`] (default)
+    /// or [`GapResume::Live`].
+    pub fn gap_resume(mut self, resume: GapResume) -> Self {
+        self.replay.resume = resume;
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it is disconnected (and catches
+    /// up by replay when it reconnects). Default 1024. The queue is one ring per topic shared
+    /// by all its subscribers, so this costs memory per topic, not per subscriber.
+    pub fn subscriber_queue(mut self, events: usize) -> Self {
+        self.queue = events.max(1);
+        self
+    }
+
+    /// The largest encoded event `publish` accepts. Default 1 MiB.
+    pub fn max_event_bytes(mut self, max: usize) -> Self {
+        self.max_event_bytes = max;
+        self
+    }
+
+    /// The `retry:` hint sent to a subscriber that is disconnected for falling behind, or whose
+    /// replay was cut at `max_replay`. Default 1 s.
+    pub fn retry_after_lag(mut self, retry: Duration) -> Self {
+        self.retry_after_lag = retry;
+        self
+    }
+
+    /// Uses this registry instead of a new one.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The hub on the embedded in-memory backend.
+    pub fn memory(self) -> Hub {
+        let backend = MemoryBackend::with_queue(self.history, self.queue);
+        self.backend(backend)
+    }
+
+    /// The hub on another backend. The history bounds and queue size of this builder are the
+    /// in-memory backend's; other backends take their own.
+    pub fn backend(self, backend: impl Backend) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                backend: Box::new(backend),
+                registry: self.registry.unwrap_or_default(),
+                replay: self.replay,
+                max_event_bytes: self.max_event_bytes,
+                retry_after_lag: self.retry_after_lag,
+                published: AtomicU64::new(0),
+                slow_consumers: Arc::new(AtomicU64::new(0)),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

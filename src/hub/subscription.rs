@@ -1,0 +1,164 @@
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::Either;
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::backend::{Gap, Live, Opened};
+use crate::{Event, LastEventId};
+
+/// A client's subscription to a hub topic: the `gap` event if its id could not be resumed,
+/// the replay of what it missed, then live events.
+///
+/// It is a `Stream<Item = Event>` and an axum response (a `text/event-stream` through
+/// [`EventStream`](crate::EventStream)), so a handler returns it as is. Created by
+/// [`Hub::subscribe`](crate::Hub::subscribe).
+pub struct Subscription {
+    topic: Arc<str>,
+    stream: BoxStream<'static, Event>,
+}
+
+/// Response extension by which the layer learns a stream's topic for the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriptionTopic(pub(crate) Arc<str>);
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+struct LiveState {
+    live: Live,
+    retry: Duration,
+    slow_consumers: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        last: Option<LastEventId>,
+        opened: Opened,
+        retry: Duration,
+        slow_consumers: Arc<AtomicU64>,
+    ) -> Self {
+        let gap = opened.gap.map(|gap| gap_event(&gap, last.as_ref()));
+        let head = stream::iter(gap.into_iter().chain(opened.replay));
+        let tail = match opened.live {
+            Some(live) => Either::Left(stream::unfold(
+                Some(LiveState {
+                    live,
+                    retry,
+                    slow_consumers,
+                }),
+                next_live,
+            )),
+            // The replay was cut at its cap: come back for the rest.
+            None => Either::Right(stream::iter([Event::retry(retry)])),
+        };
+        Subscription {
+            topic,
+            stream: head.chain(tail).boxed(),
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+async fn next_live(state: Option<LiveState>) -> Option<(Event, Option<LiveState>)> {
+    let mut state = state?;
+    loop {
+        match state.live.receiver.recv().await {
+            Ok(published) if published.position <= state.live.after => continue,
+            Ok(published) => return Some((published.event, Some(state))),
+            Err(RecvError::Lagged(missed)) => {
+                state.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(missed, "subscriber fell behind; ending its stream");
+                return Some((Event::retry(state.retry), None));
+            }
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// The in-band notice that a replay is incomplete.
+fn gap_event(gap: &Gap, requested: Option<&LastEventId>) -> Event {
+    let mut json = String::with_capacity(160);
+    json.push_str("{\"reason\":");
+    push_json_str(&mut json, Some(gap.reason.as_str()));
+    json.push_str(",\"requested\":");
+    push_json_str(&mut json, requested.and_then(LastEventId::as_str));
+    if let Some(err) = requested.and_then(LastEventId::error) {
+        json.push_str(",\"detail\":");
+        push_json_str(&mut json, Some(&err.to_string()));
+    }
+    json.push_str(",\"resume\":");
+    push_json_str(&mut json, Some(gap.resume.as_str()));
+    json.push_str(",\"resume_after\":");
+    push_json_str(&mut json, gap.resume_after.as_deref());
+    json.push_str(",\"last_id\":");
+    push_json_str(&mut json, gap.last_id.as_deref());
+    json.push('}');
+    // A constant name and any data always build.
+    let event = Event::builder()
+        .event("gap")
+        .data(json)
+        .build()
+        .unwrap_or_else(|_| Event::data("{}"));
+    match &gap.resume_after {
+        // The id comes from the backend; should it be unusable, the notice goes without it.
+        Some(id) => event.with_id(id).unwrap_or(event),
+        None => event,
+    }
+}
+
+/// Appends `value` as a JSON string (or `null`).
+fn push_json_str(out: &mut String, value: Option<&str>) {
+    let Some(value) = value else {
+        out.push_str("null");
+        return;
+    };
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Subscription {
+    fn into_response(self) -> axum::response::Response {
+        let topic = SubscriptionTopic(self.topic.clone());
+        let mut response = crate::EventStream::new(self).into_response();
+        response.extensions_mut().insert(topic);
+        response
+    }
+}

@@ -1,0 +1,624 @@
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use serde_json::Value;
+
+use super::*;
+
+const TOPIC: &str = "news";
+
+/// An event as a client's parser sees it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parsed {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+    retry: Option<u64>,
+}
+
+/// Parses one encoded event (the encoder writes `\n` line ends and no comments here).
+fn parse(event: &Event) -> Parsed {
+    let text = std::str::from_utf8(event.as_bytes()).expect("UTF-8");
+    let body = text.strip_suffix("\n\n").expect("ends with a blank line");
+    let mut parsed = Parsed::default();
+    for line in body.split('\n') {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+        match field {
+            "id" => parsed.id = Some(value),
+            "event" => parsed.event = Some(value),
+            "retry" => parsed.retry = Some(value.parse().expect("retry is digits")),
+            "data" => match &mut parsed.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(&value);
+                }
+                None => parsed.data = Some(value),
+            },
+            other => panic!("unexpected field {other:?} in {text:?}"),
+        }
+    }
+    parsed
+}
+
+fn epoch(id: &str) -> &str {
+    id.rsplit_once('-').expect("EPOCH-SEQ").0
+}
+
+fn seq(id: &str) -> u64 {
+    id.rsplit_once('-')
+        .expect("EPOCH-SEQ")
+        .1
+        .parse()
+        .expect("SEQ is a number")
+}
+
+/// The SEQ of an ordinary (not `gap`, not retry) event, checking its data is its SEQ, as
+/// [`publish_range`] publishes them.
+fn data_seq(event: &Event) -> u64 {
+    let parsed = parse(event);
+    assert_eq!(parsed.event, None, "{event:?}");
+    let id = parsed.id.expect("an id");
+    let n = seq(&id);
+    assert_eq!(parsed.data, Some(n.to_string()), "{event:?}");
+    n
+}
+
+fn last(id: &str) -> Option<LastEventId> {
+    Some(LastEventId::new(id).expect("a usable id"))
+}
+
+/// Publishes events numbered `from..=to` (their data), checking each gets that SEQ; returns the
+/// epoch.
+async fn publish_range(hub: &Hub, from: u64, to: u64) -> String {
+    let mut epoch_of = String::new();
+    for n in from..=to {
+        let event = hub
+            .publish(TOPIC, Event::data(n.to_string()))
+            .await
+            .expect("publish");
+        let id = event.id().expect("an id");
+        assert_eq!(seq(id), n);
+        epoch_of = epoch(id).to_owned();
+    }
+    epoch_of
+}
+
+async fn subscribe(hub: &Hub, last: Option<LastEventId>) -> Subscription {
+    hub.subscribe(TOPIC, last).await.expect("subscribe")
+}
+
+/// The next item, which must be ready now (the in-memory hub never makes a ready event wait).
+fn next_now(sub: &mut Subscription) -> Option<Event> {
+    sub.next()
+        .now_or_never()
+        .expect("an item is ready (an event or the end)")
+}
+
+fn next_event(sub: &mut Subscription) -> Event {
+    next_now(sub).expect("an event, not the end of the stream")
+}
+
+/// Reads `n` ready events and returns their SEQs.
+fn take_seqs(sub: &mut Subscription, n: usize) -> Vec<u64> {
+    (0..n).map(|_| data_seq(&next_event(sub))).collect()
+}
+
+/// The stream is open and has nothing to deliver: it waits for live events.
+fn assert_waiting(sub: &mut Subscription) {
+    if let Some(item) = sub.next().now_or_never() {
+        panic!("expected the stream to wait for live events, got {item:?}");
+    }
+}
+
+/// The gap event's parsed JSON, checking it is named `gap` and carries `resume_after` as its
+/// id.
+fn gap_json(event: &Event) -> Value {
+    let parsed = parse(event);
+    assert_eq!(parsed.event.as_deref(), Some("gap"), "{event:?}");
+    let json: Value = serde_json::from_str(parsed.data.as_deref().expect("data")).expect("JSON");
+    assert_eq!(
+        json["resume_after"].as_str(),
+        parsed.id.as_deref(),
+        "the gap event's id is resume_after: {json}"
+    );
+    json
+}
+
+fn assert_retry_then_end(sub: &mut Subscription, retry: Duration) {
+    let event = next_event(sub);
+    assert_eq!(event, Event::retry(retry));
+    assert_eq!(
+        parse(&event),
+        Parsed {
+            retry: Some(u64::try_from(retry.as_millis()).unwrap()),
+            ..Parsed::default()
+        }
+    );
+    assert!(
+        next_now(sub).is_none(),
+        "the stream ends after the retry hint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reconnects_get_every_later_event_exactly_once_in_order() {
+    const TOTAL: u64 = 5000;
+    const BEFORE: u64 = 100;
+    const SUBSCRIBERS: usize = 50;
+    const RECONNECTS: usize = 3;
+    // No eviction, no replay cap and no lag: any loss or duplicate is the hub's.
+    let hub = Hub::builder()
+        .history_events(TOTAL as usize)
+        .max_replay(TOTAL as usize)
+        .subscriber_queue(TOTAL as usize)
+        .memory();
+    let epoch = publish_range(&hub, 1, BEFORE).await;
+    let (progress, watch) = tokio::sync::watch::channel(BEFORE);
+
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut subscribers = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let hub = hub.clone();
+        let epoch = epoch.clone();
+        let mut watch = watch.clone();
+        // Reconnect once the publisher has reached `start`, with an id already issued then.
+        let start = rng.u64(BEFORE..TOTAL);
+        let mut task_rng = fastrand::Rng::with_seed(rng.u64(..));
+        subscribers.push(tokio::spawn(async move {
+            let published = *watch.wait_for(|&n| n >= start).await.expect("publisher");
+            // First an id already issued, then the last id seen, on each reconnect.
+            let mut after = task_rng.u64(1..=published);
+            for connection in 0..=RECONNECTS {
+                let mut sub = hub
+                    .subscribe(TOPIC, last(&format!("{epoch}-{after}")))
+                    .await
+                    .expect("subscribe");
+                // Where this connection drops; the last one reads to the end.
+                let stop = if connection == RECONNECTS {
+                    TOTAL
+                } else {
+                    task_rng.u64(after..=TOTAL)
+                };
+                let context = format!("seed {seed}, connection {connection} after {after}");
+                while after < stop {
+                    let event = tokio::time::timeout(Duration::from_secs(30), sub.next())
+                        .await
+                        .unwrap_or_else(|_| panic!("{context}: timed out at {after}"))
+                        .unwrap_or_else(|| panic!("{context}: ended at {after}"));
+                    let parsed = parse(&event);
+                    after += 1;
+                    assert_eq!(
+                        parsed,
+                        Parsed {
+                            id: Some(format!("{epoch}-{after}")),
+                            data: Some(after.to_string()),
+                            ..Parsed::default()
+                        },
+                        "{context}"
+                    );
+                }
+                if after == TOTAL {
+                    // Nothing after the last event: no duplicate comes late.
+                    let late = sub.next().now_or_never();
+                    assert!(late.is_none(), "{context}: {late:?}");
+                }
+            }
+            assert_eq!(after, TOTAL);
+        }));
+    }
+
+    let publisher = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for n in BEFORE + 1..=TOTAL {
+                let event = hub
+                    .publish(TOPIC, Event::data(n.to_string()))
+                    .await
+                    .expect("publish");
+                assert_eq!(event.id().map(seq), Some(n));
+                progress.send_replace(n);
+                // Let subscribers (re)connect while publishing goes on.
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    publisher.await.expect("publisher");
+    for subscriber in subscribers {
+        subscriber.await.expect("subscriber");
+    }
+    assert_eq!(hub.stats().published, TOTAL);
+    assert_eq!(hub.stats().slow_consumers, 0);
+}
+
+#[tokio::test]
+async fn a_reconnect_replays_what_followed_its_id_then_live() {
+    let hub = Hub::memory();
+    let epoch = publish_range(&hub, 1, 11).await;
+
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-7"))).await;
+    assert_eq!(take_seqs(&mut sub, 4), [8, 9, 10, 11]);
+    assert_waiting(&mut sub);
+    publish_range(&hub, 12, 13).await;
+    assert_eq!(take_seqs(&mut sub, 2), [12, 13]);
+    assert_waiting(&mut sub);
+}
+
+#[tokio::test]
+async fn a_first_connection_gets_live_events_only() {
+    let hub = Hub::memory();
+    publish_range(&hub, 1, 3).await;
+    let mut sub = subscribe(&hub, None).await;
+    assert_waiting(&mut sub);
+    publish_range(&hub, 4, 4).await;
+    assert_eq!(take_seqs(&mut sub, 1), [4]);
+}
+
+#[tokio::test]
+async fn an_evicted_id_gets_a_gap_event_first_then_the_oldest_retained() {
+    let hub = Hub::builder().history_events(5).memory();
+    let epoch = publish_range(&hub, 1, 10).await;
+
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-2"))).await;
+    let gap = gap_json(&next_event(&mut sub));
+    assert_eq!(
+        gap,
+        serde_json::json!({
+            "reason": "evicted",
+            "requested": format!("{epoch}-2"),
+            "resume": "oldest",
+            "resume_after": format!("{epoch}-5"),
+            "last_id": format!("{epoch}-10"),
+        })
+    );
+    assert_eq!(take_seqs(&mut sub, 5), [6, 7, 8, 9, 10]);
+    assert_waiting(&mut sub);
+    publish_range(&hub, 11, 11).await;
+    assert_eq!(take_seqs(&mut sub, 1), [11]);
+}
+
+#[tokio::test]
+async fn a_foreign_epoch_id_gets_a_gap_event_first_then_the_oldest_retained() {
+    let hub = Hub::memory();
+    let epoch = publish_range(&hub, 1, 3).await;
+    // An id from another hub: a server that has restarted since.
+    let restarted = Hub::memory();
+    let foreign = publish_range(&restarted, 1, 7).await;
+    let foreign = format!("{foreign}-7");
+
+    let mut sub = subscribe(&hub, last(&foreign)).await;
+    let gap = gap_json(&next_event(&mut sub));
+    assert_eq!(
+        gap,
+        serde_json::json!({
+            "reason": "foreign",
+            "requested": foreign,
+            "resume": "oldest",
+            "resume_after": format!("{epoch}-0"),
+            "last_id": format!("{epoch}-3"),
+        })
+    );
+    assert_eq!(take_seqs(&mut sub, 3), [1, 2, 3]);
+    assert_waiting(&mut sub);
+    publish_range(&hub, 4, 4).await;
+    assert_eq!(take_seqs(&mut sub, 1), [4]);
+}
+
+#[tokio::test]
+async fn with_gap_resume_live_a_gap_event_is_followed_by_live_events_only() {
+    let hub = Hub::builder()
+        .history_events(5)
+        .gap_resume(GapResume::Live)
+        .memory();
+    let epoch = publish_range(&hub, 1, 10).await;
+    let foreign = publish_range(&Hub::memory(), 1, 1).await;
+
+    for (requested, reason) in [
+        (format!("{epoch}-2"), "evicted"),
+        (format!("{foreign}-1"), "foreign"),
+    ] {
+        let mut sub = subscribe(&hub, last(&requested)).await;
+        let gap = gap_json(&next_event(&mut sub));
+        assert_eq!(
+            gap,
+            serde_json::json!({
+                "reason": reason,
+                "requested": requested,
+                "resume": "live",
+                "resume_after": format!("{epoch}-10"),
+                "last_id": format!("{epoch}-10"),
+            })
+        );
+        assert_waiting(&mut sub);
+    }
+
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-2"))).await;
+    gap_json(&next_event(&mut sub));
+    publish_range(&hub, 11, 12).await;
+    assert_eq!(take_seqs(&mut sub, 2), [11, 12]);
+    assert_waiting(&mut sub);
+}
+
+#[tokio::test]
+async fn presenting_the_gap_events_id_later_resumes_exactly() {
+    // A foreign id, so that the events published in between evict nothing.
+    let foreign = format!("{}-3", publish_range(&Hub::memory(), 1, 3).await);
+    for resume in [GapResume::Oldest, GapResume::Live] {
+        let hub = Hub::builder().gap_resume(resume).memory();
+        publish_range(&hub, 1, 10).await;
+
+        // The client reads only the gap event, then drops.
+        let mut sub = subscribe(&hub, last(&foreign)).await;
+        let gap = next_event(&mut sub);
+        gap_json(&gap);
+        let gap_id = parse(&gap).id.expect("the gap event has an id");
+        drop(sub);
+        publish_range(&hub, 11, 12).await;
+
+        let mut sub = subscribe(&hub, last(&gap_id)).await;
+        let expected: Vec<u64> = match resume {
+            GapResume::Oldest => (1..=12).collect(),
+            GapResume::Live => vec![11, 12],
+        };
+        assert_eq!(take_seqs(&mut sub, expected.len()), expected, "{resume:?}");
+        assert_waiting(&mut sub);
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_id_gets_a_malformed_gap_event_with_requested_null_and_a_detail() {
+    let hub = Hub::memory();
+    let epoch = publish_range(&hub, 1, 2).await;
+    let unusable = LastEventId::from_bytes(b"a\nb").expect("not empty");
+    let detail = unusable.error().expect("unusable").to_string();
+
+    let mut sub = subscribe(&hub, Some(unusable)).await;
+    let gap = gap_json(&next_event(&mut sub));
+    assert_eq!(
+        gap,
+        serde_json::json!({
+            "reason": "malformed",
+            "requested": null,
+            "detail": detail,
+            "resume": "oldest",
+            "resume_after": format!("{epoch}-0"),
+            "last_id": format!("{epoch}-2"),
+        })
+    );
+    assert!(detail.contains("CR, LF or NUL"), "{detail}");
+    assert_eq!(take_seqs(&mut sub, 2), [1, 2]);
+    assert_waiting(&mut sub);
+}
+
+#[tokio::test]
+async fn a_garbage_id_gets_a_malformed_gap_event_without_a_detail() {
+    let hub = Hub::memory();
+    let epoch = publish_range(&hub, 1, 2).await;
+
+    // Quotes, a backslash and control characters survive the JSON.
+    let garbage = "not \"an\" id\\\t\u{1}\u{2028}";
+    let mut sub = subscribe(&hub, last(garbage)).await;
+    let gap = gap_json(&next_event(&mut sub));
+    assert_eq!(
+        gap,
+        serde_json::json!({
+            "reason": "malformed",
+            "requested": garbage,
+            "resume": "oldest",
+            "resume_after": format!("{epoch}-0"),
+            "last_id": format!("{epoch}-2"),
+        })
+    );
+    assert_eq!(take_seqs(&mut sub, 2), [1, 2]);
+}
+
+#[tokio::test]
+async fn an_id_ahead_of_the_topic_gets_an_unknown_gap_event() {
+    let hub = Hub::memory();
+    let epoch = publish_range(&hub, 1, 2).await;
+
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-3"))).await;
+    let gap = gap_json(&next_event(&mut sub));
+    assert_eq!(gap["reason"], "unknown");
+    assert_eq!(gap["resume_after"], format!("{epoch}-0"));
+    assert_eq!(take_seqs(&mut sub, 2), [1, 2]);
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_ended_with_a_retry_hint_and_catches_up_by_replay() {
+    let hub = Hub::builder().subscriber_queue(8).memory();
+    let epoch = publish_range(&hub, 1, 5).await;
+
+    // The slow one has three events to replay and then never polls while 100 are published.
+    let mut slow = subscribe(&hub, last(&format!("{epoch}-2"))).await;
+    let mut fast = subscribe(&hub, None).await;
+    for n in 6..=105 {
+        publish_range(&hub, n, n).await;
+        assert_eq!(take_seqs(&mut fast, 1), [n]);
+    }
+    assert_waiting(&mut fast);
+
+    assert_eq!(take_seqs(&mut slow, 3), [3, 4, 5]);
+    assert_eq!(
+        next_now(&mut slow).expect("the retry hint").as_bytes(),
+        &b"retry: 1000\n\n"[..]
+    );
+    assert!(next_now(&mut slow).is_none(), "the stream ends");
+    assert_eq!(hub.stats().slow_consumers, 1);
+
+    // It reconnects with the last id it saw and gets the rest, exactly.
+    let mut again = subscribe(&hub, last(&format!("{epoch}-5"))).await;
+    assert_eq!(take_seqs(&mut again, 100), (6..=105).collect::<Vec<_>>());
+    assert_waiting(&mut again);
+    assert_eq!(hub.stats().slow_consumers, 1);
+}
+
+#[tokio::test]
+async fn the_lag_retry_hint_is_retry_after_lag() {
+    let hub = Hub::builder()
+        .subscriber_queue(2)
+        .retry_after_lag(Duration::from_millis(2500))
+        .memory();
+    let mut slow = subscribe(&hub, None).await;
+    publish_range(&hub, 1, 10).await;
+    let event = next_event(&mut slow);
+    assert_eq!(event.as_bytes(), &b"retry: 2500\n\n"[..]);
+    assert!(next_now(&mut slow).is_none());
+}
+
+#[tokio::test]
+async fn a_client_beyond_max_replay_catches_up_in_batches_then_is_live() {
+    let retry = Duration::from_millis(2500);
+    let hub = Hub::builder()
+        .max_replay(10)
+        .retry_after_lag(retry)
+        .memory();
+    let epoch = publish_range(&hub, 1, 30).await;
+
+    // 25 behind: 10, retry, end.
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-5"))).await;
+    assert_eq!(take_seqs(&mut sub, 10), (6..=15).collect::<Vec<_>>());
+    assert_retry_then_end(&mut sub, retry);
+
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-15"))).await;
+    assert_eq!(take_seqs(&mut sub, 10), (16..=25).collect::<Vec<_>>());
+    assert_retry_then_end(&mut sub, retry);
+
+    // The third connection catches up and stays open for live events.
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-25"))).await;
+    assert_eq!(take_seqs(&mut sub, 5), [26, 27, 28, 29, 30]);
+    assert_waiting(&mut sub);
+    publish_range(&hub, 31, 31).await;
+    assert_eq!(take_seqs(&mut sub, 1), [31]);
+    assert_eq!(hub.stats().slow_consumers, 0);
+}
+
+#[tokio::test]
+async fn invalid_topic_names_are_refused_with_what_is_allowed() {
+    let hub = Hub::memory();
+    let long = "a".repeat(MAX_TOPIC_LEN + 1);
+    for topic in [
+        "",
+        long.as_str(),
+        "a b",
+        "a\nb",
+        "café",
+        "a?b",
+        "a#b",
+        "a%20b",
+    ] {
+        let err = hub.publish(topic, Event::data("x")).await.expect_err(topic);
+        assert!(err.is_invalid_input(), "{topic:?}");
+        assert!(!err.is_unavailable(), "{topic:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("1 to 200 bytes of ASCII letters, digits and - _ . : ~ @ /"),
+            "{topic:?}: {message}"
+        );
+        assert!(message.starts_with("invalid topic "), "{message}");
+        assert!(!message.contains('\n'), "{message:?}");
+
+        let err = hub.subscribe(topic, None).await.expect_err(topic);
+        assert!(err.is_invalid_input(), "{topic:?}");
+    }
+    assert_eq!(hub.stats().published, 0);
+
+    let longest = "a".repeat(MAX_TOPIC_LEN);
+    for topic in ["a", longest.as_str(), "a-b_c.d:e~f@g/H0"] {
+        hub.publish(topic, Event::data("x")).await.expect(topic);
+        hub.subscribe(topic, None).await.expect(topic);
+    }
+}
+
+#[tokio::test]
+async fn an_event_over_max_event_bytes_is_refused_and_not_stored() {
+    let hub = Hub::builder().max_event_bytes(64).memory();
+    let epoch = publish_range(&hub, 1, 1).await;
+
+    let big = Event::data("x".repeat(100));
+    let err = hub
+        .publish(TOPIC, big.clone())
+        .await
+        .expect_err("too large");
+    assert!(err.is_invalid_input());
+    let message = err.to_string();
+    assert!(message.contains(&big.len().to_string()), "{message}");
+    assert!(message.contains("64"), "{message}");
+
+    // The next id is not skipped, and a client replaying everything never sees it.
+    publish_range(&hub, 2, 2).await;
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-0"))).await;
+    assert_eq!(take_seqs(&mut sub, 2), [1, 2]);
+    assert_waiting(&mut sub);
+    assert_eq!(hub.stats().published, 2);
+}
+
+#[tokio::test]
+async fn publish_replaces_an_id_the_event_already_had() {
+    let hub = Hub::memory();
+    let event = Event::builder()
+        .id("chosen-by-the-caller")
+        .event("price")
+        .data("1")
+        .build()
+        .unwrap();
+    let published = hub.publish(TOPIC, event).await.unwrap();
+    let id = published.id().expect("an id").to_owned();
+    assert_eq!(seq(&id), 1);
+    assert_eq!(
+        published.as_bytes(),
+        format!("id: {id}\nevent: price\ndata: 1\n\n").as_bytes()
+    );
+
+    let mut sub = subscribe(&hub, last(&format!("{}-0", epoch(&id)))).await;
+    assert_eq!(next_event(&mut sub), published);
+}
+
+#[tokio::test]
+async fn stats_count_published_events() {
+    let hub = Hub::memory();
+    assert_eq!(hub.stats().published, 0);
+    publish_range(&hub, 1, 3).await;
+    hub.publish("other", Event::data("x")).await.unwrap();
+    hub.publish("", Event::data("x")).await.unwrap_err();
+    assert_eq!(hub.stats().published, 4);
+    assert_eq!(hub.clone().stats().published, 4);
+}
+
+#[tokio::test]
+async fn subscription_topic_is_the_subscribed_topic() {
+    let hub = Hub::memory();
+    let sub = hub.subscribe("rooms/42:chat", None).await.unwrap();
+    assert_eq!(sub.topic(), "rooms/42:chat");
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn hub_errors_as_responses_are_400_and_413() {
+    use axum::response::IntoResponse;
+    use http::StatusCode;
+
+    let hub = Hub::builder().max_event_bytes(16).memory();
+    let cases = [
+        ("a b", Event::data("x"), StatusCode::BAD_REQUEST),
+        ("", Event::data("x"), StatusCode::BAD_REQUEST),
+        (
+            TOPIC,
+            Event::data("x".repeat(32)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (topic, event, status) in cases {
+        let err = hub.publish(topic, event).await.unwrap_err();
+        let message = err.to_string();
+        let response = err.into_response();
+        assert_eq!(response.status(), status, "{message}");
+        assert!(response.headers().get(http::header::RETRY_AFTER).is_none());
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert_eq!(body, format!("{message}\n").as_bytes());
+    }
+}

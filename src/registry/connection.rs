@@ -1,0 +1,447 @@
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+use futures_util::task::AtomicWaker;
+use http::{HeaderValue, Uri};
+
+use super::Registry;
+use crate::{Event, LastEventId};
+
+/// How many events [`Connection::send`] may queue for one client before it reports
+/// [`SendError::is_full`].
+pub const OUTBOX_CAPACITY: usize = 64;
+
+const PENDING: u8 = 0;
+const OPEN: u8 = 1;
+const GONE: u8 = 2;
+
+const NOT_CLOSED: u8 = 0;
+const CLOSED: u8 = 1;
+const SHUTDOWN: u8 = 2;
+
+/// What the layer knows about one request that may become a stream, shared between the
+/// registry, the response body and [`Connection`] handles.
+pub(crate) struct ConnShared {
+    id: u64,
+    uri: Uri,
+    peer: Option<SocketAddr>,
+    user_agent: Option<HeaderValue>,
+    last_event_id: Option<LastEventId>,
+    connected_at: SystemTime,
+    topic: OnceLock<Arc<str>>,
+    events_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    status: AtomicU8,
+    close: AtomicU8,
+    waker: AtomicWaker,
+    outbox: Mutex<VecDeque<Event>>,
+}
+
+impl fmt::Debug for ConnShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnShared")
+            .field("id", &self.id)
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a stream is being ended by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Closed by [`Registry::close`] or [`Connection::close`].
+    Closed,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl ConnShared {
+    pub(crate) fn new(
+        id: u64,
+        uri: Uri,
+        peer: Option<SocketAddr>,
+        user_agent: Option<HeaderValue>,
+        last_event_id: Option<LastEventId>,
+    ) -> Self {
+        ConnShared {
+            id,
+            uri,
+            peer,
+            user_agent,
+            last_event_id,
+            connected_at: SystemTime::now(),
+            topic: OnceLock::new(),
+            events_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            status: AtomicU8::new(PENDING),
+            close: AtomicU8::new(NOT_CLOSED),
+            waker: AtomicWaker::new(),
+            outbox: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer.map(|peer| peer.ip())
+    }
+
+    pub(crate) fn set_topic(&self, topic: Arc<str>) {
+        let _ = self.topic.set(topic);
+    }
+
+    pub(crate) fn mark_registered(&self) {
+        self.status.store(OPEN, Ordering::Release);
+    }
+
+    pub(crate) fn mark_gone(&self) {
+        self.status.store(GONE, Ordering::Release);
+        self.outbox_lock().clear();
+    }
+
+    pub(crate) fn record(&self, events: u64, bytes: u64) {
+        if events > 0 {
+            self.events_sent.fetch_add(events, Ordering::Relaxed);
+        }
+        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let code = match reason {
+            CloseReason::Closed => CLOSED,
+            CloseReason::Shutdown => SHUTDOWN,
+        };
+        if self
+            .close
+            .compare_exchange(NOT_CLOSED, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.waker.wake();
+        }
+    }
+
+    /// Registers the body's waker, then tells whether the stream has been asked to end.
+    pub(crate) fn poll_close(&self, waker: &std::task::Waker) -> Option<CloseReason> {
+        self.waker.register(waker);
+        match self.close.load(Ordering::Acquire) {
+            NOT_CLOSED => None,
+            CLOSED => Some(CloseReason::Closed),
+            _ => Some(CloseReason::Shutdown),
+        }
+    }
+
+    fn outbox_lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next event queued by [`Connection::send`], if any.
+    pub(crate) fn pop_outbox(&self) -> Option<Event> {
+        let mut outbox = self.outbox_lock();
+        outbox.pop_front()
+    }
+
+    fn send(&self, event: Event) -> Result<(), SendError> {
+        if self.status.load(Ordering::Acquire) != OPEN
+            || self.close.load(Ordering::Acquire) != NOT_CLOSED
+        {
+            return Err(SendError { event, full: false });
+        }
+        {
+            let mut outbox = self.outbox_lock();
+            if outbox.len() >= OUTBOX_CAPACITY {
+                return Err(SendError { event, full: true });
+            }
+            outbox.push_back(event);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+}
+
+/// Removes its stream from the registry when the response body is dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) registry: Registry,
+    pub(crate) shared: Arc<ConnShared>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.unregister(&self.shared);
+    }
+}
+
+/// A handle to one stream: its own, as an axum extractor in a handler behind
+/// [`SseLayer`](crate::SseLayer), or any open one from [`Registry::get`].
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use futures_util::stream;
+/// use tower_sse::{Event, EventStream, SseLayer, registry::Connection};
+///
+/// async fn events(conn: Connection) -> EventStream<impl futures_util::Stream<Item = Event>> {
+///     let id = conn.id();
+///     EventStream::new(stream::iter([Event::data(format!("you are connection {id}"))]))
+/// }
+///
+/// let app: Router = Router::new().route("/events", get(events)).layer(SseLayer::new());
+/// # let _ = app;
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<ConnShared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(shared: Arc<ConnShared>) -> Self {
+        Connection { shared }
+    }
+
+    /// The connection's id in the registry.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// What the registry knows about this connection now.
+    pub fn info(&self) -> ConnectionInfo {
+        ConnectionInfo::of(&self.shared)
+    }
+
+    /// Whether the stream is open: registered, and neither ended nor asked to close.
+    pub fn is_open(&self) -> bool {
+        self.shared.status.load(Ordering::Acquire) == OPEN
+            && self.shared.close.load(Ordering::Acquire) == NOT_CLOSED
+    }
+
+    /// Sends one event to just this client. It is written between two events of the stream,
+    /// never inside one.
+    ///
+    /// Call it once the stream is open: from a task the handler spawns, or from elsewhere with
+    /// [`Registry::get`]. Up to [`OUTBOX_CAPACITY`] events wait for a slow client.
+    ///
+    /// # Errors
+    ///
+    /// The event comes back in the error when the stream is not open (not yet started, ended,
+    /// or closing) or when [`OUTBOX_CAPACITY`] events are already waiting.
+    pub fn send(&self, event: Event) -> Result<(), SendError> {
+        self.shared.send(event)
+    }
+
+    /// Ends this stream after the event it is sending, if any. The client reconnects.
+    pub fn close(&self) {
+        self.shared.close(CloseReason::Closed);
+    }
+}
+
+/// [`Connection::send`] could not queue the event.
+#[derive(Debug)]
+pub struct SendError {
+    event: Event,
+    full: bool,
+}
+
+impl SendError {
+    /// Whether the client's queue was full (it is not reading fast enough), rather than the
+    /// stream being closed.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// The event that was not sent.
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.full {
+            write!(
+                f,
+                "the client's queue is full ({OUTBOX_CAPACITY} events are waiting)"
+            )
+        } else {
+            f.write_str("the stream is not open")
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A snapshot of one open stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    id: u64,
+    path: String,
+    topic: Option<Arc<str>>,
+    peer: Option<SocketAddr>,
+    user_agent: Option<String>,
+    connected_at: SystemTime,
+    last_event_id: Option<String>,
+    events_sent: u64,
+    bytes_sent: u64,
+}
+
+impl ConnectionInfo {
+    pub(crate) fn of(shared: &ConnShared) -> Self {
+        ConnectionInfo {
+            id: shared.id,
+            path: shared.uri.path().to_owned(),
+            topic: shared.topic.get().cloned(),
+            peer: shared.peer,
+            user_agent: shared
+                .user_agent
+                .as_ref()
+                .map(|ua| String::from_utf8_lossy(ua.as_bytes()).into_owned()),
+            connected_at: shared.connected_at,
+            last_event_id: shared.last_event_id.as_ref().map(ToString::to_string),
+            events_sent: shared.events_sent.load(Ordering::Relaxed),
+            bytes_sent: shared.bytes_sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The connection's id, unique within its registry.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The request path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The hub topic the stream is subscribed to, when it is a [`Subscription`](crate::Subscription).
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// The client's address, when the server provides it (axum:
+    /// `into_make_service_with_connect_info::<SocketAddr>()`).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The client's `User-Agent`.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// When the stream was opened.
+    pub fn connected_at(&self) -> SystemTime {
+        self.connected_at
+    }
+
+    /// The `Last-Event-ID` the client presented, or `<unusable: …>` when it was unusable.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
+    /// Events sent so far (counted as frames that complete an event).
+    pub fn events_sent(&self) -> u64 {
+        self.events_sent
+    }
+
+    /// Bytes sent so far, comments included.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+}
+
+#[cfg(feature = "json")]
+impl serde::Serialize for ConnectionInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let connected_at = self
+            .connected_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut s = serializer.serialize_struct("ConnectionInfo", 9)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("path", &self.path)?;
+        s.serialize_field("topic", &self.topic.as_deref())?;
+        s.serialize_field("peer", &self.peer.map(|p| p.to_string()))?;
+        s.serialize_field("user_agent", &self.user_agent)?;
+        s.serialize_field("connected_at", &connected_at)?;
+        s.serialize_field("last_event_id", &self.last_event_id)?;
+        s.serialize_field("events_sent", &self.events_sent)?;
+        s.serialize_field("bytes_sent", &self.bytes_sent)?;
+        s.end()
+    }
+}
+
+/// Rejection of the [`Connection`] extractor on a route without
+/// [`SseLayer`](crate::SseLayer): `500 Internal Server Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingConnection;
+
+impl fmt::Display for MissingConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the `Connection` extractor needs `tower_sse::SseLayer` on this route \
+             (`Router::layer(SseLayer::new())`)",
+        )
+    }
+}
+
+impl std::error::Error for MissingConnection {}
+
+#[cfg(feature = "axum")]
+mod axum_impls {
+    use std::convert::Infallible;
+
+    use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum::response::{IntoResponse, Response};
+    use http::StatusCode;
+    use http::request::Parts;
+
+    use super::{Connection, MissingConnection};
+
+    impl<S: Send + Sync> FromRequestParts<S> for Connection {
+        type Rejection = MissingConnection;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<Connection>()
+                .cloned()
+                .ok_or(MissingConnection)
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for Connection {
+        type Rejection = Infallible;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts.extensions.get::<Connection>().cloned())
+        }
+    }
+
+    impl IntoResponse for MissingConnection {
+        fn into_response(self) -> Response {
+            (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        }
+    }
+}

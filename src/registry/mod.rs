@@ -1,0 +1,246 @@
+//! Who is connected now: every event stream that passes through an [`SseLayer`](crate::SseLayer).
+//!
+//! A [`Registry`] holds one entry per open stream, added when the response starts and removed
+//! when the body is dropped: when the stream ends, when the client goes away (noticed at the
+//! latest by the next keep-alive write), or when it is closed with [`Registry::close`] or by
+//! shutdown. It counts, lists ([`Registry::snapshot`]), announces connects and disconnects
+//! ([`Registry::presence`]), and enforces the layer's connection limits.
+//!
+//! Handlers get their own entry with the [`Connection`] extractor, e.g. to send one event to
+//! just that client.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Json, Router, extract::State, routing::get};
+//! use tower_sse::{SseLayer, registry::Registry};
+//!
+//! let registry = Registry::new();
+//! let app: Router = Router::new()
+//!     .route(
+//!         "/connections",
+//!         get(|State(registry): State<Registry>| async move {
+//!             Json(registry.snapshot().iter().map(|c| c.id()).collect::<Vec<_>>())
+//!         }),
+//!     )
+//!     .layer(SseLayer::new().registry(registry.clone()))
+//!     .with_state(registry.clone());
+//! assert_eq!(registry.len(), 0);
+//! # let _ = app;
+//! ```
+
+mod connection;
+mod presence;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+pub use connection::{
+    CloseReason, Connection, ConnectionInfo, MissingConnection, OUTBOX_CAPACITY, SendError,
+};
+pub(crate) use connection::{ConnShared, Registration};
+pub use presence::{Presence, PresenceStream};
+
+/// How many presence notices a slow [`PresenceStream`] may fall behind before it skips some.
+const PRESENCE_CAPACITY: usize = 1024;
+
+/// The open event streams; a cheap [`Clone`] handle.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    next_id: AtomicU64,
+    state: Mutex<State>,
+    presence: broadcast::Sender<Presence>,
+    closing: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: HashMap<u64, Arc<ConnShared>>,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+/// Caps on open streams, checked atomically when a stream is registered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) global: Option<usize>,
+    pub(crate) per_peer: Option<usize>,
+}
+
+/// Why a stream was not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    ShuttingDown,
+    GlobalLimit,
+    PeerLimit,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                next_id: AtomicU64::new(1),
+                state: Mutex::new(State::default()),
+                presence: broadcast::channel(PRESENCE_CAPACITY).0,
+                closing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while the lock was held leaves the maps consistent (every update is
+        // a single insert or remove), so a poisoned lock is still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many streams are open.
+    pub fn len(&self) -> usize {
+        self.state().open.len()
+    }
+
+    /// Whether no stream is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many streams are open from one peer address.
+    pub fn count_for(&self, peer: IpAddr) -> usize {
+        self.state().per_peer.get(&peer).copied().unwrap_or(0)
+    }
+
+    /// The open streams, oldest first.
+    pub fn snapshot(&self) -> Vec<ConnectionInfo> {
+        let mut list: Vec<ConnectionInfo> = self
+            .state()
+            .open
+            .values()
+            .map(|shared| ConnectionInfo::of(shared))
+            .collect();
+        list.sort_by_key(ConnectionInfo::id);
+        list
+    }
+
+    /// The open stream with this id, as a handle that can send to it or close it.
+    pub fn get(&self, id: u64) -> Option<Connection> {
+        self.state().open.get(&id).cloned().map(Connection::new)
+    }
+
+    /// Closes the stream with this id: it ends after the event it is sending, if any. Returns
+    /// whether such a stream was open.
+    pub fn close(&self, id: u64) -> bool {
+        match self.state().open.get(&id) {
+            Some(shared) => {
+                shared.close(CloseReason::Closed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A stream of connect and disconnect notices from now on.
+    pub fn presence(&self) -> PresenceStream {
+        PresenceStream::new(self.inner.presence.subscribe())
+    }
+
+    /// Ends every open stream, each with a final `retry:` hint, and answers every new one with
+    /// a `retry:` hint and an immediate end, so clients come back after the restart. Used by
+    /// [`SseLayer::shutdown`](crate::SseLayer::shutdown).
+    pub(crate) fn close_all(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        let open: Vec<Arc<ConnShared>> = self.state().open.values().cloned().collect();
+        for shared in open {
+            shared.close(CloseReason::Shutdown);
+        }
+    }
+
+    /// Whether the registry is shutting down ([`SseLayer::shutdown`](crate::SseLayer::shutdown)).
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
+    }
+
+    /// Adds a stream, unless the registry is closing or a limit is reached.
+    pub(crate) fn register(
+        &self,
+        shared: Arc<ConnShared>,
+        limits: Limits,
+    ) -> Result<Registration, Refused> {
+        {
+            let mut state = self.state();
+            // Checked under the lock, so a shutdown that has collected the open streams cannot
+            // miss one registered concurrently.
+            if self.is_closing() {
+                return Err(Refused::ShuttingDown);
+            }
+            if limits.global.is_some_and(|max| state.open.len() >= max) {
+                return Err(Refused::GlobalLimit);
+            }
+            if let Some(ip) = shared.peer_ip() {
+                let count = state.per_peer.entry(ip).or_insert(0);
+                if limits.per_peer.is_some_and(|max| *count >= max) {
+                    if *count == 0 {
+                        state.per_peer.remove(&ip);
+                    }
+                    return Err(Refused::PeerLimit);
+                }
+                *count += 1;
+            }
+            state.open.insert(shared.id(), shared.clone());
+        }
+        shared.mark_registered();
+        let _ = self
+            .inner
+            .presence
+            .send(Presence::Connected(ConnectionInfo::of(&shared)));
+        Ok(Registration {
+            registry: self.clone(),
+            shared,
+        })
+    }
+
+    pub(crate) fn unregister(&self, shared: &Arc<ConnShared>) {
+        {
+            let mut state = self.state();
+            if state.open.remove(&shared.id()).is_none() {
+                return;
+            }
+            if let Some(ip) = shared.peer_ip()
+                && let Some(count) = state.per_peer.get_mut(&ip)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    state.per_peer.remove(&ip);
+                }
+            }
+        }
+        shared.mark_gone();
+        let _ = self
+            .inner
+            .presence
+            .send(Presence::Disconnected(ConnectionInfo::of(shared)));
+    }
+}
+
+#[cfg(test)]
+mod tests;

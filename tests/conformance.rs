@@ -1,0 +1,908 @@
+//! CONFORMANCE.md, "The bytes we write": one test per case, each checking the exact bytes
+//! `Event` writes and what the WHATWG parsing algorithm (`support::whatwg`) makes of them, then a
+//! property test over arbitrary events, split into arbitrary chunks.
+//!
+//! At the end, a few checks of the reference parser itself against web-platform-tests cases, so a
+//! bug in the parser cannot hide a bug in the encoder.
+
+mod support;
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
+use support::whatwg::{Item, ParsedEvent, Parser, parse, parse_chunks, split_at_offsets};
+use tower_sse::{Event, EventError};
+
+/// Parses one event's bytes and returns the parser too, for its last event id and retry.
+fn parse_one(event: &Event) -> (Vec<ParsedEvent>, Parser) {
+    let mut parser = Parser::new();
+    let events = parser.feed(event.as_bytes());
+    assert!(
+        !parser.has_pending(),
+        "the event must end with a blank line: {event:?}"
+    );
+    (events, parser)
+}
+
+/// The data a browser receives for `data` (one `data:` line per line).
+fn received_data(data: &str) -> String {
+    let (events, _) = parse_one(&Event::data(data));
+    assert_eq!(events.len(), 1, "{data:?} must fire exactly one event");
+    events.into_iter().next().unwrap().data
+}
+
+// --- `data("hello")` → `data: hello\n\n`; multi-line data → one `data: ` line per line ---
+
+#[test]
+fn data_hello() {
+    let event = Event::data("hello");
+    assert_eq!(event.as_bytes(), &b"data: hello\n\n"[..]);
+    let (events, parser) = parse_one(&event);
+    assert_eq!(events, [ParsedEvent::message("hello")]);
+    assert_eq!(parser.last_event_id(), "");
+    assert_eq!(parser.retry(), None);
+}
+
+#[test]
+fn multi_line_data_is_one_data_line_per_line() {
+    let event = Event::data("one\ntwo\nthree");
+    assert_eq!(
+        event.as_bytes(),
+        &b"data: one\ndata: two\ndata: three\n\n"[..]
+    );
+    assert_eq!(
+        parse_one(&event).0,
+        [ParsedEvent::message("one\ntwo\nthree")]
+    );
+}
+
+#[test]
+fn builder_data_matches_the_data_shortcut() {
+    let built = Event::builder().data("one\ntwo").build().unwrap();
+    assert_eq!(built, Event::data("one\ntwo"));
+}
+
+// --- CR, LF and CRLF each end exactly one line ---
+
+#[test]
+fn crlf_in_data_ends_one_line() {
+    let event = Event::data("a\r\nb");
+    assert_eq!(event.as_bytes(), &b"data: a\ndata: b\n\n"[..]);
+    assert_eq!(received_data("a\r\nb"), "a\nb");
+}
+
+#[test]
+fn lone_cr_in_data_ends_one_line() {
+    let event = Event::data("a\rb");
+    assert_eq!(event.as_bytes(), &b"data: a\ndata: b\n\n"[..]);
+    assert_eq!(received_data("a\rb"), "a\nb");
+}
+
+#[test]
+fn lone_lf_in_data_ends_one_line() {
+    let event = Event::data("a\nb");
+    assert_eq!(event.as_bytes(), &b"data: a\ndata: b\n\n"[..]);
+    assert_eq!(received_data("a\nb"), "a\nb");
+}
+
+#[test]
+fn two_crlfs_in_data_make_one_empty_line() {
+    let event = Event::data("a\r\n\r\nb");
+    assert_eq!(event.as_bytes(), &b"data: a\ndata:\ndata: b\n\n"[..]);
+    assert_eq!(received_data("a\r\n\r\nb"), "a\n\nb");
+}
+
+#[test]
+fn mixed_line_breaks_in_data() {
+    // LF CR is two line breaks, not one.
+    assert_eq!(received_data("a\n\rb\r\rc\r\n\nd"), "a\n\nb\n\nc\n\nd");
+}
+
+#[test]
+fn trailing_and_leading_line_breaks_in_data_survive() {
+    assert_eq!(received_data("a\n"), "a\n");
+    assert_eq!(received_data("\na"), "\na");
+    assert_eq!(received_data("\r\n"), "\n");
+    assert_eq!(received_data("\r"), "\n");
+    assert_eq!(received_data("\n\n"), "\n\n");
+}
+
+// --- Always `data: ` with the space ---
+
+#[test]
+fn leading_space_in_data_is_kept() {
+    let event = Event::data(" x");
+    assert_eq!(event.as_bytes(), &b"data:  x\n\n"[..]);
+    assert_eq!(received_data(" x"), " x");
+}
+
+#[test]
+fn leading_spaces_on_every_line_are_kept() {
+    assert_eq!(received_data("  a\n b\r\n   c"), "  a\n b\n   c");
+}
+
+#[test]
+fn colons_in_data_are_kept() {
+    assert_eq!(received_data(": not a comment"), ": not a comment");
+    assert_eq!(received_data("a: b\nc:d"), "a: b\nc:d");
+}
+
+// --- Empty data writes `data:` and fires an empty message ---
+
+#[test]
+fn empty_data_fires_an_empty_message() {
+    let event = Event::data("");
+    assert_eq!(event.as_bytes(), &b"data:\n\n"[..]);
+    assert_eq!(parse_one(&event).0, [ParsedEvent::message("")]);
+
+    let built = Event::builder().data("").build().unwrap();
+    assert_eq!(built.as_bytes(), &b"data:\n\n"[..]);
+}
+
+// --- An event with only an id fires nothing but moves the last event id ---
+
+#[test]
+fn id_only_event_fires_nothing_but_moves_the_last_event_id() {
+    let event = Event::builder().id("7").build().unwrap();
+    assert_eq!(event.as_bytes(), &b"id: 7\n\n"[..]);
+    let (events, parser) = parse_one(&event);
+    assert!(events.is_empty());
+    assert_eq!(parser.last_event_id(), "7");
+}
+
+#[test]
+fn id_only_event_moves_the_id_seen_by_later_events() {
+    let first = Event::builder().id("1").data("a").build().unwrap();
+    let id_only = Event::builder().id("2").build().unwrap();
+    let later = Event::data("b");
+    let stream = [first, id_only, later]
+        .iter()
+        .flat_map(|e| e.as_bytes().to_vec())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        parse(&stream),
+        [
+            ParsedEvent::new("message", "a", "1"),
+            ParsedEvent::new("message", "b", "2"),
+        ]
+    );
+}
+
+#[test]
+fn empty_id_resets_the_last_event_id() {
+    let set = Event::builder().id("5").data("a").build().unwrap();
+    let reset = Event::builder().id("").build().unwrap();
+    assert_eq!(reset.as_bytes(), &b"id:\n\n"[..]);
+    let mut parser = Parser::new();
+    parser.feed(set.as_bytes());
+    assert_eq!(parser.last_event_id(), "5");
+    assert!(parser.feed(reset.as_bytes()).is_empty());
+    assert_eq!(parser.last_event_id(), "");
+}
+
+// --- CR or LF in id, event or a comment, NUL in id: an error, never bytes, never a panic ---
+
+fn assert_rejected(result: Result<Event, EventError>, field: &str, what: &str) {
+    let err = result.expect_err("must be rejected");
+    let message = err.to_string();
+    assert!(
+        message.contains(field) && message.contains(what),
+        "the error should name the field ({field}) and the character ({what}): {message:?}"
+    );
+}
+
+#[test]
+fn line_breaks_in_id_are_rejected() {
+    assert_rejected(
+        Event::builder().id("1\ndata: forged").data("x").build(),
+        "id",
+        "line feed (LF)",
+    );
+    assert_rejected(
+        Event::builder().id("1\rdata: forged").build(),
+        "id",
+        "carriage return (CR)",
+    );
+    assert_rejected(
+        Event::builder().id("1\r\n").build(),
+        "id",
+        "carriage return (CR)",
+    );
+}
+
+#[test]
+fn nul_in_id_is_rejected() {
+    // A browser would silently ignore the whole `id:` line.
+    assert_rejected(Event::builder().id("a\0b").build(), "id", "NUL");
+}
+
+#[test]
+fn line_breaks_in_event_name_are_rejected() {
+    assert_rejected(
+        Event::builder().event("a\ndata: forged").build(),
+        "event name",
+        "line feed (LF)",
+    );
+    assert_rejected(
+        Event::builder().event("a\r").build(),
+        "event name",
+        "carriage return (CR)",
+    );
+}
+
+#[test]
+fn nul_in_event_name_is_carried() {
+    // NUL is only special in ids.
+    let event = Event::builder().event("a\0b").data("x").build().unwrap();
+    assert_eq!(parse_one(&event).0, [ParsedEvent::new("a\0b", "x", "")]);
+}
+
+#[test]
+fn line_breaks_in_comment_are_rejected() {
+    assert_rejected(
+        Event::builder()
+            .comment("ok")
+            .comment("a\ndata: forged")
+            .build(),
+        "comment",
+        "line feed (LF)",
+    );
+    assert_rejected(
+        Event::builder().comment("\r").build(),
+        "comment",
+        "carriage return (CR)",
+    );
+}
+
+#[test]
+fn with_id_rejects_what_the_builder_rejects() {
+    let event = Event::data("x");
+    for bad in ["1\n", "\r1", "1\0"] {
+        let err = event.with_id(bad).expect_err(bad);
+        assert!(err.to_string().contains("event id"), "{err}");
+    }
+}
+
+#[test]
+fn comments_are_written_and_ignored() {
+    let event = Event::builder()
+        .comment("debug info")
+        .comment("")
+        .data("x")
+        .build()
+        .unwrap();
+    assert_eq!(event.as_bytes(), &b": debug info\n:\ndata: x\n\n"[..]);
+    let items = Parser::new().feed_items(event.as_bytes());
+    assert_eq!(
+        items,
+        [
+            Item::Comment {
+                text: " debug info".to_owned(),
+                mid_event: false
+            },
+            Item::Comment {
+                text: String::new(),
+                mid_event: false
+            },
+            Item::Event(ParsedEvent::message("x")),
+        ]
+    );
+}
+
+// --- `retry:` is ASCII digits only ---
+
+#[test]
+fn retry_is_ascii_digits() {
+    for (retry, digits) in [
+        (Duration::ZERO, "0"),
+        (Duration::from_millis(1), "1"),
+        (Duration::from_micros(1999), "1"),
+        (Duration::from_secs(3), "3000"),
+        (Duration::from_secs(u64::MAX), "18446744073709551615"),
+        (Duration::MAX, "18446744073709551615"),
+    ] {
+        let event = Event::retry(retry);
+        assert_eq!(event.as_bytes(), format!("retry: {digits}\n\n").as_bytes());
+        let (events, parser) = parse_one(&event);
+        assert!(events.is_empty());
+        assert_eq!(parser.retry(), Some(digits.parse().unwrap()));
+
+        let built = Event::builder().retry(retry).data("x").build().unwrap();
+        let text = std::str::from_utf8(built.as_bytes()).unwrap();
+        let line = text.lines().find(|l| l.starts_with("retry")).unwrap();
+        let value = line.strip_prefix("retry: ").unwrap();
+        assert!(value.bytes().all(|b| b.is_ascii_digit()), "{line:?}");
+        assert_eq!(value, digits);
+    }
+}
+
+// --- No BOM, ever ---
+
+#[test]
+fn no_bom_even_when_data_starts_with_one() {
+    let event = Event::data("\u{feff}x");
+    assert!(!event.as_bytes().starts_with(b"\xEF\xBB\xBF"));
+    // The BOM is not at the start of the stream, so the browser keeps it as data.
+    assert_eq!(received_data("\u{feff}x"), "\u{feff}x");
+
+    for event in [
+        Event::builder()
+            .comment("\u{feff}")
+            .data("x")
+            .build()
+            .unwrap(),
+        Event::builder().id("\u{feff}").build().unwrap(),
+        Event::builder().event("\u{feff}").build().unwrap(),
+        Event::retry(Duration::from_secs(1)),
+    ] {
+        assert!(!event.as_bytes().starts_with(b"\xEF\xBB\xBF"), "{event:?}");
+    }
+}
+
+// --- Every event ends with a blank line ---
+
+#[test]
+fn every_event_ends_with_a_blank_line() {
+    let events = [
+        Event::data(""),
+        Event::data("x\n"),
+        Event::data("x\r"),
+        Event::retry(Duration::ZERO),
+        Event::builder().build().unwrap(),
+        Event::builder().id("").build().unwrap(),
+        Event::builder().event("").build().unwrap(),
+        Event::builder().comment("c").build().unwrap(),
+        Event::builder()
+            .id("1")
+            .event("e")
+            .retry(Duration::from_secs(1))
+            .comment("c")
+            .data("d\r\n")
+            .build()
+            .unwrap(),
+        Event::data("x").with_id("9").unwrap(),
+    ];
+    for event in events {
+        let bytes = event.as_bytes();
+        assert!(bytes.ends_with(b"\n\n") || &bytes[..] == b"\n", "{event:?}");
+        assert!(!bytes.contains(&b'\r'), "never a CR: {event:?}");
+        // A blank line only at the end: the event is exactly one event.
+        let body = &bytes[..bytes.len() - 1];
+        assert!(
+            !body.windows(2).any(|w| w == b"\n\n") && !body.starts_with(b"\n"),
+            "{event:?}"
+        );
+        let mut parser = Parser::new();
+        parser.feed(bytes);
+        assert!(!parser.has_pending(), "{event:?}");
+    }
+}
+
+#[test]
+fn an_empty_builder_writes_a_lone_blank_line() {
+    let event = Event::builder().build().unwrap();
+    assert_eq!(event.as_bytes(), &b"\n"[..]);
+    assert!(parse_one(&event).0.is_empty());
+}
+
+// --- Output is UTF-8; non-ASCII data round-trips ---
+
+#[test]
+fn output_is_utf8_and_non_ascii_round_trips() {
+    let data = "héllo, 世界 🎉\nΣ\u{0}\u{7f}\u{2028}end";
+    let event = Event::builder()
+        .id("ïd-✓")
+        .event("évènement")
+        .comment("コメント")
+        .data(data)
+        .build()
+        .unwrap();
+    assert!(std::str::from_utf8(event.as_bytes()).is_ok());
+    assert_eq!(event.id(), Some("ïd-✓"));
+    let (events, parser) = parse_one(&event);
+    assert_eq!(events, [ParsedEvent::new("évènement", data, "ïd-✓")]);
+    assert_eq!(parser.last_event_id(), "ïd-✓");
+}
+
+#[test]
+fn non_ascii_survives_any_split() {
+    let event = Event::builder().id("✓").data("日本語🎉").build().unwrap();
+    let bytes = event.as_bytes();
+    for cut in 0..=bytes.len() {
+        let events = parse_chunks([&bytes[..cut], &bytes[cut..]]);
+        assert_eq!(
+            events,
+            [ParsedEvent::new("message", "日本語🎉", "✓")],
+            "{cut}"
+        );
+    }
+}
+
+// --- Event names and ids, as the browser sees them ---
+
+#[test]
+fn event_name_sets_the_type() {
+    let event = Event::builder().event("price").data("1").build().unwrap();
+    assert_eq!(event.as_bytes(), &b"event: price\ndata: 1\n\n"[..]);
+    assert_eq!(parse_one(&event).0, [ParsedEvent::new("price", "1", "")]);
+}
+
+#[test]
+fn empty_event_name_is_a_message() {
+    let event = Event::builder().event("").data("1").build().unwrap();
+    assert_eq!(event.as_bytes(), &b"event:\ndata: 1\n\n"[..]);
+    assert_eq!(parse_one(&event).0, [ParsedEvent::message("1")]);
+}
+
+#[test]
+fn leading_spaces_in_id_and_event_name_are_kept() {
+    let event = Event::builder()
+        .id(" 1")
+        .event(" e")
+        .data("x")
+        .build()
+        .unwrap();
+    assert_eq!(event.id(), Some(" 1"));
+    assert_eq!(parse_one(&event).0, [ParsedEvent::new(" e", "x", " 1")]);
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let event = Event::builder()
+        .event("price")
+        .id("42")
+        .data("EUR 1.08\nUSD 1.00")
+        .retry(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let (events, parser) = parse_one(&event);
+    assert_eq!(
+        events,
+        [ParsedEvent::new("price", "EUR 1.08\nUSD 1.00", "42")]
+    );
+    assert_eq!(parser.retry(), Some(3000));
+}
+
+// --- `Event::with_id` ---
+
+#[test]
+fn with_id_replaces_an_id() {
+    let original = Event::builder()
+        .id("1")
+        .event("e")
+        .data("x\ny")
+        .build()
+        .unwrap();
+    let renumbered = original.with_id("2").unwrap();
+    assert_eq!(
+        renumbered.as_bytes(),
+        &b"id: 2\nevent: e\ndata: x\ndata: y\n\n"[..]
+    );
+    assert_eq!(renumbered.id(), Some("2"));
+    assert_eq!(
+        parse_one(&renumbered).0,
+        [ParsedEvent::new("e", "x\ny", "2")]
+    );
+    // The original is untouched.
+    assert_eq!(original.id(), Some("1"));
+    assert_eq!(parse_one(&original).0, [ParsedEvent::new("e", "x\ny", "1")]);
+}
+
+#[test]
+fn with_id_adds_an_id() {
+    let event = Event::data("x").with_id("10").unwrap();
+    assert_eq!(event.as_bytes(), &b"id: 10\ndata: x\n\n"[..]);
+    assert_eq!(
+        parse_one(&event).0,
+        [ParsedEvent::new("message", "x", "10")]
+    );
+    // Twice in a row is the same as once.
+    assert_eq!(
+        event.with_id("11").unwrap(),
+        Event::data("x").with_id("11").unwrap()
+    );
+}
+
+#[test]
+fn with_id_on_an_id_only_event() {
+    let event = Event::builder()
+        .id("1")
+        .build()
+        .unwrap()
+        .with_id("")
+        .unwrap();
+    assert_eq!(event.as_bytes(), &b"id:\n\n"[..]);
+    assert_eq!(event.id(), Some(""));
+}
+
+// --- Several events in one stream ---
+
+#[test]
+fn concatenated_events_parse_as_the_same_sequence() {
+    let events = [
+        Event::builder().id("1").data("first").build().unwrap(),
+        Event::builder()
+            .event("custom")
+            .data("second\r\nline")
+            .build()
+            .unwrap(),
+        Event::retry(Duration::from_millis(1500)),
+        Event::builder().comment("keep-alive").build().unwrap(),
+        Event::data(""),
+        Event::builder().id("3").event("e").build().unwrap(),
+        Event::data(" last"),
+    ];
+    let stream: Vec<u8> = events.iter().flat_map(|e| e.as_bytes().to_vec()).collect();
+    let expected = [
+        ParsedEvent::new("message", "first", "1"),
+        ParsedEvent::new("custom", "second\nline", "1"),
+        ParsedEvent::new("message", "", "1"),
+        // The event name of an event without data is reset at its blank line.
+        ParsedEvent::new("message", " last", "3"),
+    ];
+    assert_eq!(parse(&stream), expected);
+    // Byte by byte.
+    assert_eq!(parse_chunks(stream.chunks(1)), expected);
+    // Event by event, keeping the parser's state.
+    let mut parser = Parser::new();
+    let one_by_one: Vec<_> = events
+        .iter()
+        .flat_map(|e| parser.feed(e.as_bytes()))
+        .collect();
+    assert_eq!(one_by_one, expected);
+    assert_eq!(parser.retry(), Some(1500));
+    assert_eq!(parser.last_event_id(), "3");
+}
+
+// --- Property tests ---
+
+/// Characters that matter to the format, plus anything.
+fn interesting_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        4 => any::<char>(),
+        2 => prop::sample::select(vec!['a', 'b', '1', 'é', '🎉']),
+        1 => prop::sample::select(vec!['\r', '\n', '\0', ' ', ':', '\u{feff}']),
+    ]
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop::collection::vec(interesting_char(), 0..12).prop_map(|chars| chars.into_iter().collect())
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    id: Option<String>,
+    event: Option<String>,
+    retry: Option<Duration>,
+    comments: Vec<String>,
+    data: Option<String>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        prop::option::of(text()),
+        prop::option::of(text()),
+        prop::option::of((any::<u64>(), 0..1_000_000_000u32, any::<bool>()).prop_map(
+            |(n, nanos, small)| {
+                if small {
+                    Duration::from_millis(n % 100_000)
+                } else {
+                    Duration::new(n, nanos)
+                }
+            },
+        )),
+        prop::collection::vec(text(), 0..3),
+        prop::option::of(text()),
+    )
+        .prop_map(|(id, event, retry, comments, data)| Spec {
+            id,
+            event,
+            retry,
+            comments,
+            data,
+        })
+}
+
+impl Spec {
+    fn build(&self) -> Result<Event, EventError> {
+        let mut builder = Event::builder();
+        if let Some(id) = &self.id {
+            builder = builder.id(id.clone());
+        }
+        if let Some(event) = &self.event {
+            builder = builder.event(event.clone());
+        }
+        if let Some(retry) = self.retry {
+            builder = builder.retry(retry);
+        }
+        for comment in &self.comments {
+            builder = builder.comment(comment.clone());
+        }
+        if let Some(data) = &self.data {
+            builder = builder.data(data.clone());
+        }
+        builder.build()
+    }
+
+    /// Whether the wire format cannot carry this event.
+    fn is_invalid(&self) -> bool {
+        let breaks = |s: &String| s.contains(['\r', '\n']);
+        self.id
+            .as_ref()
+            .is_some_and(|id| breaks(id) || id.contains('\0'))
+            || self.event.as_ref().is_some_and(breaks)
+            || self.comments.iter().any(breaks)
+    }
+
+    fn retry_millis(&self) -> Option<u64> {
+        self.retry
+            .map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// What the browser fires for this event, given the last event id before it.
+    fn expected(&self, last_event_id: &str) -> Option<ParsedEvent> {
+        let data = self.data.as_ref()?;
+        Some(ParsedEvent {
+            event_type: match self.event.as_deref() {
+                None | Some("") => "message".to_owned(),
+                Some(name) => name.to_owned(),
+            },
+            data: data.replace("\r\n", "\n").replace('\r', "\n"),
+            last_event_id: self.id.as_deref().unwrap_or(last_event_id).to_owned(),
+        })
+    }
+}
+
+/// A fixed seed keeps the suite deterministic; set `PROPTEST_RNG_SEED` (or `PROPTEST_CASES`)
+/// to explore further.
+fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    ProptestConfig {
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            default.cases
+        } else {
+            512
+        },
+        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+            default.rng_seed
+        } else {
+            RngSeed::Fixed(0x7e5e)
+        },
+        ..default
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any event either fails to build, because it really holds a forbidden character, or
+    /// reaches the browser exactly as it was set, however the bytes are split.
+    #[test]
+    fn any_event_round_trips_or_is_rejected(
+        spec in spec(),
+        offsets in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let event = match spec.build() {
+            Err(err) => {
+                prop_assert!(spec.is_invalid(), "rejected a valid event: {err}");
+                prop_assert!(!err.to_string().is_empty());
+                return Ok(());
+            }
+            Ok(event) => event,
+        };
+        prop_assert!(!spec.is_invalid(), "accepted an invalid event: {event:?}");
+
+        let bytes = event.as_bytes();
+        prop_assert!(std::str::from_utf8(bytes).is_ok());
+        prop_assert!(!bytes.starts_with(b"\xEF\xBB\xBF"));
+        prop_assert!(bytes.ends_with(b"\n\n") || &bytes[..] == b"\n");
+        prop_assert!(!bytes.contains(&b'\r'));
+        prop_assert_eq!(event.id(), spec.id.as_deref());
+        prop_assert_eq!(event.len(), bytes.len());
+
+        let mut parser = Parser::new();
+        let mut events = Vec::new();
+        for chunk in split_at_offsets(bytes, &offsets) {
+            events.extend(parser.feed(chunk));
+        }
+        let expected: Vec<_> = spec.expected("").into_iter().collect();
+        prop_assert_eq!(events, expected);
+        prop_assert!(!parser.has_pending());
+        prop_assert_eq!(parser.last_event_id(), spec.id.as_deref().unwrap_or(""));
+        prop_assert_eq!(parser.retry(), spec.retry_millis());
+
+        // Comments arrive as written.
+        let comments: Vec<String> = Parser::new()
+            .feed_items(bytes)
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Comment { text, .. } => Some(text),
+                Item::Event(_) => None,
+            })
+            .collect();
+        let written: Vec<String> = spec
+            .comments
+            .iter()
+            .map(|c| if c.is_empty() { String::new() } else { format!(" {c}") })
+            .collect();
+        prop_assert_eq!(comments, written);
+    }
+
+    /// `with_id` gives the same result as building with that id.
+    #[test]
+    fn with_id_is_building_with_that_id(spec in spec(), id in text()) {
+        let Ok(event) = spec.build() else { return Ok(()) };
+        let with_spec = Spec { id: Some(id.clone()), ..spec };
+        match (event.with_id(&id), with_spec.build()) {
+            (Ok(a), Ok(b)) => {
+                // Same event in the browser; the field order may differ only by the id line,
+                // which both put first.
+                prop_assert_eq!(a.as_bytes(), b.as_bytes());
+                prop_assert_eq!(a.id(), Some(id.as_str()));
+            }
+            (Err(_), Err(_)) => prop_assert!(id.contains(['\r', '\n', '\0'])),
+            (a, b) => prop_assert!(false, "with_id {:?} but build {:?}", a, b),
+        }
+    }
+
+    /// A stream of events parses as the sequence of what each event means, the last event id
+    /// carrying over from one event to the next, whatever the chunking.
+    #[test]
+    fn concatenated_events_round_trip(
+        specs in prop::collection::vec(spec(), 0..8),
+        offsets in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        let mut last_event_id = String::new();
+        let mut retry = None;
+        for spec in &specs {
+            let Ok(event) = spec.build() else { continue };
+            stream.extend_from_slice(event.as_bytes());
+            expected.extend(spec.expected(&last_event_id));
+            if let Some(id) = &spec.id {
+                last_event_id.clone_from(id);
+            }
+            retry = spec.retry_millis().or(retry);
+        }
+        let mut parser = Parser::new();
+        let mut events = Vec::new();
+        for chunk in split_at_offsets(&stream, &offsets) {
+            events.extend(parser.feed(chunk));
+        }
+        prop_assert_eq!(events, expected);
+        prop_assert!(!parser.has_pending());
+        prop_assert_eq!(parser.last_event_id(), last_event_id.as_str());
+        prop_assert_eq!(parser.retry(), retry);
+    }
+}
+
+// --- The reference parser itself (web-platform-tests `eventsource/format-*`) ---
+
+#[test]
+fn parser_strips_one_leading_bom() {
+    // format-bom.htm: a BOM later in the stream is part of a field name.
+    let stream = "\u{feff}data:1\n\n\u{feff}data:2\n\ndata:3\n\n";
+    assert_eq!(
+        parse(stream.as_bytes()),
+        [ParsedEvent::message("1"), ParsedEvent::message("3")]
+    );
+    // format-bom-2.htm: only one BOM is stripped.
+    let stream = "\u{feff}\u{feff}data:1\n\ndata:2\n\ndata:3\n\n";
+    assert_eq!(
+        parse(stream.as_bytes()),
+        [ParsedEvent::message("2"), ParsedEvent::message("3")]
+    );
+    // Split inside the BOM.
+    let stream = "\u{feff}data:1\n\n".as_bytes();
+    for cut in 0..stream.len() {
+        assert_eq!(
+            parse_chunks([&stream[..cut], &stream[cut..]]),
+            [ParsedEvent::message("1")],
+            "{cut}"
+        );
+    }
+}
+
+#[test]
+fn parser_field_parsing() {
+    // format-field-parsing.htm
+    let stream = "data:\0\ndata:  2\rData:1\ndata\0:2\ndata:1\r\0data:4\nda-ta:3\rdata_5\ndata:3\rdata:\r\n data:32\ndata:4\n\n";
+    assert_eq!(
+        parse(stream.as_bytes()),
+        [ParsedEvent::message("\0\n 2\n1\n3\n\n4")]
+    );
+}
+
+#[test]
+fn parser_line_endings_and_chunk_boundaries() {
+    for stream in [
+        "data: a\r\ndata: b\r\n\r\n",
+        "data: a\rdata: b\r\r",
+        "data: a\ndata: b\n\n",
+        "data: a\r\ndata: b\n\r",
+    ] {
+        let bytes = stream.as_bytes();
+        for cut in 0..=bytes.len() {
+            assert_eq!(
+                parse_chunks([&bytes[..cut], &bytes[cut..]]),
+                [ParsedEvent::message("a\nb")],
+                "{stream:?} split at {cut}"
+            );
+        }
+    }
+    // A CR that ends one chunk and the LF that starts the next are one line end.
+    let mut parser = Parser::new();
+    assert!(parser.feed(b"data: a\r").is_empty());
+    assert_eq!(
+        parser.feed(b"\ndata: b\r\n\r\n"),
+        [ParsedEvent::message("a\nb")]
+    );
+}
+
+#[test]
+fn parser_fields() {
+    let stream = b"data\n\nid: 1\0\nid: 2\nretry: 12x\nretry: 300\nretry:\nretry: -1\nfoo: bar\nevent:x\ndata:y\n\ndata: z\n\n";
+    let mut parser = Parser::new();
+    assert_eq!(
+        parser.feed(stream),
+        [
+            // A field name alone has an empty value.
+            ParsedEvent::message(""),
+            // An id with NUL is ignored; unknown fields are ignored.
+            ParsedEvent::new("x", "y", "2"),
+            // The event type is reset after dispatch; the id is not.
+            ParsedEvent::new("message", "z", "2"),
+        ]
+    );
+    assert_eq!(parser.retry(), Some(300));
+}
+
+#[test]
+fn parser_discards_an_incomplete_final_event() {
+    let mut parser = Parser::new();
+    assert_eq!(
+        parser.feed(b"data: a\n\ndata: b\n"),
+        [ParsedEvent::message("a")]
+    );
+    assert!(parser.has_pending());
+    let mut parser = Parser::new();
+    parser.feed(b"data: a\n\ndata: b");
+    assert!(parser.has_pending());
+    // An id in an unfinished event does not move the last event id.
+    let mut parser = Parser::new();
+    parser.feed(b"id: 1\n");
+    assert_eq!(parser.last_event_id(), "");
+}
+
+#[test]
+fn parser_reports_comments_in_order() {
+    let items = Parser::new().feed_items(b": a\ndata: x\n:b\n\n:c\n");
+    assert_eq!(
+        items,
+        [
+            Item::Comment {
+                text: " a".to_owned(),
+                mid_event: false
+            },
+            Item::Comment {
+                text: "b".to_owned(),
+                mid_event: true
+            },
+            Item::Event(ParsedEvent::message("x")),
+            Item::Comment {
+                text: "c".to_owned(),
+                mid_event: false
+            },
+        ]
+    );
+}
+
+#[test]
+fn parser_replaces_invalid_utf8() {
+    assert_eq!(
+        parse(b"data: a\xFFb\n\n"),
+        [ParsedEvent::message("a\u{fffd}b")]
+    );
+}
