@@ -93,8 +93,16 @@ fn number(name: &str) -> Result<Option<usize>, String> {
     }
 }
 
-/// The app and the layer (whose `shutdown_on` ends every stream at shutdown).
-pub fn app(config: &Config) -> Result<(Router, SseLayer), String> {
+/// The hub server's parts: the router, the layer (whose `shutdown_on` ends every stream at
+/// shutdown) and the hub.
+pub struct App {
+    pub router: Router,
+    pub sse: SseLayer,
+    pub hub: Hub,
+}
+
+/// Builds the app; the error says which setting is wrong.
+pub fn app(config: &Config) -> Result<App, String> {
     let hub = Hub::builder().history_events(config.history).memory();
     let mut sse = SseLayer::new()
         .keep_alive(config.keep_alive)
@@ -107,14 +115,30 @@ pub fn app(config: &Config) -> Result<(Router, SseLayer), String> {
     if let Some(max) = config.max_connections {
         sse = sse.max_connections(max);
     }
-    let app = Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/events/{topic}", get(subscribe))
         .route("/publish/{topic}", post(publish))
         .route("/connections", get(connections))
         .layer(sse.clone())
-        .with_state(hub);
-    Ok((app, sse))
+        .with_state(hub.clone());
+    Ok(App { router, sse, hub })
+}
+
+/// Serves `app` until `signal` resolves, then ends every stream and returns once the open
+/// connections have finished.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.router
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(app.sse.shutdown_on(signal))
+    .await
 }
 
 async fn subscribe(
@@ -206,19 +230,15 @@ async fn main() {
 
 async fn run() -> Result<(), String> {
     let config = Config::from_env()?;
-    let (app, sse) = app(&config)?;
+    let app = app(&config)?;
     let listener = tokio::net::TcpListener::bind(&config.addr)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
     println!("listening on http://{addr}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(sse.shutdown_on(shutdown_signal()))
-    .await
-    .map_err(|err| err.to_string())?;
+    serve(listener, app, shutdown_signal())
+        .await
+        .map_err(|err| err.to_string())?;
     println!("shut down");
     Ok(())
 }

@@ -70,3 +70,8 @@ pub use extract::{InvalidLastEventId, LastEventId};
 pub use hub::{Hub, HubBuilder, HubError, Subscription};
 pub use layer::{SseLayer, SseService};
 pub use response::{EventStream, TryEventStream};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

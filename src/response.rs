@@ -26,7 +26,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStream};
@@ -112,7 +112,7 @@ pin_project! {
     #[must_use]
     pub struct TryEventStream<S> {
         #[pin]
-        stream: Option<S>,
+        inner: EventStream<EndOnError<S>>,
     }
 }
 
@@ -124,7 +124,9 @@ where
     /// Wraps `stream`.
     pub fn new(stream: S) -> Self {
         TryEventStream {
-            stream: Some(stream),
+            inner: EventStream::new(EndOnError {
+                stream: Some(stream),
+            }),
         }
     }
 
@@ -152,27 +154,46 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+pin_project! {
+    /// The events of a `TryStream` up to its first error, which is logged.
+    struct EndOnError<S> {
+        #[pin]
+        stream: Option<S>,
+    }
+}
+
+impl<S> Stream for EndOnError<S>
+where
+    S: TryStream<Ok = Event>,
+    S::Error: fmt::Display,
+{
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         let mut this = self.project();
         let Some(stream) = this.stream.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
         };
-        match stream.try_poll_next(cx) {
-            Poll::Ready(Some(Ok(event))) => Poll::Ready(Some(Ok(Frame::data(event.into_bytes())))),
-            Poll::Ready(Some(Err(err))) => {
+        match ready!(stream.try_poll_next(cx)) {
+            Some(Ok(event)) => Poll::Ready(Some(event)),
+            Some(Err(err)) => {
                 tracing::warn!(error = %err, "event stream ended by an error");
                 this.stream.set(None);
                 Poll::Ready(None)
             }
-            Poll::Ready(None) => {
+            None => {
                 this.stream.set(None);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.stream.is_none()
     }
 }
 

@@ -8,8 +8,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use support::whatwg::{ParsedEvent, Parser};
+use support::client::EventReader;
+use support::whatwg::ParsedEvent;
 
 async fn serve() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -24,19 +24,7 @@ async fn serve() -> SocketAddr {
 
 /// Reads `count` events from a streaming response, then drops it (the client disconnects).
 async fn read_events(response: reqwest::Response, count: usize) -> Vec<ParsedEvent> {
-    let mut parser = Parser::new();
-    let mut events = Vec::new();
-    let mut body = response.bytes_stream();
-    while events.len() < count {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
-            .await
-            .expect("an event within 10 s")
-            .expect("the stream stays open")
-            .expect("no transport error");
-        events.extend(parser.feed(&chunk));
-    }
-    events.truncate(count);
-    events
+    EventReader::new(response).take(count).await
 }
 
 fn ids(events: &[ParsedEvent]) -> Vec<u64> {

@@ -19,6 +19,9 @@ use crate::{Event, LastEventId};
 /// disconnected.
 pub(crate) const DEFAULT_QUEUE: usize = 1024;
 
+/// The largest per-subscriber queue.
+const MAX_QUEUE: usize = 1 << 20;
+
 /// Topics without history or subscribers are swept once the map grows past this.
 const FIRST_SWEEP: usize = 1024;
 
@@ -79,12 +82,13 @@ impl MemoryBackend {
     }
 
     /// A backend whose subscribers may each fall `queue` events behind before they are
-    /// disconnected (at least 1).
+    /// disconnected (clamped to 1..=1 048 576; the ring is allocated per topic with
+    /// subscribers).
     pub fn with_queue(limits: HistoryLimits, queue: usize) -> Self {
         MemoryBackend {
             epoch: format!("{:012x}", fastrand::u64(..) >> 16),
             limits,
-            queue: queue.max(1),
+            queue: queue.clamp(1, MAX_QUEUE),
             topics: Mutex::new(Topics {
                 map: HashMap::new(),
                 next_sweep: FIRST_SWEEP,
@@ -140,6 +144,9 @@ impl MemoryBackend {
     /// Reads `EPOCH-SEQ`: `Ok(seq)` for this epoch, `Err(reason)` otherwise.
     fn parse(&self, id: &str) -> Result<u64, GapReason> {
         let (epoch, seq) = id.rsplit_once('-').ok_or(GapReason::Malformed)?;
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(GapReason::Malformed);
+        }
         let seq: u64 = seq.parse().map_err(|_| GapReason::Malformed)?;
         if epoch.len() != self.epoch.len() || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(GapReason::Malformed);
@@ -234,7 +241,8 @@ impl MemoryBackend {
                     .history
                     .iter()
                     .skip(skip)
-                    .take(options.max_replay)
+                    // At least one, so a client far behind always makes progress.
+                    .take(options.max_replay.max(1))
                     .map(|stored| stored.event.clone()),
             );
             let replayed_to = from - 1 + replay.len() as u64;

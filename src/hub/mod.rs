@@ -276,9 +276,10 @@ impl HubBuilder {
 
     /// How many events a subscriber may fall behind before it is disconnected (and catches
     /// up by replay when it reconnects). Default 1024. The queue is one ring per topic shared
-    /// by all its subscribers, so this costs memory per topic, not per subscriber.
+    /// by all its subscribers, so this costs memory per topic, not per subscriber. Clamped to
+    /// 1..=1 048 576.
     pub fn subscriber_queue(mut self, events: usize) -> Self {
-        self.queue = events.max(1);
+        self.queue = events;
         self
     }
 

@@ -121,11 +121,11 @@ where
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Poll::Ready(Some(Err(err))) => {
-                        state.done = true;
+                        state.finish();
                         Poll::Ready(Some(Err(err)))
                     }
                     Poll::Ready(None) => {
-                        state.done = true;
+                        state.finish();
                         Poll::Ready(None)
                     }
                     Poll::Pending => state.poll_keep_alive(cx),
@@ -180,13 +180,22 @@ impl StreamState {
     /// sends a jittered `retry:` hint; inside an event the stream just ends (the client drops
     /// the partial event and resumes after the last complete one).
     fn close(&mut self, reason: CloseReason) -> Option<Bytes> {
-        self.done = true;
-        if reason == CloseReason::Shutdown && self.boundary.at_event_end() {
+        let retry = (reason == CloseReason::Shutdown && self.boundary.at_event_end()).then(|| {
             let retry = crate::Event::retry(super::future::jitter(self.shutdown_retry));
             self.registration.shared.record(0, retry.len() as u64);
-            return Some(retry.into_bytes());
-        }
-        None
+            retry.into_bytes()
+        });
+        self.finish();
+        retry
+    }
+
+    /// Ends the stream. It leaves the registry now, not when the body is dropped: an ended
+    /// stream is not open (its `Connection::send` fails), whoever still holds the body.
+    fn finish(&mut self) {
+        self.done = true;
+        self.registration
+            .registry
+            .unregister(&self.registration.shared);
     }
 
     /// Called while the inner body has nothing to send: yields a keep-alive comment once the

@@ -35,6 +35,8 @@ pin_project! {
     pub(crate) enum Inner<F> {
         Plain { #[pin] future: F },
         Cors { #[pin] future: tower_http::cors::ResponseFuture<F> },
+        // Refused before the handler ran; `cors` holds the headers an allowed origin needs.
+        Refused { refused: Refused, cors: http::HeaderMap },
     }
 }
 
@@ -59,6 +61,22 @@ where
         let response = match this.inner.project() {
             InnerProj::Plain { future } => ready!(future.poll(cx))?,
             InnerProj::Cors { future } => ready!(future.poll(cx))?,
+            InnerProj::Refused { refused, cors } => {
+                let config = &this
+                    .info
+                    .take()
+                    .expect("tower_sse::ResponseFuture polled after completion")
+                    .config;
+                let mut response = Response::new(SseBody::full(refusal(*refused, config)));
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+                headers.extend(std::mem::take(cors));
+                set_stream_headers(headers, Version::HTTP_11);
+                return Poll::Ready(Ok(response));
+            }
         };
         let info = this
             .info
@@ -110,26 +128,32 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
             Response::from_parts(parts, SseBody::stream(body, config, registration))
         }
         Err(refused) => {
-            // The handler's body is dropped unpolled. 200 with a `retry:` hint, not 429/503:
-            // an `EventSource` never reconnects after a status other than 200.
-            let (why, retry) = match refused {
-                Refused::ShuttingDown => ("shutting down", config.shutdown_retry),
-                Refused::GlobalLimit => ("too many connections", config.over_limit_retry),
-                Refused::PeerLimit => (
-                    "too many connections from this address",
-                    config.over_limit_retry,
-                ),
-            };
-            tracing::debug!(reason = why, "refused an event stream");
-            let retry = crate::Event::retry(jitter(retry));
-            let mut bytes = bytes::BytesMut::with_capacity(64);
-            bytes.extend_from_slice(b": ");
-            bytes.extend_from_slice(why.as_bytes());
-            bytes.extend_from_slice(b"\n");
-            bytes.extend_from_slice(retry.as_bytes());
-            Response::from_parts(parts, SseBody::full(bytes.freeze()))
+            // The handler's body is dropped unpolled.
+            Response::from_parts(parts, SseBody::full(refusal(refused, config)))
         }
     }
+}
+
+/// The whole body of a refused stream: a comment saying why and a jittered `retry:` hint. It
+/// is sent with `200 OK`, not 429 or 503: an `EventSource` never reconnects after a status
+/// other than 200, and this way it comes back later by itself.
+fn refusal(refused: Refused, config: &Config) -> bytes::Bytes {
+    let (why, retry) = match refused {
+        Refused::ShuttingDown => ("shutting down", config.shutdown_retry),
+        Refused::GlobalLimit => ("too many connections", config.over_limit_retry),
+        Refused::PeerLimit => (
+            "too many connections from this address",
+            config.over_limit_retry,
+        ),
+    };
+    tracing::debug!(reason = why, "refused an event stream");
+    let retry = crate::Event::retry(jitter(retry));
+    let mut bytes = bytes::BytesMut::with_capacity(64);
+    bytes.extend_from_slice(b": ");
+    bytes.extend_from_slice(why.as_bytes());
+    bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(retry.as_bytes());
+    bytes.freeze()
 }
 
 /// The headers every event stream gets.

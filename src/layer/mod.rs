@@ -58,4 +58,4 @@ pub use service::SseService;
 pub(crate) use future::CACHE_CONTROL;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

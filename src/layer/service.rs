@@ -75,12 +75,27 @@ where
             LastEventId::from_parts(&parts),
         ));
         parts.extensions.insert(Connection::new(conn.clone()));
+        // A stream the registry would refuse anyway is refused before the handler runs, so a
+        // reconnect storm against a full or stopping server costs no handler work (a replay
+        // read, say). Only requests that ask for an event stream, as `EventSource` does.
+        let early = if origin_allowed && accepts_event_stream(&parts.headers) {
+            self.config
+                .registry
+                .admits(self.config.limits, conn.peer_ip())
+                .err()
+        } else {
+            None
+        };
         let info = RequestInfo {
             version: parts.version,
             origin_allowed,
             config: self.config.clone(),
             conn,
         };
+        if let Some(refused) = early {
+            let cors = allowed_origin_headers(&parts, &self.config);
+            return ResponseFuture::new(InnerFuture::Refused { refused, cors }, info);
+        }
         let req = Request::from_parts(parts, body);
         let inner = match &mut self.inner {
             Inner::Plain(s) => InnerFuture::Plain {
@@ -103,4 +118,31 @@ fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
         return Some(*addr);
     }
     extensions.get::<std::net::SocketAddr>().copied()
+}
+
+/// Whether the request's `Accept` names `text/event-stream`, as `EventSource` always does.
+fn accepts_event_stream(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|accept| {
+        accept
+            .as_bytes()
+            .windows(b"text/event-stream".len())
+            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
+    })
+}
+
+/// The CORS headers an allowed cross-origin request gets on a response that does not go
+/// through tower-http's CORS service (an early refusal); none for any other request.
+fn allowed_origin_headers(parts: &http::request::Parts, config: &Config) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let (Some(origin), Some(allowed)) = (parts.headers.get(header::ORIGIN), &config.origins)
+        && allowed.allows(origin, parts)
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            http::HeaderValue::from_static("true"),
+        );
+        headers.insert(header::VARY, http::HeaderValue::from_static("origin"));
+    }
+    headers
 }

@@ -70,7 +70,7 @@ fn request_from(origin: &str) -> Request<Body> {
         .unwrap()
 }
 
-fn event_stream_response(body: Body) -> Response<Body> {
+pub(crate) fn event_stream_response(body: Body) -> Response<Body> {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(body)
@@ -78,7 +78,7 @@ fn event_stream_response(body: Body) -> Response<Body> {
 }
 
 /// A body whose frames the test sends one at a time; dropping the sender ends it.
-fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
+pub(crate) fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
     let (tx, rx) = mpsc::channel(16);
     let frames = ReceiverStream::new(rx).map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
     (tx, Body::new(StreamBody::new(frames)))

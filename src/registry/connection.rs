@@ -90,7 +90,8 @@ impl ConnShared {
     }
 
     pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
-        self.peer.map(|peer| peer.ip())
+        // An IPv4 client on a dual-stack socket is the same peer as on an IPv4 one.
+        self.peer.map(|peer| peer.ip().to_canonical())
     }
 
     pub(crate) fn set_topic(&self, topic: Arc<str>) {
@@ -244,7 +245,7 @@ impl Connection {
         self.shared.send(event)
     }
 
-    /// Ends this stream after the event it is sending, if any. The client reconnects.
+    /// Ends this stream at once (see [`Registry::close`]). The client reconnects.
     pub fn close(&self) {
         self.shared.close(CloseReason::Closed);
     }

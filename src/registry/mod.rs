@@ -1,9 +1,9 @@
 //! Who is connected now: every event stream that passes through an [`SseLayer`](crate::SseLayer).
 //!
 //! A [`Registry`] holds one entry per open stream, added when the response starts and removed
-//! when the body is dropped: when the stream ends, when the client goes away (noticed at the
-//! latest by the next keep-alive write), or when it is closed with [`Registry::close`] or by
-//! shutdown. It counts, lists ([`Registry::snapshot`]), announces connects and disconnects
+//! when the body ends or is dropped: when the stream ends, when the client goes away (noticed
+//! at the latest by the next keep-alive write), or when it is closed with [`Registry::close`]
+//! or by shutdown. It counts, lists ([`Registry::snapshot`]), announces connects and disconnects
 //! ([`Registry::presence`]), and enforces the layer's connection limits.
 //!
 //! Handlers get their own entry with the [`Connection`] extractor, e.g. to send one event to
@@ -147,8 +147,9 @@ impl Registry {
         self.state().open.get(&id).cloned().map(Connection::new)
     }
 
-    /// Closes the stream with this id: it ends after the event it is sending, if any. Returns
-    /// whether such a stream was open.
+    /// Closes the stream with this id: it ends at once (between two events, or mid-event, in
+    /// which case the client drops the partial event and resumes after the last complete one
+    /// when it reconnects). Returns whether such a stream was open.
     pub fn close(&self, id: u64) -> bool {
         match self.state().open.get(&id) {
             Some(shared) => {
@@ -180,6 +181,26 @@ impl Registry {
         self.inner.closing.load(Ordering::SeqCst)
     }
 
+    /// Whether a new stream from `peer` would be refused now (checked again when it registers).
+    pub(crate) fn admits(&self, limits: Limits, peer: Option<IpAddr>) -> Result<(), Refused> {
+        self.check(&self.state(), limits, peer)
+    }
+
+    fn check(&self, state: &State, limits: Limits, peer: Option<IpAddr>) -> Result<(), Refused> {
+        if self.is_closing() {
+            return Err(Refused::ShuttingDown);
+        }
+        if limits.global.is_some_and(|max| state.open.len() >= max) {
+            return Err(Refused::GlobalLimit);
+        }
+        if let (Some(max), Some(ip)) = (limits.per_peer, peer)
+            && state.per_peer.get(&ip).copied().unwrap_or(0) >= max
+        {
+            return Err(Refused::PeerLimit);
+        }
+        Ok(())
+    }
+
     /// Adds a stream, unless the registry is closing or a limit is reached.
     pub(crate) fn register(
         &self,
@@ -190,21 +211,9 @@ impl Registry {
             let mut state = self.state();
             // Checked under the lock, so a shutdown that has collected the open streams cannot
             // miss one registered concurrently.
-            if self.is_closing() {
-                return Err(Refused::ShuttingDown);
-            }
-            if limits.global.is_some_and(|max| state.open.len() >= max) {
-                return Err(Refused::GlobalLimit);
-            }
+            self.check(&state, limits, shared.peer_ip())?;
             if let Some(ip) = shared.peer_ip() {
-                let count = state.per_peer.entry(ip).or_insert(0);
-                if limits.per_peer.is_some_and(|max| *count >= max) {
-                    if *count == 0 {
-                        state.per_peer.remove(&ip);
-                    }
-                    return Err(Refused::PeerLimit);
-                }
-                *count += 1;
+                *state.per_peer.entry(ip).or_insert(0) += 1;
             }
             state.open.insert(shared.id(), shared.clone());
         }

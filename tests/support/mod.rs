@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests. Each test file that needs them declares
 //! `mod support;`.
+#![allow(dead_code)]
 
+pub mod client;
 pub mod whatwg;

@@ -210,19 +210,16 @@ impl Parser {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" => {
-                if !value.contains('\0') {
-                    self.last_event_id_buffer = value.to_owned();
-                }
+            // An id containing NUL is ignored.
+            "id" if !value.contains('\0') => self.last_event_id_buffer = value.to_owned(),
+            // A retry that is not only ASCII digits is ignored.
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                let millis = value.bytes().fold(0u64, |n, b| {
+                    n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+                });
+                self.retry = Some(millis);
             }
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    let millis = value.bytes().fold(0u64, |n, b| {
-                        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
-                    });
-                    self.retry = Some(millis);
-                }
-            }
+            // Anything else is ignored.
             _ => {}
         }
     }
