@@ -7,6 +7,7 @@
 //! curl -d '{"p":1}' 'http://127.0.0.1:3000/publish/news?event=price'
 //! curl -N -H 'Last-Event-ID: <id>' http://127.0.0.1:3000/events/news   # resume
 //! curl http://127.0.0.1:3000/connections
+//! curl http://127.0.0.1:3000/health                         # {"backend":"ok"}, or 503
 //! ```
 //!
 //! Configuration, from the environment:
@@ -17,6 +18,8 @@
 //! KEEP_ALIVE      keep-alive interval in seconds (default 15)
 //! HISTORY         events kept per topic (default 1000)
 //! MAX_CONNECTIONS global cap on open streams (default none)
+//! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
+//!                 servers share it (default: in memory)
 //! ```
 //!
 //! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, then the
@@ -32,6 +35,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tower_sse::backend::Health;
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
 
 /// The hub server's settings.
@@ -42,6 +46,7 @@ pub struct Config {
     pub keep_alive: Duration,
     pub history: usize,
     pub max_connections: Option<usize>,
+    pub redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -52,6 +57,7 @@ impl Default for Config {
             keep_alive: Duration::from_secs(15),
             history: 1000,
             max_connections: None,
+            redis_url: None,
         }
     }
 }
@@ -78,6 +84,9 @@ impl Config {
             config.history = history;
         }
         config.max_connections = number("MAX_CONNECTIONS")?;
+        config.redis_url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
         Ok(config)
     }
 }
@@ -102,8 +111,15 @@ pub struct App {
 }
 
 /// Builds the app; the error says which setting is wrong.
-pub fn app(config: &Config) -> Result<App, String> {
-    let hub = Hub::builder().history_events(config.history).memory();
+pub async fn app(config: &Config) -> Result<App, String> {
+    let builder = Hub::builder().history_events(config.history);
+    let hub = match &config.redis_url {
+        Some(url) => builder
+            .redis(url)
+            .await
+            .map_err(|err| format!("REDIS_URL: {err}"))?,
+        None => builder.memory(),
+    };
     let mut sse = SseLayer::new()
         .keep_alive(config.keep_alive)
         .registry(hub.registry());
@@ -120,6 +136,7 @@ pub fn app(config: &Config) -> Result<App, String> {
         .route("/events/{topic}", get(subscribe))
         .route("/publish/{topic}", post(publish))
         .route("/connections", get(connections))
+        .route("/health", get(health))
         .layer(sse.clone())
         .with_state(hub.clone());
     Ok(App { router, sse, hub })
@@ -197,6 +214,17 @@ async fn connections(State(hub): State<Hub>) -> Json<serde_json::Value> {
     Json(json!(list))
 }
 
+async fn health(State(hub): State<Hub>) -> Response {
+    match hub.health() {
+        Health::Ok => Json(json!({ "backend": "ok" })).into_response(),
+        Health::Unavailable(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "backend": "unavailable", "error": why })),
+        )
+            .into_response(),
+    }
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -229,8 +257,14 @@ async fn main() {
 }
 
 async fn run() -> Result<(), String> {
+    // Logs to stderr; RUST_LOG=debug shows more (e.g. refused streams).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let config = Config::from_env()?;
-    let app = app(&config)?;
+    let app = app(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.addr)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;

@@ -156,6 +156,41 @@ impl Event {
         })
     }
 
+    /// The encoded event without its `id:` line, as a backend stores it (the id is the
+    /// backend's to give).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn without_id(&self) -> Bytes {
+        self.bytes.slice(self.id_line..)
+    }
+
+    /// Rebuilds an event that a backend stored with [`without_id`](Self::without_id), giving it
+    /// `id`. `None` unless `body` is exactly one event without an id, as this crate encodes it:
+    /// stored bytes from elsewhere can never inject a field or a second event into a stream.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_stored(body: Bytes, id: &str) -> Option<Event> {
+        let lines = body.strip_suffix(b"\n")?;
+        if body.contains(&b'\r') {
+            return None;
+        }
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&b| b == b'\n')?;
+            let line = &rest[..end];
+            let is_id = line == b"id" || line.starts_with(b"id:");
+            if line.is_empty() || is_id {
+                return None;
+            }
+            rest = &rest[end + 1..];
+        }
+        std::str::from_utf8(&body).ok()?;
+        Event {
+            bytes: body,
+            id_line: 0,
+        }
+        .with_id(id)
+        .ok()
+    }
+
     /// The encoded length in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()

@@ -28,7 +28,7 @@ impl Server {
     async fn start(config: Config) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = hub_server::app(&config).unwrap();
+        let app = hub_server::app(&config).await.unwrap();
         let hub = app.hub.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(hub_server::serve(listener, app, async {
@@ -356,12 +356,13 @@ async fn allowed_origin_is_echoed_with_credentials() {
     );
 }
 
-#[test]
-fn wildcard_allow_origins_is_refused_with_what_to_write_instead() {
+#[tokio::test]
+async fn wildcard_allow_origins_is_refused_with_what_to_write_instead() {
     let err = hub_server::app(&Config {
         allow_origins: vec!["*".to_owned()],
         ..config()
     })
+    .await
     .err()
     .expect("a wildcard origin is refused");
     assert!(err.starts_with("ALLOW_ORIGINS:"), "{err}");

@@ -30,6 +30,8 @@
 //! ```
 
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::time::Duration;
@@ -38,6 +40,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
 pub use memory::MemoryBackend;
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_KEY_PREFIX, RedisBackend};
 
 use crate::hub::HubError;
 use crate::{Event, LastEventId};

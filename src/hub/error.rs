@@ -18,6 +18,7 @@ enum Kind {
     TooLarge { size: usize, max: usize },
     Event(EventError),
     Unavailable(String),
+    Config(String),
 }
 
 impl HubError {
@@ -46,6 +47,12 @@ impl HubError {
         }
     }
 
+    pub(crate) fn config(why: String) -> Self {
+        HubError {
+            kind: Kind::Config(why),
+        }
+    }
+
     /// An error for a backend that cannot serve now; `why` is shown to the caller.
     pub fn unavailable(why: impl Into<String>) -> Self {
         HubError {
@@ -53,7 +60,8 @@ impl HubError {
         }
     }
 
-    /// Whether the caller's input was at fault (topic name, event size or fields).
+    /// Whether the caller's input was at fault (topic name, event size or fields, or the
+    /// hub's configuration).
     pub fn is_invalid_input(&self) -> bool {
         !self.is_unavailable()
     }
@@ -76,6 +84,7 @@ impl fmt::Display for HubError {
             ),
             Kind::Event(err) => write!(f, "invalid event: {err}"),
             Kind::Unavailable(why) => write!(f, "the hub's backend is unavailable: {why}"),
+            Kind::Config(why) => write!(f, "hub configuration: {why}"),
         }
     }
 }
@@ -97,6 +106,7 @@ impl axum::response::IntoResponse for HubError {
             Kind::InvalidTopic { .. } | Kind::Event(_) => StatusCode::BAD_REQUEST,
             Kind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, format!("{self}\n")).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

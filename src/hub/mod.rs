@@ -135,20 +135,35 @@ impl Hub {
     /// Subscribes to `topic` for a client that last saw `last` (`None` on a first connection,
     /// which gets live events only). See the [module documentation](self).
     ///
+    /// When the backend cannot serve (Redis unreachable), the subscription is a comment saying
+    /// so and a `retry:` hint, then its end: an `EventSource` comes back by itself, where an
+    /// error status would make it give up for good.
+    ///
     /// # Errors
     ///
-    /// An invalid topic name, or a backend that cannot serve now.
+    /// An invalid topic name.
     pub async fn subscribe(
         &self,
         topic: &str,
         last: Option<LastEventId>,
     ) -> Result<Subscription, HubError> {
         validate_topic(topic)?;
-        let opened = self
+        let opened = match self
             .inner
             .backend
             .open(topic, last.as_ref(), &self.inner.replay)
-            .await?;
+            .await
+        {
+            Ok(opened) => opened,
+            Err(err) if err.is_unavailable() => {
+                return Ok(Subscription::unavailable(
+                    topic.into(),
+                    &err,
+                    self.inner.retry_after_lag,
+                ));
+            }
+            Err(err) => return Err(err),
+        };
         Ok(Subscription::new(
             topic.into(),
             last,
@@ -227,6 +242,8 @@ pub struct HubBuilder {
     max_event_bytes: usize,
     retry_after_lag: Duration,
     registry: Option<Registry>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    redis_prefix: Option<String>,
 }
 
 impl Default for HubBuilder {
@@ -238,6 +255,7 @@ impl Default for HubBuilder {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             retry_after_lag: Duration::from_secs(1),
             registry: None,
+            redis_prefix: None,
         }
     }
 }
@@ -306,6 +324,38 @@ impl HubBuilder {
     pub fn memory(self) -> Hub {
         let backend = MemoryBackend::with_queue(self.history, self.queue);
         self.backend(backend)
+    }
+
+    /// The hub on a Redis Streams backend at `url` (`redis://host:port/db`), so several hub
+    /// servers share history, ids and fan-out. Takes this builder's history count and age
+    /// bounds and queue size; streams are named `tower-sse:` + topic (see
+    /// [`redis_key_prefix`](Self::redis_key_prefix)). It connects lazily: Redis need not be up.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), tower_sse::HubError> {
+    /// let hub = tower_sse::Hub::builder().history_events(10_000).redis("redis://127.0.0.1/").await?;
+    /// # let _ = hub; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a Redis URL.
+    #[cfg(feature = "redis")]
+    pub async fn redis(self, url: &str) -> Result<Hub, HubError> {
+        let prefix = self
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| crate::backend::DEFAULT_KEY_PREFIX.to_owned());
+        let backend = crate::backend::RedisBackend::new(url, &prefix, self.history, self.queue)?;
+        Ok(self.backend(backend))
+    }
+
+    /// The prefix of the Redis stream keys (default `tower-sse:`), e.g. to share one Redis
+    /// between applications.
+    #[cfg(feature = "redis")]
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis_prefix = Some(prefix.into());
+        self
     }
 
     /// The hub on another backend. The history bounds and queue size of this builder are the

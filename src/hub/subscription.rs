@@ -69,6 +69,20 @@ impl Subscription {
         }
     }
 
+    /// A subscription the backend could not open: a comment saying why and a `retry:` hint.
+    pub(crate) fn unavailable(topic: Arc<str>, err: &super::HubError, retry: Duration) -> Self {
+        let why = err.to_string().replace(['\r', '\n'], " ");
+        let notice = Event::builder()
+            .comment(why)
+            .retry(retry)
+            .build()
+            .unwrap_or_else(|_| Event::retry(retry));
+        Subscription {
+            topic,
+            stream: stream::iter([notice]).boxed(),
+        }
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -86,7 +100,8 @@ async fn next_live(state: Option<LiveState>) -> Option<(Event, Option<LiveState>
                 tracing::debug!(missed, "subscriber fell behind; ending its stream");
                 return Some((Event::retry(state.retry), None));
             }
-            Err(RecvError::Closed) => return None,
+            // The backend ended the topic's feed (it missed entries): come back and replay.
+            Err(RecvError::Closed) => return Some((Event::retry(state.retry), None)),
         }
     }
 }
