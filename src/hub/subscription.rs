@@ -83,6 +83,25 @@ impl Subscription {
         }
     }
 
+    /// Sends `events` first, before anything else of the subscription (its `gap` event
+    /// included): e.g. a snapshot of the current state for a client that connects for the
+    /// first time. Give such events no id, so they do not move the client's last event id.
+    ///
+    /// ```
+    /// # async fn handler(hub: tower_sse::Hub) -> Result<tower_sse::Subscription, tower_sse::HubError> {
+    /// use tower_sse::Event;
+    /// let snapshot = Event::builder().event("snapshot").data("{\"rows\":[]}").build().unwrap();
+    /// Ok(hub.subscribe("board", None).await?.prepend([snapshot]))
+    /// # }
+    /// ```
+    pub fn prepend(self, events: impl IntoIterator<Item = Event>) -> Subscription {
+        let first: Vec<Event> = events.into_iter().collect();
+        Subscription {
+            topic: self.topic,
+            stream: stream::iter(first).chain(self.stream).boxed(),
+        }
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
