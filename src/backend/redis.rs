@@ -354,7 +354,7 @@ impl Shared {
             .await
             .map_err(|err| {
                 self.forget_if_unused(&topic_key);
-                self.failed("XRANGE", &err)
+                self.failed("subscribe", &err)
             })?;
         self.succeeded();
         let OpenReply {
@@ -518,18 +518,13 @@ async fn read_loop(shared: Weak<Shared>) {
             return;
         };
         let streams = this.reading();
-        if streams.is_empty() {
-            let changed = this.changed.notified();
-            // Look again now and then, so a dropped backend ends this task.
-            let _ = tokio::time::timeout(BLOCK, changed).await;
-            continue;
-        }
         let Some(connection) = conn.as_mut() else {
             match connect(&this.client).await {
                 Ok((connection, id)) => {
                     *lock(&this.reader_id) = Some(id);
                     conn = Some(connection);
                     backoff = Duration::from_millis(100);
+                    this.succeeded();
                 }
                 Err(err) => {
                     this.failed("connection", &err);
@@ -540,6 +535,21 @@ async fn read_loop(shared: Weak<Shared>) {
             }
             continue;
         };
+        if streams.is_empty() {
+            // Nothing to read: check that Redis answers, so health is current on an idle
+            // server too, then wait for a topic (or the next check).
+            match redis::cmd("PING").query_async::<String>(connection).await {
+                Ok(_) => this.succeeded(),
+                Err(err) => {
+                    this.failed("PING", &err);
+                    *lock(&this.reader_id) = None;
+                    conn = None;
+                }
+            }
+            let changed = this.changed.notified();
+            let _ = tokio::time::timeout(BLOCK, changed).await;
+            continue;
+        }
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(READ_COUNT)

@@ -1,0 +1,311 @@
+//! A real `redis-server` for the tests: its own free port on 127.0.0.1 and its own temporary
+//! directory, append-only with `fsync` on every write, so a stop (SIGKILL) and a restart on the
+//! same port and directory keep every write Redis acknowledged.
+//!
+//! ```ignore
+//! let Some(mut redis) = RedisServer::start() else { return }; // skipped: no redis-server
+//! let url = redis.url();
+//! redis.stop();    // down: connections are refused
+//! redis.restart(); // up again, same port, same data
+//! ```
+//!
+//! Without `redis-server` on `PATH`, [`RedisServer::start`] prints a notice and returns `None` so
+//! the test can return early, except under `CI=true`, where it panics: CI must run these tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long `redis-server` may take to say it is ready (a failure guard, never a wait).
+const READY_GUARD: Duration = Duration::from_secs(20);
+
+/// What `redis-server` prints once it serves.
+const READY_LINE: &str = "Ready to accept connections";
+
+/// A `redis-server` process the test owns; killed, and its directory removed, on drop.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port with a new temporary directory, and returns once it
+    /// accepts connections. `None` (after a notice on stderr) when `redis-server` is not
+    /// installed and `CI` is not `true`.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is missing under `CI=true`, or does not start.
+    pub fn start() -> Option<RedisServer> {
+        let dir = temp_dir();
+        let mut last_failure = String::new();
+        // The free port is found by binding and releasing it, so another process may take it
+        // before Redis does: try again with another port then.
+        for _ in 0..5 {
+            let port = free_port();
+            match spawn(port, &dir) {
+                Spawned::Ready(child) => {
+                    return Some(RedisServer {
+                        port,
+                        dir,
+                        child: Some(child),
+                    });
+                }
+                Spawned::Missing => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if std::env::var("CI").as_deref() == Ok("true") {
+                        panic!(
+                            "redis-server not found: .ci/run installs it with apt-get install redis-server"
+                        );
+                    }
+                    eprintln!(
+                        "skipped: redis-server not found on PATH (install it, e.g. apt-get install redis-server)"
+                    );
+                    return None;
+                }
+                Spawned::Failed(output) => last_failure = output,
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("redis-server did not start:\n{last_failure}");
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The key of `topic`'s stream.
+    pub fn key(topic: &str) -> String {
+        format!("tower-sse:{topic}")
+    }
+
+    /// Kills the server (SIGKILL: what it acknowledged is on disk, `appendfsync always`) and
+    /// waits for it to exit. Connections to it are refused from then on.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory, so it loads the same data, and
+    /// returns once it accepts connections.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start (for example, another process took the port meanwhile).
+    pub fn restart(&mut self) {
+        self.stop();
+        match spawn(self.port, &self.dir) {
+            Spawned::Ready(child) => self.child = Some(child),
+            Spawned::Missing => panic!("redis-server has gone from PATH"),
+            Spawned::Failed(output) => panic!(
+                "redis-server did not restart on port {}:\n{output}",
+                self.port
+            ),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+enum Spawned {
+    Ready(Child),
+    Missing,
+    /// It exited, or did not get ready in time; what it printed.
+    Failed(String),
+}
+
+fn spawn(port: u16, dir: &Path) -> Spawned {
+    let spawned = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        .arg(dir)
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .args(["--save", "", "--daemonize", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Spawned::Missing,
+        Err(err) => panic!("cannot run redis-server: {err}"),
+    };
+    // A thread reads every line the server prints, for as long as it runs (so the pipe never
+    // fills), and passes them on until the ready line.
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines.send(line);
+        }
+    });
+    let mut output = String::new();
+    loop {
+        match received.recv_timeout(READY_GUARD) {
+            Ok(line) => {
+                let ready = line.contains(READY_LINE);
+                output.push_str(&line);
+                output.push('\n');
+                if ready {
+                    return Spawned::Ready(child);
+                }
+            }
+            // The server exited (the port was taken, say), or hangs.
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                output.push_str(&format!("({err} before {READY_LINE:?})\n"));
+                return Spawned::Failed(output);
+            }
+        }
+    }
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A new, empty directory under the system's temporary directory.
+fn temp_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "tower-sse-redis-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return dir,
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => panic!("cannot create {}: {err}", dir.display()),
+        }
+    }
+}
+
+/// A plain Redis client for assertions on what the backend stored.
+#[cfg(feature = "redis")]
+pub struct Raw {
+    connection: redis::aio::MultiplexedConnection,
+}
+
+#[cfg(feature = "redis")]
+impl RedisServer {
+    /// A plain client connected to this server.
+    pub async fn raw(&self) -> Raw {
+        let client = redis::Client::open(self.url()).unwrap();
+        Raw {
+            connection: client.get_multiplexed_async_connection().await.unwrap(),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Raw {
+    /// `XLEN` of `topic`'s stream.
+    pub async fn xlen(&mut self, topic: &str) -> usize {
+        redis::cmd("XLEN")
+            .arg(RedisServer::key(topic))
+            .query_async(&mut self.connection)
+            .await
+            .unwrap()
+    }
+
+    /// The ids of `XRANGE` over all of `topic`'s stream, oldest first.
+    pub async fn ids(&mut self, topic: &str) -> Vec<String> {
+        self.entries(topic)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// `XRANGE - +` over `topic`'s stream: each entry's id and its field `e` (the encoded event
+    /// without its id), oldest first.
+    pub async fn entries(&mut self, topic: &str) -> Vec<(String, String)> {
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(RedisServer::key(topic))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let event = fields
+                    .into_iter()
+                    .find_map(|(name, value)| (name == "e").then_some(value))
+                    .unwrap_or_else(|| panic!("entry {id} has no field e"));
+                (id, event)
+            })
+            .collect()
+    }
+
+    /// Kills the connections whose last command was `command` (`CLIENT LIST`'s `cmd=`), as a
+    /// network failure would end them; returns how many.
+    pub async fn kill_clients_running(&mut self, command: &str) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+        let wanted = format!("cmd={command}");
+        let mut killed = 0;
+        for line in list.lines() {
+            let mut fields = line.split(' ');
+            if !line.split(' ').any(|field| field == wanted) {
+                continue;
+            }
+            let id = fields
+                .find_map(|field| field.strip_prefix("id="))
+                .expect("CLIENT LIST gives each client's id");
+            let _: () = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut self.connection)
+                .await
+                .unwrap();
+            killed += 1;
+        }
+        killed
+    }
+
+    /// One field of `XINFO STREAM` for `topic`'s stream, as text (`"max-deleted-entry-id"`,
+    /// `"entries-added"`, `"length"`, …).
+    pub async fn info(&mut self, topic: &str, field: &str) -> String {
+        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(RedisServer::key(topic))
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+        let value = info
+            .get(field)
+            .unwrap_or_else(|| panic!("XINFO STREAM has no {field}: {info:?}"));
+        match value {
+            redis::Value::Int(n) => n.to_string(),
+            other => redis::from_redis_value_ref::<String>(other)
+                .unwrap_or_else(|err| panic!("{field} is {other:?}: {err}")),
+        }
+    }
+}
