@@ -33,6 +33,7 @@ pub(crate) struct ConnShared {
     last_event_id: Option<LastEventId>,
     connected_at: SystemTime,
     topic: OnceLock<Arc<str>>,
+    label: Mutex<Option<Arc<str>>>,
     events_sent: AtomicU64,
     bytes_sent: AtomicU64,
     status: AtomicU8,
@@ -76,6 +77,7 @@ impl ConnShared {
             last_event_id,
             connected_at: SystemTime::now(),
             topic: OnceLock::new(),
+            label: Mutex::new(None),
             events_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             status: AtomicU8::new(PENDING),
@@ -245,6 +247,21 @@ impl Connection {
         self.shared.send(event)
     }
 
+    /// Attaches an application label to this connection (a user name, a session, a device),
+    /// shown in [`ConnectionInfo::label`], in the registry's snapshots and in its presence
+    /// notices. Set it in the handler, before the stream opens, so the `Connected` notice
+    /// carries it; a later call replaces it.
+    ///
+    /// It is how a "who is online" list becomes a registry query: the registry drops the
+    /// entry, label and all, whenever the stream ends.
+    pub fn set_label(&self, label: impl Into<Arc<str>>) {
+        *self
+            .shared
+            .label
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(label.into());
+    }
+
     /// Ends this stream at once (see [`Registry::close`]). The client reconnects.
     pub fn close(&self) {
         self.shared.close(CloseReason::Closed);
@@ -292,6 +309,7 @@ pub struct ConnectionInfo {
     id: u64,
     path: String,
     topic: Option<Arc<str>>,
+    label: Option<Arc<str>>,
     peer: Option<SocketAddr>,
     user_agent: Option<String>,
     connected_at: SystemTime,
@@ -306,6 +324,11 @@ impl ConnectionInfo {
             id: shared.id,
             path: shared.uri.path().to_owned(),
             topic: shared.topic.get().cloned(),
+            label: shared
+                .label
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
             peer: shared.peer,
             user_agent: shared
                 .user_agent
@@ -331,6 +354,11 @@ impl ConnectionInfo {
     /// The hub topic the stream is subscribed to, when it is a [`Subscription`](crate::Subscription).
     pub fn topic(&self) -> Option<&str> {
         self.topic.as_deref()
+    }
+
+    /// The label the application gave the connection ([`Connection::set_label`]).
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
     }
 
     /// The client's address, when the server provides it (axum:
@@ -373,10 +401,11 @@ impl serde::Serialize for ConnectionInfo {
             .connected_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut s = serializer.serialize_struct("ConnectionInfo", 9)?;
+        let mut s = serializer.serialize_struct("ConnectionInfo", 10)?;
         s.serialize_field("id", &self.id)?;
         s.serialize_field("path", &self.path)?;
         s.serialize_field("topic", &self.topic.as_deref())?;
+        s.serialize_field("label", &self.label.as_deref())?;
         s.serialize_field("peer", &self.peer.map(|p| p.to_string()))?;
         s.serialize_field("user_agent", &self.user_agent)?;
         s.serialize_field("connected_at", &connected_at)?;
