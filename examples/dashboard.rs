@@ -533,28 +533,6 @@ impl Board {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-}
-
 #[allow(dead_code)] // Tests include this file for `app` and have a main of their own.
 #[tokio::main]
 async fn main() {
@@ -577,7 +555,7 @@ async fn run() -> Result<(), String> {
         .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
     println!("listening on http://{addr}");
-    serve(listener, app, shutdown_signal())
+    serve(listener, app, tower_sse::shutdown_signal())
         .await
         .map_err(|err| err.to_string())?;
     println!("shut down");

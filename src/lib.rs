@@ -68,7 +68,7 @@ pub mod response;
 pub use event::{Event, EventBuilder, EventError};
 pub use extract::{InvalidLastEventId, LastEventId};
 pub use hub::{Hub, HubBuilder, HubError, Subscription};
-pub use layer::{SseLayer, SseService};
+pub use layer::{SseLayer, SseService, shutdown_signal};
 pub use response::{EventStream, TryEventStream};
 
 /// The README's examples, compiled as doctests so they cannot rot.

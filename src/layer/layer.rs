@@ -246,9 +246,7 @@ impl SseLayer {
     /// # async fn run(app: axum::Router, listener: tokio::net::TcpListener) {
     /// let sse = tower_sse::SseLayer::new();
     /// axum::serve(listener, app.layer(sse.clone()))
-    ///     .with_graceful_shutdown(sse.shutdown_on(async {
-    ///         tokio::signal::ctrl_c().await.ok();
-    ///     }))
+    ///     .with_graceful_shutdown(sse.shutdown_on(tower_sse::shutdown_signal()))
     ///     .await
     ///     .unwrap();
     /// # }

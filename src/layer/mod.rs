@@ -48,12 +48,14 @@ mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
+mod signal;
 
 pub use body::SseBody;
 pub use cors::InvalidOrigin;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_KEEP_ALIVE, SseLayer};
 pub use service::SseService;
+pub use signal::shutdown_signal;
 
 pub(crate) use future::CACHE_CONTROL;
 
