@@ -62,19 +62,18 @@ where
             InnerProj::Plain { future } => ready!(future.poll(cx))?,
             InnerProj::Cors { future } => ready!(future.poll(cx))?,
             InnerProj::Refused { refused, cors } => {
-                let config = &this
+                let info = this
                     .info
                     .take()
-                    .expect("tower_sse::ResponseFuture polled after completion")
-                    .config;
-                let mut response = Response::new(SseBody::full(refusal(*refused, config)));
+                    .expect("tower_sse::ResponseFuture polled after completion");
+                let mut response = Response::new(SseBody::full(refusal(*refused, &info.config)));
                 let headers = response.headers_mut();
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream"),
                 );
                 headers.extend(std::mem::take(cors));
-                set_stream_headers(headers, Version::HTTP_11);
+                set_stream_headers(headers, info.version);
                 return Poll::Ready(Ok(response));
             }
         };

@@ -1,0 +1,310 @@
+//! HTTP/2 end to end: the hub server of `examples/hub.rs` on `127.0.0.1:0` (axum's `serve`
+//! speaks h2c with prior knowledge when axum's `http2` feature is on, as in dev builds), read by
+//! a reqwest client that speaks only HTTP/2.
+//!
+//! Browsers open at most six HTTP/1.1 connections per origin, so a seventh `EventSource` on a
+//! page waits forever; over HTTP/2 every stream shares one connection and that limit is gone.
+//! These tests hold the server to that: many concurrent streams on one connection, each getting
+//! every event, with no connection-specific header on any response (RFC 9113 §8.2.2 makes a
+//! response carrying one malformed).
+
+#[path = "../examples/hub.rs"]
+mod hub_server;
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use hub_server::Config;
+use reqwest::Version;
+use serde_json::Value;
+use support::client::{EventReader, GUARD};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_sse::{Event, EventStream, SseLayer};
+
+/// More than the six connections per origin browsers allow over HTTP/1.1.
+const STREAMS: usize = 10;
+
+/// Headers that belong to one connection and must never appear in an HTTP/2 response.
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+];
+
+struct Server {
+    addr: SocketAddr,
+    hub: tower_sse::Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    /// Speaks HTTP/2 only (prior knowledge: no upgrade, no HTTP/1.1 fallback).
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start(config: Config) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = hub_server::app(&config).await.unwrap();
+        let hub = app.hub.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(hub_server::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            hub,
+            stop: Some(stop),
+            task,
+            client: h2_client(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        assert_http2(&response);
+        response
+    }
+
+    /// Publishes over the same HTTP/2 connection; returns the id the hub gave the event.
+    async fn publish(&self, path: &str, data: &str) -> String {
+        let response = self
+            .client
+            .post(self.url(path))
+            .body(data.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_http2(&response);
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the registry holds `count` streams, all open at once.
+    async fn until_open(&self, count: usize) {
+        let registry = self.hub.registry();
+        let deadline = tokio::time::Instant::now() + GUARD;
+        while registry.len() != count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} streams open at once within the guard time (have {})",
+                registry.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(GUARD, self.task)
+            .await
+            .expect("graceful shutdown completes")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn config() -> Config {
+    Config {
+        addr: "127.0.0.1:0".to_owned(),
+        ..Config::default()
+    }
+}
+
+fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
+/// The response came over HTTP/2 and carries no connection-specific header.
+#[track_caller]
+fn assert_http2(response: &reqwest::Response) {
+    assert_eq!(response.version(), Version::HTTP_2, "{}", response.url());
+    for name in CONNECTION_SPECIFIC {
+        assert!(
+            response.headers().get(name).is_none(),
+            "{} {}: an HTTP/2 response with `{name}: {:?}`",
+            response.status(),
+            response.url(),
+            response.headers()[name]
+        );
+    }
+}
+
+#[tokio::test]
+async fn ten_concurrent_streams_over_one_http2_connection_all_receive_every_event() {
+    let server = Server::start(config()).await;
+    // All at once, as a page opening ten `EventSource`s would.
+    let responses = join_all((0..STREAMS).map(|_| server.get("/events/board"))).await;
+    let mut readers = Vec::new();
+    for response in responses {
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
+        readers.push(EventReader::new(response));
+    }
+    server.until_open(STREAMS).await;
+
+    // One TCP connection: every stream has the same peer address (and so the same port).
+    let peers: Vec<SocketAddr> = server
+        .hub
+        .registry()
+        .snapshot()
+        .iter()
+        .map(|c| c.peer().expect("the hub records each stream's peer"))
+        .collect();
+    assert_eq!(peers.len(), STREAMS);
+    assert!(
+        peers.iter().all(|peer| *peer == peers[0]),
+        "streams spread over several connections: {peers:?}"
+    );
+
+    let published = [
+        ("/publish/board", "first"),
+        ("/publish/board", "multi\r\nline"),
+        ("/publish/board?event=departure", "{\"flight\":\"LH 123\"}"),
+        ("/publish/board", "😀 ünïcödé"),
+        ("/publish/board", &"x".repeat(100_000)),
+    ];
+    let mut expected = Vec::new();
+    for (path, data) in published {
+        let id = server.publish(path, data).await;
+        let event_type = if path.contains("event=") {
+            "departure"
+        } else {
+            "message"
+        };
+        expected.push((event_type, data.replace("\r\n", "\n"), id));
+    }
+
+    let received = join_all(readers.iter_mut().map(|r| r.take(published.len()))).await;
+    for (n, events) in received.iter().enumerate() {
+        let got: Vec<(&str, String, String)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.event_type.as_str(),
+                    e.data.clone(),
+                    e.last_event_id.clone(),
+                )
+            })
+            .collect();
+        assert!(got == expected, "stream {n} of {STREAMS} got other events");
+    }
+    drop(readers);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_every_http2_stream_with_a_retry_hint() {
+    let server = Server::start(config()).await;
+    let responses = join_all((0..STREAMS).map(|_| server.get("/events/news"))).await;
+    let mut readers: Vec<EventReader> = responses.into_iter().map(EventReader::new).collect();
+    server.until_open(STREAMS).await;
+    server.stop().await;
+    for mut reader in readers.drain(..) {
+        assert!(reader.until_end().await.is_empty());
+        let retry = reader.retry().expect("a retry hint before the end");
+        assert!((1000..=3000).contains(&retry), "retry {retry} ms");
+    }
+}
+
+/// Every kind of response the hub gives, over HTTP/2: streams, a refused stream, a replay with
+/// a gap, publishing, the page, the registry listing, health, and an error.
+#[tokio::test]
+async fn no_http2_response_from_the_hub_carries_connection_specific_headers() {
+    let server = Server::start(Config {
+        max_connections: Some(1),
+        ..config()
+    })
+    .await;
+    let mut open = EventReader::new(server.get("/events/news").await);
+    server.until_open(1).await;
+    // Over the limit: refused in-band (200, a comment and a `retry:` hint, then the end).
+    let mut refused = EventReader::new(server.get("/events/news").await);
+    assert!(refused.until_end().await.is_empty());
+    assert!(
+        refused.retry().is_some(),
+        "a refused stream says when to retry"
+    );
+
+    server.publish("/publish/news", "x").await;
+    assert_eq!(open.next().await.unwrap().data, "x");
+    drop(open);
+    server.until_open(0).await;
+
+    // A replay that starts with a `gap` event.
+    let mut gap = EventReader::new(server.get("/events/news?lastEventId=unknown").await);
+    assert_eq!(gap.next().await.unwrap().event_type, "gap");
+    drop(gap);
+
+    for path in ["/", "/connections", "/health", "/no-such-page"] {
+        server.get(path).await;
+    }
+    let bad = server
+        .client
+        .post(server.url("/publish/bad%20topic"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert!(bad.status().is_client_error());
+    assert_http2(&bad);
+    server.stop().await;
+}
+
+/// A handler that sets connection-specific headers itself (as code written for HTTP/1.1 does)
+/// still sends none of them over HTTP/2, and its events arrive.
+#[tokio::test]
+async fn handler_set_connection_headers_never_reach_an_http2_client() {
+    async fn stream() -> impl IntoResponse {
+        let events = futures_util::stream::iter([Event::data("hello")])
+            .chain(futures_util::stream::pending());
+        let mut response = EventStream::new(events).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        headers.insert(
+            HeaderName::from_static("keep-alive"),
+            HeaderValue::from_static("timeout=5"),
+        );
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(
+            HeaderName::from_static("proxy-connection"),
+            HeaderValue::from_static("keep-alive"),
+        );
+        response
+    }
+    let app = axum::Router::new()
+        .route("/events", get(stream))
+        .layer(SseLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = h2_client();
+    let responses =
+        join_all((0..STREAMS).map(|_| client.get(format!("http://{addr}/events")).send())).await;
+    for response in responses {
+        let response = response.unwrap();
+        assert_http2(&response);
+        let mut reader = EventReader::new(response);
+        assert_eq!(reader.next().await.unwrap().data, "hello");
+    }
+    server.abort();
+}
