@@ -8,8 +8,6 @@
 //! every event, with no connection-specific header on any response (RFC 9113 §8.2.2 makes a
 //! response carrying one malformed).
 
-#[path = "../examples/hub.rs"]
-mod hub_server;
 mod support;
 
 use std::net::SocketAddr;
@@ -19,12 +17,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use hub_server::Config;
 use reqwest::Version;
 use serde_json::Value;
-use support::client::{EventReader, GUARD};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use support::client::EventReader;
+use support::hub::{Config, Server, config};
 use tower_sse::{Event, EventStream, SseLayer};
 
 /// More than the six connections per origin browsers allow over HTTP/1.1.
@@ -39,87 +35,26 @@ const CONNECTION_SPECIFIC: [&str; 5] = [
     "proxy-connection",
 ];
 
-struct Server {
-    addr: SocketAddr,
-    hub: tower_sse::Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    /// Speaks HTTP/2 only (prior knowledge: no upgrade, no HTTP/1.1 fallback).
-    client: reqwest::Client,
-}
-
+/// What the HTTP/2 cases add to the shared hub server harness: every request over the HTTP/2
+/// client, checked to be HTTP/2.
 impl Server {
-    async fn start(config: Config) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = hub_server::app(&config).await.unwrap();
-        let hub = app.hub.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(hub_server::serve(listener, app, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            hub,
-            stop: Some(stop),
-            task,
-            client: h2_client(),
-        }
+    async fn h2(config: Config) -> Server {
+        Server::start_with_client(config, h2_client()).await
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
+    async fn h2_get(&self, path: &str) -> reqwest::Response {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         assert_http2(&response);
         response
     }
 
     /// Publishes over the same HTTP/2 connection; returns the id the hub gave the event.
-    async fn publish(&self, path: &str, data: &str) -> String {
-        let response = self
-            .client
-            .post(self.url(path))
-            .body(data.to_owned())
-            .send()
-            .await
-            .unwrap();
+    async fn h2_publish(&self, path: &str, data: &str) -> String {
+        let response = self.publish_raw(path, data.to_owned()).await;
         assert_http2(&response);
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()
-    }
-
-    /// Waits until the registry holds `count` streams, all open at once.
-    async fn until_open(&self, count: usize) {
-        let registry = self.hub.registry();
-        let deadline = tokio::time::Instant::now() + GUARD;
-        while registry.len() != count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{count} streams open at once within the guard time (have {})",
-                registry.len()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(GUARD, self.task)
-            .await
-            .expect("graceful shutdown completes")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn config() -> Config {
-    Config {
-        addr: "127.0.0.1:0".to_owned(),
-        ..Config::default()
     }
 }
 
@@ -147,9 +82,9 @@ fn assert_http2(response: &reqwest::Response) {
 
 #[tokio::test]
 async fn ten_concurrent_streams_over_one_http2_connection_all_receive_every_event() {
-    let server = Server::start(config()).await;
+    let server = Server::h2(config()).await;
     // All at once, as a page opening ten `EventSource`s would.
-    let responses = join_all((0..STREAMS).map(|_| server.get("/events/board"))).await;
+    let responses = join_all((0..STREAMS).map(|_| server.h2_get("/events/board"))).await;
     let mut readers = Vec::new();
     for response in responses {
         assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -181,7 +116,7 @@ async fn ten_concurrent_streams_over_one_http2_connection_all_receive_every_even
     ];
     let mut expected = Vec::new();
     for (path, data) in published {
-        let id = server.publish(path, data).await;
+        let id = server.h2_publish(path, data).await;
         let event_type = if path.contains("event=") {
             "departure"
         } else {
@@ -210,8 +145,8 @@ async fn ten_concurrent_streams_over_one_http2_connection_all_receive_every_even
 
 #[tokio::test]
 async fn graceful_shutdown_ends_every_http2_stream_with_a_retry_hint() {
-    let server = Server::start(config()).await;
-    let responses = join_all((0..STREAMS).map(|_| server.get("/events/news"))).await;
+    let server = Server::h2(config()).await;
+    let responses = join_all((0..STREAMS).map(|_| server.h2_get("/events/news"))).await;
     let mut readers: Vec<EventReader> = responses.into_iter().map(EventReader::new).collect();
     server.until_open(STREAMS).await;
     server.stop().await;
@@ -226,33 +161,33 @@ async fn graceful_shutdown_ends_every_http2_stream_with_a_retry_hint() {
 /// a gap, publishing, the page, the registry listing, health, and an error.
 #[tokio::test]
 async fn no_http2_response_from_the_hub_carries_connection_specific_headers() {
-    let server = Server::start(Config {
+    let server = Server::h2(Config {
         max_connections: Some(1),
         ..config()
     })
     .await;
-    let mut open = EventReader::new(server.get("/events/news").await);
+    let mut open = EventReader::new(server.h2_get("/events/news").await);
     server.until_open(1).await;
     // Over the limit: refused in-band (200, a comment and a `retry:` hint, then the end).
-    let mut refused = EventReader::new(server.get("/events/news").await);
+    let mut refused = EventReader::new(server.h2_get("/events/news").await);
     assert!(refused.until_end().await.is_empty());
     assert!(
         refused.retry().is_some(),
         "a refused stream says when to retry"
     );
 
-    server.publish("/publish/news", "x").await;
+    server.h2_publish("/publish/news", "x").await;
     assert_eq!(open.next().await.unwrap().data, "x");
     drop(open);
     server.until_open(0).await;
 
     // A replay that starts with a `gap` event.
-    let mut gap = EventReader::new(server.get("/events/news?lastEventId=unknown").await);
+    let mut gap = EventReader::new(server.h2_get("/events/news?lastEventId=unknown").await);
     assert_eq!(gap.next().await.unwrap().event_type, "gap");
     drop(gap);
 
     for path in ["/", "/connections", "/health", "/no-such-page"] {
-        server.get(path).await;
+        server.h2_get(path).await;
     }
     let bad = server
         .client

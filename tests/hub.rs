@@ -1,120 +1,15 @@
 //! End to end over real sockets: the hub server of `examples/hub.rs` on `127.0.0.1:0`, driven by
 //! a real HTTP client (reqwest) and read with the WHATWG parser.
 
-#[path = "../examples/hub.rs"]
-mod hub_server;
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hub_server::Config;
 use serde_json::Value;
 use support::client::{EventReader, GUARD};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use support::hub::{Config, Server, config, hub_server};
 use tower_sse::registry::Presence;
-
-struct Server {
-    addr: SocketAddr,
-    hub: tower_sse::Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    client: reqwest::Client,
-}
-
-impl Server {
-    async fn start(config: Config) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = hub_server::app(&config).await.unwrap();
-        let hub = app.hub.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(hub_server::serve(listener, app, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            hub,
-            stop: Some(stop),
-            task,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn subscribe(&self, topic: &str, last: Option<&str>) -> EventReader {
-        let mut request = self.client.get(self.url(&format!("/events/{topic}")));
-        if let Some(last) = last {
-            request = request.header("Last-Event-ID", last);
-        }
-        EventReader::new(request.send().await.unwrap())
-    }
-
-    async fn publish_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Publishes `data` and returns the id the hub gave it.
-    async fn publish(&self, topic: &str, data: &str) -> String {
-        let response = self
-            .publish_raw(&format!("/publish/{topic}"), data.to_owned())
-            .await;
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn connections(&self) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .get(self.url("/connections"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body.as_array().unwrap().clone()
-    }
-
-    /// Waits until the registry holds `count` streams, by its presence notices.
-    async fn until_open(&self, count: usize) {
-        let registry = self.hub.registry();
-        let mut presence = registry.presence();
-        while registry.len() != count {
-            tokio::time::timeout(GUARD, presence.next())
-                .await
-                .expect("a presence notice within the guard time");
-        }
-    }
-
-    /// Stops the server gracefully and waits for it.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(GUARD, self.task)
-            .await
-            .expect("graceful shutdown completes")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn config() -> Config {
-    Config {
-        addr: "127.0.0.1:0".to_owned(),
-        ..Config::default()
-    }
-}
 
 #[tokio::test]
 async fn published_event_reaches_subscriber_with_its_id() {

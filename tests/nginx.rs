@@ -7,8 +7,6 @@
 //! Needs `/usr/sbin/nginx` (Debian's `nginx-light`, which `.ci/run` installs). Without it the
 //! tests are skipped with a notice, except under `CI=true`, where they fail.
 
-#[path = "../examples/hub.rs"]
-mod hub_server;
 mod support;
 
 use std::fs;
@@ -17,12 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hub_server::Config;
 use serde_json::Value;
 use support::client::{EventReader, GUARD};
+use support::hub::{Config, Server};
 use support::whatwg::{Item, Parser};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The hub's keep-alive interval in these tests.
 const KEEP_ALIVE: Duration = Duration::from_secs(3);
@@ -35,49 +31,15 @@ const PROMPT: Duration = Duration::from_secs(2);
 // ---------------------------------------------------------------------------------------------
 // The hub server, in process
 
-struct Hub {
-    addr: SocketAddr,
-    hub: tower_sse::Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Hub {
-    async fn start() -> Hub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = hub_server::app(&Config {
-            addr: addr.to_string(),
+/// What the nginx cases add to the shared hub server harness.
+impl Server {
+    /// The example's hub server, keep-alive every 3 s.
+    async fn for_nginx() -> Server {
+        Server::start(Config {
             keep_alive: KEEP_ALIVE,
-            ..Config::default()
+            ..support::hub::config()
         })
         .await
-        .unwrap();
-        let hub = app.hub.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(hub_server::serve(listener, app, async {
-            let _ = stopped.await;
-        }));
-        Hub {
-            addr,
-            hub,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// Waits until the registry holds `count` streams.
-    async fn until_open(&self, count: usize) {
-        let registry = self.hub.registry();
-        let deadline = Instant::now() + GUARD;
-        while registry.len() != count {
-            assert!(
-                Instant::now() < deadline,
-                "{count} open stream(s) at the hub within the guard time (have {})",
-                registry.len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 
     /// The registry ids of the open streams.
@@ -88,15 +50,6 @@ impl Hub {
             .iter()
             .map(|c| c.id())
             .collect()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(GUARD, self.task)
-            .await
-            .expect("graceful shutdown completes")
-            .unwrap()
-            .unwrap();
     }
 }
 
@@ -303,7 +256,7 @@ async fn events_come_through_nginx_without_buffering_delay() {
     let Some(binary) = nginx_or_skip("events_come_through_nginx_without_buffering_delay") else {
         return;
     };
-    let hub = Hub::start().await;
+    let hub = Server::for_nginx().await;
     let nginx = Nginx::start(binary, hub.addr);
     let client = reqwest::Client::new();
 
@@ -349,7 +302,7 @@ async fn x_accel_buffering_keeps_a_stalled_reader_s_backlog_out_of_nginx() {
     else {
         return;
     };
-    let hub = Hub::start().await;
+    let hub = Server::for_nginx().await;
     let nginx = Nginx::start(binary, hub.addr);
 
     // Through the plain location: the hub's header turns buffering off.
@@ -420,7 +373,7 @@ async fn stall(nginx: &Nginx, path: &str) -> tokio::net::TcpStream {
 
 /// Publishes `BACKLOG_BYTES` in 64 KiB events straight to the hub, waits until the hub's
 /// writes to the stalled stream have stopped, and returns how many bytes it wrote.
-async fn publish_backlog(hub: &Hub, topic: &str) -> u64 {
+async fn publish_backlog(hub: &Server, topic: &str) -> u64 {
     let client = reqwest::Client::new();
     let url = format!("http://{}/publish/{topic}", hub.addr);
     let data = "x".repeat(64 * 1024);
@@ -456,7 +409,7 @@ async fn idle_stream_survives_30_s_through_a_10_s_proxy_read_timeout() {
     else {
         return;
     };
-    let hub = Hub::start().await;
+    let hub = Server::for_nginx().await;
     let nginx = Nginx::start(binary, hub.addr);
     let client = reqwest::Client::new();
 

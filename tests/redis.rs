@@ -8,12 +8,9 @@
 //! process reconnects. The one real-time sleep is the age bound's second.
 #![cfg(feature = "redis")]
 
-#[path = "../examples/hub.rs"]
-mod hub_server;
 mod support;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -22,89 +19,16 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use hub_server::{App, Config};
 use serde_json::Value;
 use support::client::{EventReader, GUARD};
+use support::hub::{App, Config, Server};
 use support::redis_server::RedisServer;
 use support::whatwg::{Item, ParsedEvent, Parser};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tower_sse::backend::Health;
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
 
-/// A hub server on its own port.
-struct Server {
-    addr: SocketAddr,
-    hub: Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    client: reqwest::Client,
-}
-
+/// What the Redis cases add to the shared hub server harness.
 impl Server {
-    /// The example's hub server with `config`.
-    async fn start(config: Config) -> Server {
-        Server::serve(hub_server::app(&config).await.unwrap()).await
-    }
-
-    async fn serve(app: App) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hub = app.hub.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(hub_server::serve(listener, app, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            hub,
-            stop: Some(stop),
-            task,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn request(&self, topic: &str, last: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.get(self.url(&format!("/events/{topic}")));
-        if let Some(last) = last {
-            request = request.header("Last-Event-ID", last);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn subscribe(&self, topic: &str, last: Option<&str>) -> EventReader {
-        EventReader::new(self.request(topic, last).await)
-    }
-
-    /// Publishes `data`: the id on success, the status and body otherwise.
-    async fn try_publish(&self, topic: &str, data: &str) -> Result<String, (u16, String)> {
-        let response = self
-            .client
-            .post(self.url(&format!("/publish/{topic}")))
-            .body(data.to_owned())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err((status, response.text().await.unwrap()));
-        }
-        let body: Value = response.json().await.unwrap();
-        Ok(body["id"].as_str().unwrap().to_owned())
-    }
-
-    /// Publishes `data` and returns the id the hub gave it.
-    async fn publish(&self, topic: &str, data: &str) -> String {
-        match self.try_publish(topic, data).await {
-            Ok(id) => id,
-            Err((status, body)) => panic!("publish answered {status}: {body}"),
-        }
-    }
-
     /// Publishes `data` as soon as the hub can (503 answers while it reconnects to Redis are
     /// retried, under the guard) and returns its id.
     async fn publish_when_up(&self, topic: &str, data: &str) -> String {
@@ -119,17 +43,6 @@ impl Server {
         })
         .await
         .expect("the hub accepts a publish again within the guard time")
-    }
-
-    /// Waits until the registry holds `count` streams, by its presence notices.
-    async fn until_open(&self, count: usize) {
-        let registry = self.hub.registry();
-        let mut presence = registry.presence();
-        while registry.len() != count {
-            tokio::time::timeout(GUARD, presence.next())
-                .await
-                .expect("a presence notice within the guard time");
-        }
     }
 
     /// Waits until the hub's health is `Ok` (`up`) or `Unavailable` (`!up`), polling it.
@@ -151,16 +64,6 @@ impl Server {
                 self.hub.health()
             )
         })
-    }
-
-    /// Stops the server gracefully and waits for it.
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(GUARD, self.task)
-            .await
-            .expect("graceful shutdown completes")
-            .unwrap()
-            .unwrap();
     }
 }
 

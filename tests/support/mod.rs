@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod hub;
 pub mod redis_server;
 pub mod whatwg;
