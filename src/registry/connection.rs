@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -40,6 +40,8 @@ pub(crate) struct ConnShared {
     close: AtomicU8,
     waker: AtomicWaker,
     outbox: Mutex<VecDeque<Event>>,
+    /// How many events `outbox` holds, so the body's check on every frame takes no lock.
+    queued: AtomicUsize,
 }
 
 impl fmt::Debug for ConnShared {
@@ -84,6 +86,7 @@ impl ConnShared {
             close: AtomicU8::new(NOT_CLOSED),
             waker: AtomicWaker::new(),
             outbox: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -106,7 +109,9 @@ impl ConnShared {
 
     pub(crate) fn mark_gone(&self) {
         self.status.store(GONE, Ordering::Release);
-        self.outbox_lock().clear();
+        let mut outbox = self.outbox_lock();
+        outbox.clear();
+        self.queued.store(0, Ordering::Release);
     }
 
     pub(crate) fn record(&self, events: u64, bytes: u64) {
@@ -148,8 +153,13 @@ impl ConnShared {
 
     /// The next event queued by [`Connection::send`], if any.
     pub(crate) fn pop_outbox(&self) -> Option<Event> {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut outbox = self.outbox_lock();
-        outbox.pop_front()
+        let event = outbox.pop_front();
+        self.queued.store(outbox.len(), Ordering::Release);
+        event
     }
 
     fn send(&self, event: Event) -> Result<(), SendError> {
@@ -164,6 +174,7 @@ impl ConnShared {
                 return Err(SendError { event, full: true });
             }
             outbox.push_back(event);
+            self.queued.store(outbox.len(), Ordering::Release);
         }
         self.waker.wake();
         Ok(())
