@@ -8,9 +8,14 @@
 //!
 //! - [`Event`]: validated, WHATWG-exact, encoded once into shared bytes.
 //! - [`SseLayer`]: a tower layer that adds headers, keep-alive, a `retry:` hint and CORS with
-//!   credentials to every event-stream response, whoever produced it.
+//!   credentials to every event-stream response, whoever produced it; registers each stream
+//!   ([`registry`]), enforces connection limits and ends every stream at shutdown
+//!   ([`SseLayer::shutdown_on`], [`shutdown_signal`]).
 //! - [`LastEventId`]: an axum extractor for the id a reconnecting client last saw.
 //! - [`EventStream`] / [`TryEventStream`]: return a `Stream` of events from a handler.
+//! - [`Hub`]: topics, bounded history, exact replay after `Last-Event-ID` with an in-band `gap`
+//!   event when it cannot be exact, live fan-out with slow-consumer protection, on the
+//!   in-memory [`backend`] or (feature `redis`) Redis Streams shared by several servers.
 //!
 //! # Example
 //!
@@ -47,8 +52,9 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | yes     | [`LastEventId`] as an axum extractor; `IntoResponse` for [`EventStream`] and [`TryEventStream`] |
-//! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde |
+//! | `axum`  | yes     | [`LastEventId`] and `Connection` as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
+//! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde; `Serialize` for `ConnectionInfo` |
+//! | `redis` | no      | `backend::RedisBackend` and `HubBuilder::redis`: history and fan-out in Redis Streams |
 //!
 //! Without `axum`, the layer works on any `tower::Service<http::Request<B>>` whose responses
 //! are `http::Response<B2>`, and [`EventStream`] is an [`http_body::Body`].
