@@ -69,9 +69,9 @@ where
         };
         let conn = Arc::new(ConnShared::new(
             self.config.registry.next_id(),
-            parts.uri.clone(),
+            &parts.uri,
             peer_addr(&parts.extensions),
-            parts.headers.get(header::USER_AGENT).cloned(),
+            parts.headers.get(header::USER_AGENT),
             LastEventId::from_parts(&parts),
         ));
         parts.extensions.insert(Connection::new(conn.clone()));

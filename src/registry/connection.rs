@@ -27,9 +27,11 @@ const SHUTDOWN: u8 = 2;
 /// registry, the response body and [`Connection`] handles.
 pub(crate) struct ConnShared {
     id: u64,
-    uri: Uri,
+    /// Copied, not shared: the request's own bytes live in the connection's read buffer, which a
+    /// long-lived reference would pin for as long as the stream is open.
+    path: Box<str>,
     peer: Option<SocketAddr>,
-    user_agent: Option<HeaderValue>,
+    user_agent: Option<Box<str>>,
     last_event_id: Option<LastEventId>,
     connected_at: SystemTime,
     topic: OnceLock<Arc<str>>,
@@ -48,7 +50,7 @@ impl fmt::Debug for ConnShared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnShared")
             .field("id", &self.id)
-            .field("uri", &self.uri)
+            .field("path", &self.path)
             .finish_non_exhaustive()
     }
 }
@@ -66,16 +68,16 @@ pub enum CloseReason {
 impl ConnShared {
     pub(crate) fn new(
         id: u64,
-        uri: Uri,
+        uri: &Uri,
         peer: Option<SocketAddr>,
-        user_agent: Option<HeaderValue>,
+        user_agent: Option<&HeaderValue>,
         last_event_id: Option<LastEventId>,
     ) -> Self {
         ConnShared {
             id,
-            uri,
+            path: uri.path().into(),
             peer,
-            user_agent,
+            user_agent: user_agent.map(|ua| String::from_utf8_lossy(ua.as_bytes()).into()),
             last_event_id,
             connected_at: SystemTime::now(),
             topic: OnceLock::new(),
@@ -333,7 +335,7 @@ impl ConnectionInfo {
     pub(crate) fn of(shared: &ConnShared) -> Self {
         ConnectionInfo {
             id: shared.id,
-            path: shared.uri.path().to_owned(),
+            path: shared.path.to_string(),
             topic: shared.topic.get().cloned(),
             label: shared
                 .label
@@ -341,10 +343,7 @@ impl ConnectionInfo {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .clone(),
             peer: shared.peer,
-            user_agent: shared
-                .user_agent
-                .as_ref()
-                .map(|ua| String::from_utf8_lossy(ua.as_bytes()).into_owned()),
+            user_agent: shared.user_agent.as_deref().map(str::to_owned),
             connected_at: shared.connected_at,
             last_event_id: shared.last_event_id.as_ref().map(ToString::to_string),
             events_sent: shared.events_sent.load(Ordering::Relaxed),
