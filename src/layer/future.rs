@@ -8,8 +8,9 @@ use pin_project_lite::pin_project;
 
 use super::SseBody;
 use super::layer::Config;
+use crate::LastEventId;
 use crate::hub::SubscriptionTopic;
-use crate::registry::{ConnShared, Refused};
+use crate::registry::{ConnectionSlot, Refused};
 
 /// What the response future needs to know about the request.
 pub(crate) struct RequestInfo {
@@ -17,8 +18,11 @@ pub(crate) struct RequestInfo {
     /// `false` when the request carries an `Origin` that is neither this host nor allowed.
     pub(crate) origin_allowed: bool,
     pub(crate) config: Arc<Config>,
-    /// The stream's registry entry, should the response be an event stream.
-    pub(crate) conn: Arc<ConnShared>,
+    /// Builds the stream's registry entry, should the response be an event stream.
+    pub(crate) slot: ConnectionSlot,
+    pub(crate) uri: http::Uri,
+    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) last_event_id: Option<HeaderValue>,
 }
 
 pin_project! {
@@ -86,12 +90,21 @@ where
 }
 
 /// Whether a response is an event stream (`text/event-stream`, any parameters, any case).
+/// Runs on every response, so it compares bytes rather than building strings.
 pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+    const ESSENCE: &[u8] = b"text/event-stream";
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let value = value.as_bytes().trim_ascii_start();
+    let Some((essence, rest)) = value.split_at_checked(ESSENCE.len()) else {
+        return false;
+    };
+    essence.eq_ignore_ascii_case(ESSENCE)
+        && rest
+            .iter()
+            .find(|&&b| b != b' ' && b != b'\t')
+            .is_none_or(|&b| b == b';')
 }
 
 /// `Cache-Control` for event streams: never cached, never transformed (compressed, re-chunked)
@@ -118,11 +131,14 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
     }
     let (mut parts, body) = response.into_parts();
     set_stream_headers(&mut parts.headers, info.version);
+    let entry = info.slot.entry(&info.uri, info.user_agent.as_ref(), || {
+        LastEventId::from_header_or_query(info.last_event_id.as_ref(), info.uri.query())
+    });
     if let Some(SubscriptionTopic(topic)) = parts.extensions.get::<SubscriptionTopic>() {
-        info.conn.set_topic(topic.clone());
+        entry.set_topic(topic.clone());
     }
     let config = &info.config;
-    match config.registry.register(info.conn, config.limits) {
+    match config.registry.register(entry, config.limits) {
         Ok(registration) => {
             Response::from_parts(parts, SseBody::stream(body, config, registration))
         }

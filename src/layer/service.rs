@@ -9,8 +9,8 @@ use tower_service::Service;
 use super::cors::is_same_origin;
 use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
 use super::layer::Config;
-use crate::LastEventId;
-use crate::registry::{ConnShared, Connection};
+use crate::extract::LAST_EVENT_ID;
+use crate::registry::ConnectionSlot;
 
 /// The service produced by [`SseLayer`](crate::SseLayer); see the
 /// [module documentation](crate::layer).
@@ -67,21 +67,15 @@ where
                         .is_some_and(|allowed| allowed.allows(origin, &parts))
             }
         };
-        let conn = Arc::new(ConnShared::new(
-            self.config.registry.next_id(),
-            &parts.uri,
-            peer_addr(&parts.extensions),
-            parts.headers.get(header::USER_AGENT),
-            LastEventId::from_parts(&parts),
-        ));
-        parts.extensions.insert(Connection::new(conn.clone()));
+        let slot = ConnectionSlot::new(self.config.registry.clone(), peer_addr(&parts.extensions));
+        parts.extensions.insert(slot.clone());
         // A stream the registry would refuse anyway is refused before the handler runs, so a
         // reconnect storm against a full or stopping server costs no handler work (a replay
         // read, say). Only requests that ask for an event stream, as `EventSource` does.
         let early = if origin_allowed && accepts_event_stream(&parts.headers) {
             self.config
                 .registry
-                .admits(self.config.limits, conn.peer_ip())
+                .admits(self.config.limits, slot.peer_ip())
                 .err()
         } else {
             None
@@ -90,7 +84,10 @@ where
             version: parts.version,
             origin_allowed,
             config: self.config.clone(),
-            conn,
+            slot,
+            uri: parts.uri.clone(),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            last_event_id: parts.headers.get(LAST_EVENT_ID).cloned(),
         };
         if let Some(refused) = early {
             let cors = allowed_origin_headers(&parts, &self.config);

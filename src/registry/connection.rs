@@ -183,6 +183,65 @@ impl ConnShared {
     }
 }
 
+/// What the layer leaves in each request: the means to build its registry entry, built only
+/// when it is needed (the response is an event stream, or the handler asks for its
+/// [`Connection`]), so an ordinary request costs no entry, no copies and no parsing.
+#[derive(Clone)]
+pub(crate) struct ConnectionSlot {
+    inner: Arc<SlotInner>,
+}
+
+struct SlotInner {
+    registry: Registry,
+    peer: Option<SocketAddr>,
+    entry: OnceLock<Arc<ConnShared>>,
+}
+
+impl ConnectionSlot {
+    pub(crate) fn new(registry: Registry, peer: Option<SocketAddr>) -> Self {
+        ConnectionSlot {
+            inner: Arc::new(SlotInner {
+                registry,
+                peer,
+                entry: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
+        self.inner.peer.map(|peer| peer.ip().to_canonical())
+    }
+
+    /// The request's entry, built from its URI and headers the first time it is asked for.
+    pub(crate) fn entry(
+        &self,
+        uri: &Uri,
+        user_agent: Option<&HeaderValue>,
+        last_event_id: impl FnOnce() -> Option<LastEventId>,
+    ) -> Arc<ConnShared> {
+        self.inner
+            .entry
+            .get_or_init(|| {
+                Arc::new(ConnShared::new(
+                    self.inner.registry.next_id(),
+                    uri,
+                    self.inner.peer,
+                    user_agent,
+                    last_event_id(),
+                ))
+            })
+            .clone()
+    }
+
+    fn entry_for(&self, parts: &http::request::Parts) -> Arc<ConnShared> {
+        self.entry(
+            &parts.uri,
+            parts.headers.get(http::header::USER_AGENT),
+            || LastEventId::from_parts(parts),
+        )
+    }
+}
+
 /// Removes its stream from the registry when the response body is dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
@@ -451,7 +510,7 @@ mod axum_impls {
     use http::StatusCode;
     use http::request::Parts;
 
-    use super::{Connection, MissingConnection};
+    use super::{Connection, ConnectionSlot, MissingConnection};
 
     impl<S: Send + Sync> FromRequestParts<S> for Connection {
         type Rejection = MissingConnection;
@@ -460,11 +519,11 @@ mod axum_impls {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            parts
+            let slot = parts
                 .extensions
-                .get::<Connection>()
-                .cloned()
-                .ok_or(MissingConnection)
+                .get::<ConnectionSlot>()
+                .ok_or(MissingConnection)?;
+            Ok(Connection::new(slot.entry_for(parts)))
         }
     }
 
@@ -475,7 +534,10 @@ mod axum_impls {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Option<Self>, Self::Rejection> {
-            Ok(parts.extensions.get::<Connection>().cloned())
+            Ok(parts
+                .extensions
+                .get::<ConnectionSlot>()
+                .map(|slot| Connection::new(slot.entry_for(parts))))
         }
     }
 

@@ -42,7 +42,7 @@ use tokio::sync::broadcast;
 pub use connection::{
     CloseReason, Connection, ConnectionInfo, MissingConnection, OUTBOX_CAPACITY, SendError,
 };
-pub(crate) use connection::{ConnShared, Registration};
+pub(crate) use connection::{ConnShared, ConnectionSlot, Registration};
 pub use presence::{Presence, PresenceStream};
 
 /// How many presence notices a slow [`PresenceStream`] may fall behind before it skips some.
