@@ -54,25 +54,29 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
-        let origin_allowed = match parts.headers.get(header::ORIGIN) {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The origin predicate takes the request's parts; only a request with an `Origin`
+        // header pays for taking the request apart.
+        let origin_allowed = match req.headers().get(header::ORIGIN).cloned() {
             None => true,
             Some(origin) => {
-                is_same_origin(origin, &parts)
+                let (parts, body) = req.into_parts();
+                let allowed = is_same_origin(&origin, &parts)
                     || self
                         .config
                         .origins
                         .as_ref()
-                        .is_some_and(|allowed| allowed.allows(origin, &parts))
+                        .is_some_and(|allowed| allowed.allows(&origin, &parts));
+                req = Request::from_parts(parts, body);
+                allowed
             }
         };
-        let slot = ConnectionSlot::new(self.config.registry.clone(), peer_addr(&parts.extensions));
-        parts.extensions.insert(slot.clone());
+        let slot = ConnectionSlot::new(self.config.registry.clone(), peer_addr(req.extensions()));
+        req.extensions_mut().insert(slot.clone());
         // A stream the registry would refuse anyway is refused before the handler runs, so a
         // reconnect storm against a full or stopping server costs no handler work (a replay
         // read, say). Only requests that ask for an event stream, as `EventSource` does.
-        let early = if origin_allowed && accepts_event_stream(&parts.headers) {
+        let early = if origin_allowed && accepts_event_stream(req.headers()) {
             self.config
                 .registry
                 .admits(self.config.limits, slot.peer_ip())
@@ -81,19 +85,19 @@ where
             None
         };
         let info = RequestInfo {
-            version: parts.version,
+            version: req.version(),
             origin_allowed,
             config: self.config.clone(),
             slot,
-            uri: parts.uri.clone(),
-            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
-            last_event_id: parts.headers.get(LAST_EVENT_ID).cloned(),
+            uri: req.uri().clone(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            last_event_id: req.headers().get(LAST_EVENT_ID).cloned(),
         };
         if let Some(refused) = early {
+            let (parts, _body) = req.into_parts();
             let cors = allowed_origin_headers(&parts, &self.config);
             return ResponseFuture::new(InnerFuture::Refused { refused, cors }, info);
         }
-        let req = Request::from_parts(parts, body);
         let inner = match &mut self.inner {
             Inner::Plain(s) => InnerFuture::Plain {
                 future: s.call(req),
