@@ -1,0 +1,655 @@
+//! The benchmark client: one tokio current-thread runtime per process, HTTP/1.1 written by hand
+//! over `TcpStream`, loopback only, every mode bounded in time.
+//!
+//! ```text
+//! loadgen subscribe --url URL --connections N [--source-ips 127.0.0.1,127.0.0.2] --report FILE
+//!                   [--duration S] [--last-event-id ID --expect N] [--connect-concurrency C]
+//! loadgen publish   --url URL [--topic T] --rate R --size BYTES --duration S [--count N]
+//! loadgen plain     --url URL --connections C --duration S
+//! loadgen churn     --url URL --concurrency C --duration S [--source-ips ...]
+//! ```
+//!
+//! `subscribe` holds N SSE connections (sockets bound to the source addresses round-robin),
+//! counts `data:` lines, reads the publish time from data of the form `t=<unix nanos>;<padding>`
+//! and records now − t in an HDR histogram. It prints `ready ESTABLISHED ERRORS` once every
+//! connection has its response headers (or failed). On SIGUSR1 it writes `FILE.K.json` (K = 1,
+//! 2, …; with `FILE.K.hist`, the histogram in HdrHistogram V2 form) and starts counting afresh;
+//! on SIGTERM, after `--duration` (default 600 s), or once every connection has seen `--expect`
+//! events, it writes `FILE` (and `FILE.hist`) and exits. The other modes print one JSON line.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer, V2Serializer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, Semaphore};
+
+type Opts = HashMap<String, String>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(mode) = args.first().cloned() else {
+        eprintln!("usage: loadgen subscribe|publish|plain|churn --url URL ...");
+        std::process::exit(2);
+    };
+    let mut opts = Opts::new();
+    let mut it = args[1..].iter();
+    while let Some(key) = it.next() {
+        let key = key.trim_start_matches("--").to_owned();
+        let value = it.next().cloned().unwrap_or_default();
+        opts.insert(key, value);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let code = local.block_on(&rt, async move {
+        match mode.as_str() {
+            "subscribe" => subscribe(&opts).await,
+            "publish" => publish(&opts).await,
+            "plain" => plain(&opts).await,
+            "churn" => churn(&opts).await,
+            other => {
+                eprintln!("loadgen: unknown mode {other}");
+                2
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+fn opt<T: std::str::FromStr>(opts: &Opts, key: &str, default: T) -> T {
+    opts.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `http://HOST:PORT/path` → (address, path, host header).
+fn parse_url(url: &str) -> (SocketAddr, String, String) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = host.parse().expect("URL host must be IP:PORT (loopback)");
+    assert!(
+        addr.ip().is_loopback(),
+        "loadgen targets loopback addresses only"
+    );
+    (addr, path.to_owned(), host.to_owned())
+}
+
+fn source_ips(opts: &Opts) -> Vec<IpAddr> {
+    let ips: Vec<IpAddr> = opts
+        .get("source-ips")
+        .map(|s| {
+            s.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().expect("source IP"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        ips.iter().all(|ip| ip.is_loopback()),
+        "source IPs must be in 127.0.0.0/8"
+    );
+    if ips.is_empty() {
+        vec!["127.0.0.1".parse().unwrap()]
+    } else {
+        ips
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram")
+}
+
+async fn connect(addr: SocketAddr, src: IpAddr) -> std::io::Result<TcpStream> {
+    let sock = TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(src, 0))?;
+    let stream = sock.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Reads until the end of the response headers; returns (status, chunked, leftover body bytes).
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(u16, bool, Vec<u8>)> {
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let chunked = head.contains("transfer-encoding: chunked");
+            let rest = buf[end + 4..].to_vec();
+            buf.clear();
+            return Ok((status, chunked, rest));
+        }
+        let n = stream.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A minimal SSE reader: de-chunks the body and hands over each `data:` line.
+struct SseReader {
+    chunked: bool,
+    remaining: usize,
+    skip: u8,
+    size_line: Vec<u8>,
+    body: Vec<u8>,
+    eof: bool,
+}
+
+impl SseReader {
+    fn new(chunked: bool) -> Self {
+        SseReader {
+            chunked,
+            remaining: 0,
+            skip: 0,
+            size_line: Vec::new(),
+            body: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Feeds raw bytes; calls `on_data` with the text after `data:` of each complete line.
+    fn feed(&mut self, data: &[u8], mut on_data: impl FnMut(&[u8])) {
+        if !self.chunked {
+            self.body.extend_from_slice(data);
+        } else {
+            let mut pos = 0;
+            while pos < data.len() {
+                if self.remaining > 0 {
+                    let n = self.remaining.min(data.len() - pos);
+                    self.body.extend_from_slice(&data[pos..pos + n]);
+                    self.remaining -= n;
+                    pos += n;
+                    if self.remaining == 0 {
+                        self.skip = 2;
+                    }
+                } else if self.skip > 0 {
+                    self.skip -= 1;
+                    pos += 1;
+                } else {
+                    let b = data[pos];
+                    pos += 1;
+                    if b == b'\n' {
+                        let line = String::from_utf8_lossy(&self.size_line);
+                        let hex = line.trim().split(';').next().unwrap_or("").trim();
+                        let size = usize::from_str_radix(hex, 16).unwrap_or(0);
+                        self.size_line.clear();
+                        if size == 0 {
+                            self.eof = true;
+                            break;
+                        }
+                        self.remaining = size;
+                    } else {
+                        self.size_line.push(b);
+                    }
+                }
+            }
+        }
+        let mut start = 0;
+        while let Some(i) = self.body[start..].iter().position(|&b| b == b'\n') {
+            let mut line = &self.body[start..start + i];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            if let Some(rest) = line.strip_prefix(b"data:") {
+                on_data(rest.strip_prefix(b" ").unwrap_or(rest));
+            }
+            start += i + 1;
+        }
+        self.body.drain(..start);
+    }
+}
+
+/// The publish time in `t=<nanos>;…`, if any.
+fn stamp(data: &[u8]) -> Option<u128> {
+    let digits = data.strip_prefix(b"t=")?;
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+#[derive(Default)]
+struct SubState {
+    hist: RefCell<Option<Histogram<u64>>>,
+    delivered: Cell<u64>,
+    errors: Cell<u64>,
+    established: Cell<u64>,
+    closed: Cell<u64>,
+    caught_up: Cell<u64>,
+    catch_up_max: Cell<Duration>,
+}
+
+impl SubState {
+    fn record(&self, data: &[u8]) {
+        self.delivered.set(self.delivered.get() + 1);
+        if let Some(t) = stamp(data) {
+            let us = (now_nanos().saturating_sub(t) / 1000) as u64;
+            if let Some(h) = self.hist.borrow_mut().as_mut() {
+                h.saturating_record(us.max(1));
+            }
+        }
+    }
+
+    fn write_report(&self, path: &str, connections: u64, reset: bool) {
+        let hist = self
+            .hist
+            .borrow_mut()
+            .replace(new_hist())
+            .unwrap_or_else(new_hist);
+        let q = |q: f64| {
+            if hist.is_empty() {
+                0
+            } else {
+                hist.value_at_quantile(q)
+            }
+        };
+        let report = serde_json::json!({
+            "connections": connections,
+            "established": self.established.get(),
+            "closed_by_server": self.closed.get(),
+            "errors": self.errors.get(),
+            "delivered": self.delivered.get(),
+            "count": hist.len(),
+            "p50_us": q(0.5),
+            "p99_us": q(0.99),
+            "p999_us": q(0.999),
+            "max_us": if hist.is_empty() { 0 } else { hist.max() },
+            "caught_up": self.caught_up.get(),
+            "catch_up_max_ms": self.catch_up_max.get().as_secs_f64() * 1000.0,
+        });
+        let mut bytes = Vec::new();
+        let _ = V2Serializer::new().serialize(&hist, &mut bytes);
+        let _ = std::fs::write(format!("{path}.hist"), bytes);
+        let tmp = format!("{path}.tmp");
+        let _ = std::fs::write(&tmp, report.to_string());
+        let _ = std::fs::rename(&tmp, path);
+        if reset {
+            self.delivered.set(0);
+        }
+    }
+}
+
+async fn subscribe(opts: &Opts) -> i32 {
+    let url = opts.get("url").expect("--url").clone();
+    let (addr, path, host) = parse_url(&url);
+    let n: u64 = opt(opts, "connections", 1);
+    let report = opts
+        .get("report")
+        .cloned()
+        .unwrap_or_else(|| "subscribe.json".into());
+    let duration = Duration::from_secs_f64(opt(opts, "duration", 600.0));
+    let expect: u64 = opt(opts, "expect", 0);
+    let ips = source_ips(opts);
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n");
+    if let Some(id) = opts.get("last-event-id") {
+        request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    request.push_str("\r\n");
+    let request: Rc<[u8]> = request.into_bytes().into();
+    let state = Rc::new(SubState::default());
+    *state.hist.borrow_mut() = Some(new_hist());
+    let sem = Rc::new(Semaphore::new(opt(opts, "connect-concurrency", 256)));
+    let done = Rc::new(Notify::new());
+    let start = Instant::now();
+    for i in 0..n {
+        let (state, request, sem, done) =
+            (state.clone(), request.clone(), sem.clone(), done.clone());
+        let src = ips[i as usize % ips.len()];
+        tokio::task::spawn_local(async move {
+            let permit = sem.acquire().await;
+            let result = async {
+                let mut stream = connect(addr, src).await?;
+                stream.write_all(&request).await?;
+                let mut buf = Vec::new();
+                let (status, chunked, rest) = read_head(&mut stream, &mut buf).await?;
+                if status != 200 {
+                    return Err(std::io::Error::other(format!("status {status}")));
+                }
+                state.established.set(state.established.get() + 1);
+                drop(permit);
+                ready_check(&state, n);
+                let mut reader = SseReader::new(chunked);
+                let mut mine = 0u64;
+                let mut tmp = vec![0u8; 4096];
+                let mut data = rest;
+                loop {
+                    reader.feed(&data, |d| {
+                        state.record(d);
+                        mine += 1;
+                    });
+                    if expect > 0 && mine >= expect {
+                        state.caught_up.set(state.caught_up.get() + 1);
+                        state
+                            .catch_up_max
+                            .set(state.catch_up_max.get().max(start.elapsed()));
+                        if state.caught_up.get() + state.errors.get() >= n {
+                            done.notify_one();
+                        }
+                        return Ok(());
+                    }
+                    if reader.eof {
+                        break;
+                    }
+                    let k = stream.read(&mut tmp).await?;
+                    if k == 0 {
+                        break;
+                    }
+                    data = tmp[..k].to_vec();
+                }
+                state.closed.set(state.closed.get() + 1);
+                Ok::<(), std::io::Error>(())
+            }
+            .await;
+            if let Err(err) = result {
+                if state.errors.get() < 3 {
+                    eprintln!("loadgen subscribe: {err}");
+                }
+                state.errors.set(state.errors.get() + 1);
+                ready_check(&state, n);
+                if expect > 0 && state.caught_up.get() + state.errors.get() >= n {
+                    done.notify_one();
+                }
+            }
+        });
+    }
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1");
+    let deadline = tokio::time::sleep(duration);
+    tokio::pin!(deadline);
+    let mut k = 0;
+    loop {
+        tokio::select! {
+            _ = usr1.recv() => {
+                k += 1;
+                state.write_report(&format!("{report}.{k}.json"), n, true);
+            }
+            _ = term.recv() => break,
+            () = &mut deadline => break,
+            () = done.notified() => break,
+        }
+    }
+    state.write_report(&report, n, false);
+    0
+}
+
+fn ready_check(state: &SubState, n: u64) {
+    if state.established.get() + state.errors.get() == n {
+        println!("ready {} {}", state.established.get(), state.errors.get());
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Reads one response with a Content-Length (or a chunked one); returns (status, body).
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut tmp = [0u8; 8192];
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let body_start = end + 4;
+            let body_end = match length {
+                Some(len) => {
+                    while buf.len() < body_start + len {
+                        let k = stream.read(&mut tmp).await?;
+                        if k == 0 {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                        buf.extend_from_slice(&tmp[..k]);
+                    }
+                    body_start + len
+                }
+                None if head.contains("transfer-encoding: chunked") => loop {
+                    if let Some(i) = find(&buf[body_start..], b"0\r\n\r\n") {
+                        break body_start + i + 5;
+                    }
+                    let k = stream.read(&mut tmp).await?;
+                    if k == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    buf.extend_from_slice(&tmp[..k]);
+                },
+                None => body_start,
+            };
+            let body = buf[body_start..body_end].to_vec();
+            buf.drain(..body_end);
+            return Ok((status, body));
+        }
+        let k = stream.read(&mut tmp).await?;
+        if k == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&tmp[..k]);
+    }
+}
+
+async fn publish(opts: &Opts) -> i32 {
+    let mut url = opts.get("url").expect("--url").clone();
+    if let Some(topic) = opts.get("topic") {
+        url = format!("{}/publish/{topic}", url.trim_end_matches('/'));
+    }
+    let (addr, path, host) = parse_url(&url);
+    let rate: f64 = opt(opts, "rate", 10.0);
+    let size: usize = opt(opts, "size", 64);
+    let duration = Duration::from_secs_f64(opt(opts, "duration", 10.0));
+    let count: u64 = opt(opts, "count", u64::MAX);
+    let Ok(mut stream) = connect(addr, "127.0.0.1".parse().unwrap()).await else {
+        println!("{}", serde_json::json!({"published": 0, "errors": 1}));
+        return 1;
+    };
+    let mut ticker = (rate > 0.0).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    let start = Instant::now();
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    let mut ids = Vec::new();
+    while sent < count && start.elapsed() < duration {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        let mut body = format!("t={};", now_nanos());
+        while body.len() < size {
+            body.push('x');
+        }
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            errors += 1;
+            break;
+        }
+        match read_response(&mut stream, &mut buf).await {
+            Ok((status, body)) if (200..300).contains(&status) => {
+                if ids.len() < 2 {
+                    ids.push(String::from_utf8_lossy(&body).trim().to_owned());
+                }
+            }
+            Ok(_) => errors += 1,
+            Err(_) => {
+                errors += 1;
+                break;
+            }
+        }
+        sent += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"published": sent, "errors": errors, "elapsed_s": elapsed,
+            "first_id": ids.first().cloned().unwrap_or_default()})
+    );
+    i32::from(errors > 0)
+}
+
+async fn plain(opts: &Opts) -> i32 {
+    let url = opts.get("url").expect("--url").clone();
+    let (addr, path, host) = parse_url(&url);
+    let conns: usize = opt(opts, "connections", 50);
+    let duration = Duration::from_secs_f64(opt(opts, "duration", 5.0));
+    let request: Rc<[u8]> = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+        .into_bytes()
+        .into();
+    let count = Rc::new(Cell::new(0u64));
+    let errors = Rc::new(Cell::new(0u64));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (request, count, errors) = (request.clone(), count.clone(), errors.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let Ok(mut stream) = connect(addr, "127.0.0.1".parse().unwrap()).await else {
+                errors.set(errors.get() + 1);
+                return;
+            };
+            let mut buf = Vec::new();
+            while start.elapsed() < duration {
+                if stream.write_all(&request).await.is_err() {
+                    errors.set(errors.get() + 1);
+                    return;
+                }
+                match read_response(&mut stream, &mut buf).await {
+                    Ok((200, _)) => count.set(count.get() + 1),
+                    _ => {
+                        errors.set(errors.get() + 1);
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"requests": count.get(), "errors": errors.get(),
+            "rps": count.get() as f64 / elapsed, "elapsed_s": elapsed})
+    );
+    i32::from(count.get() == 0)
+}
+
+async fn churn(opts: &Opts) -> i32 {
+    let url = opts.get("url").expect("--url").clone();
+    let (addr, path, host) = parse_url(&url);
+    let conc: usize = opt(opts, "concurrency", 20);
+    let duration = Duration::from_secs_f64(opt(opts, "duration", 5.0));
+    let ips = source_ips(opts);
+    let request: Rc<[u8]> =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n")
+            .into_bytes()
+            .into();
+    let cycles = Rc::new(Cell::new(0u64));
+    let errors = Rc::new(Cell::new(0u64));
+    let hist = Rc::new(RefCell::new(new_hist()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..conc {
+        let (request, cycles, errors, hist, ips) = (
+            request.clone(),
+            cycles.clone(),
+            errors.clone(),
+            hist.clone(),
+            ips.clone(),
+        );
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut j = i;
+            while start.elapsed() < duration {
+                j += conc;
+                let began = Instant::now();
+                let one = async {
+                    let mut stream = connect(addr, ips[j % ips.len()]).await?;
+                    stream.write_all(&request).await?;
+                    let mut buf = Vec::new();
+                    let (status, chunked, rest) = read_head(&mut stream, &mut buf).await?;
+                    if status != 200 {
+                        return Err(std::io::Error::other(format!("status {status}")));
+                    }
+                    let mut reader = SseReader::new(chunked);
+                    let mut got = false;
+                    let mut data = rest;
+                    let mut tmp = [0u8; 4096];
+                    loop {
+                        reader.feed(&data, |_| got = true);
+                        if got {
+                            return Ok(());
+                        }
+                        let k = stream.read(&mut tmp).await?;
+                        if k == 0 {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                        data = tmp[..k].to_vec();
+                    }
+                };
+                match tokio::time::timeout(Duration::from_secs(5), one).await {
+                    Ok(Ok(())) => {
+                        cycles.set(cycles.get() + 1);
+                        hist.borrow_mut()
+                            .saturating_record(began.elapsed().as_micros() as u64);
+                    }
+                    _ => errors.set(errors.get() + 1),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let h = hist.borrow();
+    println!(
+        "{}",
+        serde_json::json!({"cycles": cycles.get(), "errors": errors.get(),
+            "per_s": cycles.get() as f64 / elapsed, "elapsed_s": elapsed,
+            "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99)})
+    );
+    i32::from(cycles.get() == 0)
+}

@@ -1,0 +1,1698 @@
+//! The orchestrator of issue 6: one command runs every scenario against every server and writes
+//! the report with its plots.
+//!
+//! ```text
+//! cargo run --release -p tower-sse-bench --bin run -- --quick             # ~3 min, BENCHMARKS.md
+//! cargo run --release -p tower-sse-bench --bin run -- --full              # every scenario of the issue
+//! cargo run --release -p tower-sse-bench --bin run -- --smoke --out target/bench-smoke.md   # CI
+//! ```
+//!
+//! Each server runs pinned to core 0 (`taskset -c 0`, `WORKERS=1`), the clients (`loadgen`) on
+//! core 1, all on loopback. Servers are rows of [`servers`]: a name, a command and its
+//! environment; a peer whose files or tools are missing is reported as not measured, with why.
+//! `--smoke` runs tiny counts against tower-sse and the baseline and exits non-zero if any
+//! scenario failed to deliver.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use serde_json::Value;
+
+/// Connections per client process: the open-file limit is 20000 per process.
+const PER_PROCESS: u64 = 5000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Smoke,
+    Quick,
+    Full,
+}
+
+struct Plan {
+    idle: Vec<u64>,
+    subscribers: Vec<u64>,
+    rates: Vec<f64>,
+    sizes: Vec<usize>,
+    publish_secs: f64,
+    storm_clients: u64,
+    storm_behind: u64,
+    churn_secs: f64,
+    plain_secs: f64,
+}
+
+impl Plan {
+    fn of(mode: Mode) -> Plan {
+        match mode {
+            Mode::Smoke => Plan {
+                idle: vec![100],
+                subscribers: vec![50],
+                rates: vec![10.0],
+                sizes: vec![64],
+                publish_secs: 2.0,
+                storm_clients: 50,
+                storm_behind: 100,
+                churn_secs: 1.0,
+                plain_secs: 1.0,
+            },
+            Mode::Quick => Plan {
+                idle: vec![1000],
+                subscribers: vec![100, 1000],
+                rates: vec![10.0],
+                sizes: vec![64],
+                publish_secs: 5.0,
+                storm_clients: 1000,
+                storm_behind: 1000,
+                churn_secs: 3.0,
+                plain_secs: 3.0,
+            },
+            Mode::Full => Plan {
+                idle: vec![1000, 5000, 19000],
+                subscribers: vec![100, 1000, 10000],
+                rates: vec![1.0, 10.0, 100.0],
+                sizes: vec![64, 1024],
+                publish_secs: 5.0,
+                storm_clients: 1000,
+                storm_behind: 1000,
+                churn_secs: 5.0,
+                plain_secs: 5.0,
+            },
+        }
+    }
+}
+
+/// One server of the comparison: how to start it. `{ADDR}` and `{DIR}` in the command are
+/// replaced by the listen address and a scratch directory; `ADDR` and `WORKERS=1` are also set
+/// in its environment.
+struct Server {
+    name: &'static str,
+    command: Vec<String>,
+    env: Vec<(&'static str, &'static str)>,
+    /// Files that must exist (relative to the workspace root) for it to be measured.
+    needs: Vec<&'static str>,
+    /// Whether `POST /publish` answers the event id and `Last-Event-ID` replays from it.
+    replay: bool,
+    /// Whether it is measured in `--smoke`.
+    smoke: bool,
+}
+
+fn servers(bin: &Path) -> Vec<Server> {
+    let b = |name: &str| bin.join(name).display().to_string();
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    vec![
+        Server {
+            name: "tower-sse",
+            command: vec![b("tower-sse-server")],
+            env: vec![],
+            needs: vec![],
+            replay: true,
+            smoke: true,
+        },
+        Server {
+            name: "baseline",
+            command: vec![b("baseline")],
+            env: vec![],
+            needs: vec![],
+            replay: false,
+            smoke: true,
+        },
+        Server {
+            name: "nchan",
+            command: s(&["bash", "bench/peers/nchan/start.sh", "{ADDR}", "{DIR}"]),
+            env: vec![],
+            needs: vec!["bench/peers/nchan/start.sh"],
+            replay: false,
+            smoke: false,
+        },
+        Server {
+            name: "better-sse",
+            command: s(&["bash", "bench/peers/better-sse/start.sh", "{ADDR}"]),
+            env: vec![],
+            needs: vec!["bench/peers/better-sse/start.sh"],
+            replay: false,
+            smoke: false,
+        },
+    ]
+}
+
+struct Ctx {
+    root: PathBuf,
+    bin: PathBuf,
+    scratch: PathBuf,
+    port: u16,
+    commands: Vec<String>,
+    clk_tck: f64,
+    failures: Vec<String>,
+}
+
+struct Running {
+    child: Child,
+    addr: String,
+}
+
+fn shell_words(cmd: &Command) -> String {
+    let mut s = String::new();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            let _ = write!(s, "{}={} ", k.to_string_lossy(), v.to_string_lossy());
+        }
+    }
+    s.push_str(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+impl Ctx {
+    fn record(&mut self, cmd: &Command) {
+        let root = format!("{}/", self.root.display());
+        let line = shell_words(cmd).replace(&root, "");
+        // Keep one line per distinct command shape.
+        let shape: String = line
+            .split_whitespace()
+            .take(6)
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !self.commands.iter().any(|c| c.starts_with(&shape)) {
+            self.commands.push(line);
+        }
+    }
+
+    /// Starts `server` on a fresh port (trying the next ports if one is taken).
+    fn start(&mut self, server: &Server, extra_env: &[(&str, &str)]) -> Result<Running, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.start_once(server, extra_env) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.contains("in use") => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(
+        &mut self,
+        server: &Server,
+        extra_env: &[(&str, &str)],
+    ) -> Result<Running, String> {
+        for need in &server.needs {
+            if !self.root.join(need).exists() {
+                return Err(format!("`{need}` is not in the repository"));
+            }
+        }
+        self.port += 1;
+        let addr = format!("127.0.0.1:{}", self.port);
+        let dir = self.scratch.join(format!("{}-{}", server.name, self.port));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let log = dir.join("server.log");
+        // `timeout` ends the server even if this run is interrupted; it forwards SIGTERM.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--kill-after=5", "1800", "taskset", "-c", "0"]);
+        for a in &server.command {
+            cmd.arg(
+                a.replace("{ADDR}", &addr)
+                    .replace("{DIR}", &dir.display().to_string()),
+            );
+        }
+        cmd.current_dir(&self.root)
+            .env("ADDR", &addr)
+            .env("WORKERS", "1");
+        for (k, v) in server.env.iter().chain(extra_env) {
+            cmd.env(k, v);
+        }
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        cmd.stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file);
+        self.record(&cmd);
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = out.lines().rev().take(3).collect();
+                return Err(format!(
+                    "exited ({status}): {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                ));
+            }
+            if TcpStream::connect(&addr).is_ok() {
+                std::thread::sleep(Duration::from_millis(300));
+                // Still running: the listener that answered is this server's.
+                if let Ok(None) = child.try_wait() {
+                    return Ok(Running { child, addr });
+                }
+                continue;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                return Err("did not listen within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn loadgen(&mut self, args: &[String]) -> Command {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg("1")
+            .arg(self.bin.join("loadgen"))
+            .args(args);
+        self.record(&cmd);
+        cmd
+    }
+
+    /// Runs a loadgen mode to its end and returns its last stdout line as JSON.
+    fn loadgen_json(&mut self, args: &[String]) -> Value {
+        let out = self.loadgen(args).stderr(Stdio::inherit()).output();
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return serde_json::json!({"error": e.to_string()}),
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn stop(mut running: Running) {
+    let pid = running.child.id();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(_)) = running.child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for p in tree(pid) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(p.to_string())
+            .status();
+    }
+    let _ = running.child.wait();
+}
+
+/// `pid` and its descendants.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(fields) = stat_fields(p)
+                && let Some(pp) = fields.get(1).and_then(|s| s.parse().ok())
+            {
+                parents.push((p, pp));
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+/// The fields of /proc/PID/stat after the command name (field 3 onwards).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Resident memory of the server's process tree, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    tree(pid)
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// CPU time (utime + stime) of the server's process tree, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    tree(pid)
+        .iter()
+        .filter_map(|&p| {
+            let f = stat_fields(p)?;
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Kernel TCP socket memory, pages (/proc/net/sockstat `TCP: … mem N`).
+fn sockstat_pages() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.iter()
+                .position(|x| *x == "mem")
+                .and_then(|i| w.get(i + 1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Kernel slab memory, KiB (/proc/meminfo `Slab:`): socket, file and epoll structures.
+fn slab_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Slab:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the server's CPU time stops growing (its backlog is drained), at most `max`.
+fn settle(pid: u32, max: Duration) {
+    let start = Instant::now();
+    let mut last = cpu_ticks(pid);
+    while start.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(400));
+        let now = cpu_ticks(pid);
+        if now.saturating_sub(last) <= 2 {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Subscriber client processes holding `n` connections between them.
+struct Subscribers {
+    procs: Vec<(Child, String)>,
+    established: u64,
+    errors: u64,
+    snapshots: u32,
+}
+
+fn source_ips(first: u8, count: u8) -> String {
+    (first..first + count)
+        .map(|i| format!("127.0.0.{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Subscribers {
+    fn open(ctx: &mut Ctx, url: &str, n: u64, tag: &str, bound_secs: f64) -> Subscribers {
+        let count = n.div_ceil(PER_PROCESS).max(1);
+        let mut procs = Vec::new();
+        let (tx, rx) = mpsc::channel();
+        for i in 0..count {
+            let share = n / count + u64::from(i < n % count);
+            let report = ctx
+                .scratch
+                .join(format!("{tag}-{i}.json"))
+                .display()
+                .to_string();
+            let args: Vec<String> = [
+                "subscribe",
+                "--url",
+                url,
+                "--connections",
+                &share.to_string(),
+                "--source-ips",
+                &source_ips(1, 8),
+                "--report",
+                &report,
+                "--duration",
+                &bound_secs.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let mut child = match ctx.loadgen(&args).stdout(Stdio::piped()).spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    ctx.failures.push(format!("loadgen: {e}"));
+                    continue;
+                }
+            };
+            let stdout = child.stdout.take().expect("piped");
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.strip_prefix("ready ") {
+                        let v: Vec<u64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
+                        let _ = tx.send((
+                            v.first().copied().unwrap_or(0),
+                            v.get(1).copied().unwrap_or(0),
+                        ));
+                    }
+                }
+            });
+            procs.push((child, report));
+        }
+        let (mut established, mut errors) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for _ in 0..procs.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((e, r)) => {
+                    established += e;
+                    errors += r;
+                }
+                Err(_) => break,
+            }
+        }
+        Subscribers {
+            procs,
+            established,
+            errors,
+            snapshots: 0,
+        }
+    }
+
+    /// SIGUSR1 to every client: each writes what it saw since the last snapshot.
+    fn snapshot(&mut self) -> Delivery {
+        self.snapshots += 1;
+        let k = self.snapshots;
+        for (child, _) in &self.procs {
+            let _ = Command::new("kill")
+                .arg("-USR1")
+                .arg(child.id().to_string())
+                .status();
+        }
+        let files: Vec<String> = self
+            .procs
+            .iter()
+            .map(|(_, r)| format!("{r}.{k}.json"))
+            .collect();
+        Delivery::collect(&files)
+    }
+
+    fn close(mut self) -> Delivery {
+        for (child, _) in &self.procs {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        for (child, _) in &mut self.procs {
+            let _ = child.wait();
+        }
+        let files: Vec<String> = self.procs.iter().map(|(_, r)| r.clone()).collect();
+        Delivery::collect(&files)
+    }
+}
+
+/// What the subscriber processes reported, merged.
+#[derive(Default)]
+struct Delivery {
+    delivered: u64,
+    closed: u64,
+    errors: u64,
+    caught_up: u64,
+    catch_up_ms: f64,
+    hist: Option<Histogram<u64>>,
+}
+
+impl Delivery {
+    fn collect(files: &[String]) -> Delivery {
+        let mut d = Delivery::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for f in files {
+            while !Path::new(f).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let v: Value = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null);
+            let u = |k: &str| v[k].as_u64().unwrap_or(0);
+            d.delivered += u("delivered");
+            d.closed += u("closed_by_server");
+            d.errors += u("errors");
+            d.caught_up += u("caught_up");
+            d.catch_up_ms = d
+                .catch_up_ms
+                .max(v["catch_up_max_ms"].as_f64().unwrap_or(0.0));
+            if let Ok(bytes) = std::fs::read(format!("{f}.hist"))
+                && let Ok(h) = Deserializer::new().deserialize::<u64, _>(&mut bytes.as_slice())
+            {
+                match d.hist.as_mut() {
+                    Some(acc) => {
+                        let _ = acc.add(&h);
+                    }
+                    None => d.hist = Some(h),
+                }
+            }
+        }
+        d
+    }
+
+    fn q_ms(&self, q: f64) -> Option<f64> {
+        let h = self.hist.as_ref().filter(|h| !h.is_empty())?;
+        Some(h.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
+// ---------------------------------------------------------------- results
+
+struct IdleRow {
+    server: String,
+    connections: u64,
+    established: u64,
+    rss_kib_per_conn: f64,
+    sock_kib_per_conn: f64,
+    slab_kib_per_conn: f64,
+}
+
+struct FanRow {
+    server: String,
+    subscribers: u64,
+    rate: f64,
+    size: usize,
+    published: u64,
+    expected: u64,
+    delivered: u64,
+    per_s: f64,
+    cpu_s_per_m: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    p999: Option<f64>,
+    dropped_conns: u64,
+}
+
+struct StormRow {
+    server: String,
+    clients: u64,
+    caught_up: u64,
+    all_ms: f64,
+    cpu_s: f64,
+    delivered: u64,
+}
+
+struct ChurnRow {
+    server: String,
+    per_s: f64,
+    errors: u64,
+    p50_ms: f64,
+}
+
+struct PlainRow {
+    server: String,
+    rps: f64,
+}
+
+#[derive(Default)]
+struct Results {
+    idle: Vec<IdleRow>,
+    fan: Vec<FanRow>,
+    storm: Vec<StormRow>,
+    churn: Vec<ChurnRow>,
+    plain: Vec<PlainRow>,
+    skipped: Vec<(String, String)>,
+    measured: Vec<String>,
+}
+
+// ---------------------------------------------------------------- scenarios
+
+fn idle(ctx: &mut Ctx, server: &Server, n: u64, res: &mut Results) -> Result<(), String> {
+    let running = ctx.start(server, &[])?;
+    let pid = running.child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss0, sock0, slab0) = (rss_kib(pid), sockstat_pages(), slab_kib());
+    let url = format!("http://{}/events/idle", running.addr);
+    let subs = Subscribers::open(ctx, &url, n, &format!("idle-{}-{n}", server.name), 120.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss1, sock1, slab1) = (rss_kib(pid), sockstat_pages(), slab_kib());
+    let established = subs.established;
+    subs.close();
+    stop(running);
+    let per = |x: f64| {
+        if established > 0 {
+            x / established as f64
+        } else {
+            0.0
+        }
+    };
+    println!("  idle {n}: {established} established, RSS {rss0} → {rss1} KiB");
+    if established < n {
+        ctx.failures.push(format!(
+            "{}: idle {n}: only {established} connections established",
+            server.name
+        ));
+    }
+    res.idle.push(IdleRow {
+        server: server.name.into(),
+        connections: n,
+        established,
+        rss_kib_per_conn: per(rss1.saturating_sub(rss0) as f64),
+        sock_kib_per_conn: per(sock1.saturating_sub(sock0) as f64 * 4.0),
+        slab_kib_per_conn: per(slab1 as f64 - slab0 as f64),
+    });
+    Ok(())
+}
+
+fn fan_out(
+    ctx: &mut Ctx,
+    server: &Server,
+    plan: &Plan,
+    subs_n: u64,
+    res: &mut Results,
+) -> Result<(), String> {
+    let running = ctx.start(server, &[])?;
+    let pid = running.child.id();
+    let url = format!("http://{}/events/fan", running.addr);
+    let configs = plan.rates.len() * plan.sizes.len();
+    let bound = configs as f64 * (plan.publish_secs + 25.0) + 60.0;
+    let mut subs = Subscribers::open(
+        ctx,
+        &url,
+        subs_n,
+        &format!("fan-{}-{subs_n}", server.name),
+        bound,
+    );
+    let established = subs.established;
+    if established < subs_n {
+        ctx.failures.push(format!(
+            "{}: fan-out: {established} of {subs_n} subscribers connected ({} failed)",
+            server.name, subs.errors
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = subs.snapshot(); // drop whatever came before (keep-alive comments are not counted)
+    for &rate in &plan.rates {
+        for &size in &plan.sizes {
+            let cpu0 = cpu_ticks(pid);
+            let args: Vec<String> = [
+                "publish",
+                "--url",
+                &format!("http://{}", running.addr),
+                "--topic",
+                "fan",
+                "--rate",
+                &rate.to_string(),
+                "--size",
+                &size.to_string(),
+                "--duration",
+                &plan.publish_secs.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let pubr = ctx.loadgen_json(&args);
+            let published = pubr["published"].as_u64().unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(500));
+            settle(pid, Duration::from_secs(15));
+            let cpu_s = cpu_ticks(pid).saturating_sub(cpu0) as f64 / ctx.clk_tck;
+            let d = subs.snapshot();
+            let expected = published * established;
+            let row = FanRow {
+                server: server.name.into(),
+                subscribers: subs_n,
+                rate,
+                size,
+                published,
+                expected,
+                delivered: d.delivered,
+                per_s: d.delivered as f64 / plan.publish_secs,
+                // Under 0.2 s (20 ticks) the CPU time is too coarse to divide.
+                cpu_s_per_m: if d.delivered > 0 && cpu_s >= 0.2 {
+                    cpu_s / d.delivered as f64 * 1e6
+                } else {
+                    f64::NAN
+                },
+                p50: d.q_ms(0.5),
+                p99: d.q_ms(0.99),
+                p999: d.q_ms(0.999),
+                dropped_conns: d.closed,
+            };
+            println!(
+                "  fan-out {subs_n} subs, {rate} ev/s, {size} B: {}/{} delivered, {:.2} CPU-s/M, p99 {:?} ms",
+                row.delivered, row.expected, row.cpu_s_per_m, row.p99
+            );
+            if published == 0
+                || row.delivered == 0
+                || (row.delivered as f64) < 0.9 * expected as f64
+            {
+                ctx.failures.push(format!(
+                    "{}: fan-out {subs_n}×{rate}/s×{size} B delivered {} of {expected}",
+                    server.name, row.delivered
+                ));
+            }
+            res.fan.push(row);
+        }
+    }
+    subs.close();
+    stop(running);
+    Ok(())
+}
+
+fn storm(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
+    let running = ctx.start(server, &[])?;
+    let pid = running.child.id();
+    let args: Vec<String> = [
+        "publish",
+        "--url",
+        &format!("http://{}", running.addr),
+        "--topic",
+        "storm",
+        "--rate",
+        "0",
+        "--size",
+        "64",
+        "--count",
+        &(plan.storm_behind + 1).to_string(),
+        "--duration",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let pubr = ctx.loadgen_json(&args);
+    let first = pubr["first_id"].as_str().unwrap_or_default().to_owned();
+    if first.is_empty() {
+        stop(running);
+        return Err("publishing gave no event id".into());
+    }
+    let report = ctx
+        .scratch
+        .join(format!("storm-{}.json", server.name))
+        .display()
+        .to_string();
+    let cpu0 = cpu_ticks(pid);
+    let args: Vec<String> = [
+        "subscribe",
+        "--url",
+        &format!("http://{}/events/storm", running.addr),
+        "--connections",
+        &plan.storm_clients.to_string(),
+        "--source-ips",
+        &source_ips(1, 8),
+        "--report",
+        &report,
+        "--last-event-id",
+        &first,
+        "--expect",
+        &plan.storm_behind.to_string(),
+        "--connect-concurrency",
+        &plan.storm_clients.to_string(),
+        "--duration",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _ = ctx.loadgen(&args).stdout(Stdio::null()).status();
+    let cpu_s = cpu_ticks(pid).saturating_sub(cpu0) as f64 / ctx.clk_tck;
+    stop(running);
+    let d = Delivery::collect(&[report]);
+    println!(
+        "  replay storm: {}/{} caught up in {:.0} ms",
+        d.caught_up, plan.storm_clients, d.catch_up_ms
+    );
+    if d.caught_up < plan.storm_clients {
+        ctx.failures.push(format!(
+            "{}: replay storm: {} of {} caught up",
+            server.name, d.caught_up, plan.storm_clients
+        ));
+    }
+    res.storm.push(StormRow {
+        server: server.name.into(),
+        clients: plan.storm_clients,
+        caught_up: d.caught_up,
+        all_ms: d.catch_up_ms,
+        cpu_s,
+        delivered: d.delivered,
+    });
+    Ok(())
+}
+
+fn churn(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
+    let running = ctx.start(server, &[])?;
+    let base = format!("http://{}", running.addr);
+    let args: Vec<String> = [
+        "publish",
+        "--url",
+        &base,
+        "--topic",
+        "churn",
+        "--rate",
+        "1000",
+        "--size",
+        "64",
+        "--duration",
+        &(plan.churn_secs + 3.0).to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut publisher = ctx
+        .loadgen(&args)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let args: Vec<String> = [
+        "churn",
+        "--url",
+        &format!("{base}/events/churn"),
+        "--concurrency",
+        "20",
+        "--duration",
+        &plan.churn_secs.to_string(),
+        "--source-ips",
+        &source_ips(9, 16),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let v = ctx.loadgen_json(&args);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    stop(running);
+    let per_s = v["per_s"].as_f64().unwrap_or(0.0);
+    println!("  churn: {per_s:.0}/s");
+    if per_s == 0.0 {
+        ctx.failures
+            .push(format!("{}: churn: no cycle completed", server.name));
+    }
+    res.churn.push(ChurnRow {
+        server: server.name.into(),
+        per_s,
+        errors: v["errors"].as_u64().unwrap_or(0),
+        p50_ms: v["p50_us"].as_f64().unwrap_or(0.0) / 1000.0,
+    });
+    Ok(())
+}
+
+fn plain(
+    ctx: &mut Ctx,
+    server: &Server,
+    label: &str,
+    env: &[(&str, &str)],
+    plan: &Plan,
+    res: &mut Results,
+) -> Result<(), String> {
+    let running = ctx.start(server, env)?;
+    let args: Vec<String> = [
+        "plain",
+        "--url",
+        &format!("http://{}/plain", running.addr),
+        "--connections",
+        "50",
+        "--duration",
+        &plan.plain_secs.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Best of three runs: other load on the machine only ever lowers a run's rate.
+    let rps = (0..3)
+        .map(|_| ctx.loadgen_json(&args)["rps"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    stop(running);
+    println!("  /plain {label}: {rps:.0} req/s");
+    if rps == 0.0 {
+        ctx.failures
+            .push(format!("{label}: /plain answered nothing"));
+    }
+    res.plain.push(PlainRow {
+        server: label.into(),
+        rps,
+    });
+    Ok(())
+}
+
+/// The layer's overhead on `/plain`: the same server with and without `SseLayer`, both running,
+/// measured in alternation (three rounds, best of each) so that other load on the machine
+/// falls on both alike.
+fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
+    let with = ctx.start(server, &[])?;
+    let without = match ctx.start(server, &[("NO_LAYER", "1")]) {
+        Ok(r) => r,
+        Err(e) => {
+            stop(with);
+            return Err(e);
+        }
+    };
+    let args = |addr: &str| -> Vec<String> {
+        [
+            "plain",
+            "--url",
+            &format!("http://{addr}/plain"),
+            "--connections",
+            "50",
+            "--duration",
+            &plan.plain_secs.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (a, b) = (args(&with.addr), args(&without.addr));
+    let (mut best_with, mut best_without) = (0.0f64, 0.0f64);
+    for _ in 0..3 {
+        best_with = best_with.max(ctx.loadgen_json(&a)["rps"].as_f64().unwrap_or(0.0));
+        best_without = best_without.max(ctx.loadgen_json(&b)["rps"].as_f64().unwrap_or(0.0));
+    }
+    stop(with);
+    stop(without);
+    println!("  /plain with layer {best_with:.0} req/s, without {best_without:.0} req/s");
+    if best_with == 0.0 || best_without == 0.0 {
+        ctx.failures
+            .push("tower-sse: /plain answered nothing".into());
+    }
+    res.plain.push(PlainRow {
+        server: "tower-sse with SseLayer (paired)".into(),
+        rps: best_with,
+    });
+    res.plain.push(PlainRow {
+        server: "tower-sse without SseLayer (paired)".into(),
+        rps: best_without,
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------- report
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn machine() -> String {
+    let model = sh("lscpu", &[])
+        .lines()
+        .find(|l| l.starts_with("Model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "- CPUs: {} (`nproc`), {model}\n- kernel: {}\n- {}\n- open-file limit: {} per process\n",
+        sh("nproc", &[]),
+        sh("uname", &["-r"]),
+        sh("rustc", &["--version"]),
+        sh("bash", &["-c", "ulimit -n"]),
+    )
+}
+
+fn f(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a.is_finite() && b.is_finite() && b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".into()
+    }
+}
+
+/// A small line chart: series of (x, y), x on a log scale.
+fn svg_chart(
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let (w, h, l, r, t, b) = (640.0, 400.0, 70.0, 150.0, 40.0, 50.0);
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let xmin = pts
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::INFINITY, f64::min)
+        .max(1.0)
+        .log10();
+    let mut xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max).log10();
+    let mut xmin = xmin;
+    if xmax <= xmin {
+        xmin -= 0.5;
+        xmax = xmin + 1.0;
+    }
+    let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
+    let px = |x: f64| l + (x.max(1.0).log10() - xmin) / (xmax - xmin) * (w - l - r);
+    let py = |y: f64| h - b - y / ymax * (h - t - b);
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n\
+         <line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>\n\
+         <text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{ylabel}</text>\n",
+        (w - r + l) / 2.0,
+        h - b,
+        w - r,
+        h - b,
+        h - b,
+        (w - r + l) / 2.0,
+        h - 10.0,
+        (h - b + t) / 2.0
+    );
+    for i in 0..=4 {
+        let y = ymax * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><line x1=\"{l}\" y1=\"{1}\" x2=\"{}\" y2=\"{1}\" stroke=\"#ddd\"/>",
+            l - 6.0,
+            py(y),
+            if ymax < 10.0 {
+                format!("{y:.2}")
+            } else {
+                format!("{y:.0}")
+            },
+            w - r
+        );
+    }
+    let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    for x in xs {
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x}</text>",
+            px(x),
+            h - b + 16.0
+        );
+    }
+    for (i, (name, p)) in series.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let path: Vec<String> = p
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for &(x, y) in p {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>",
+                px(x),
+                py(y)
+            );
+        }
+        let ly = t + 20.0 * i as f64 + 10.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\">{name}</text>",
+            w - r + 10.0,
+            w - r + 30.0,
+            w - r + 35.0,
+            ly + 4.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+fn report(
+    mode: Mode,
+    plan: &Plan,
+    ctx: &Ctx,
+    res: &Results,
+    out: &Path,
+    plots: &Path,
+    cmdline: &str,
+    elapsed: Duration,
+) -> String {
+    let rel = |p: &Path| -> String {
+        let base = out.parent().unwrap_or(Path::new("."));
+        let abs_base = std::fs::canonicalize(base).unwrap_or(base.to_path_buf());
+        let abs = std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
+        abs.strip_prefix(&abs_base)
+            .map(|r| r.display().to_string())
+            .unwrap_or(abs.display().to_string())
+    };
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by the harness in `bench/` (issue 6) — do not edit by hand. Mode `{mode:?}`, run took {:.0} s.\n",
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(md, "```sh\n{cmdline}\n```\n");
+    let _ = writeln!(md, "## Machine\n\n{}", machine());
+    let _ = writeln!(
+        md,
+        "Each server runs alone, pinned to core 0 (`taskset -c 0`) with one worker thread (`WORKERS=1`); \
+         the clients (`loadgen`, one tokio current-thread runtime per process, at most {PER_PROCESS} \
+         connections per process, sockets bound round-robin to 127.0.0.1–127.0.0.8) run on core 1. \
+         Everything is on loopback. Server memory is the resident set (VmRSS) of the server's process tree; \
+         server CPU is utime+stime from /proc/PID/stat. Latency is the time from the publisher stamping \
+         `t=<unix nanos>` in the data to the client parsing the event, in an HDR histogram.\n"
+    );
+    let _ = writeln!(md, "## Servers\n");
+    let _ = writeln!(md, "| server | measured |\n|---|---|");
+    for name in &res.measured {
+        let _ = writeln!(md, "| {name} | yes |");
+    }
+    for (name, why) in &res.skipped {
+        let _ = writeln!(md, "| {name} | **not measured**: {why} |");
+    }
+    let _ = writeln!(md);
+    let peers: Vec<&String> = res.measured.iter().filter(|n| *n != "tower-sse").collect();
+
+    // Ratios.
+    let _ = writeln!(md, "## tower-sse against each peer (same run)\n");
+    let _ = writeln!(
+        md,
+        "Ratio = tower-sse ÷ peer; below 1× is better for memory, CPU and latency, above 1× for rates.\n"
+    );
+    let mut head = "| metric |".to_string();
+    let mut sep = "|---|".to_string();
+    for p in &peers {
+        let _ = write!(head, " vs {p} |");
+        sep.push_str("---|");
+    }
+    let _ = writeln!(md, "{head}\n{sep}");
+    let get_idle = |s: &str, n: u64| {
+        res.idle
+            .iter()
+            .find(|r| r.server == s && r.connections == n)
+            .map(|r| r.rss_kib_per_conn)
+    };
+    for &n in &plan.idle {
+        let mine = get_idle("tower-sse", n);
+        let mut row = format!("| idle RSS per connection, {n} conns |");
+        for p in &peers {
+            let _ = write!(
+                row,
+                " {} |",
+                ratio(mine.unwrap_or(f64::NAN), get_idle(p, n).unwrap_or(f64::NAN))
+            );
+        }
+        let _ = writeln!(md, "{row}");
+    }
+    let get_fan = |s: &str, n: u64, rate: f64, size: usize| {
+        res.fan
+            .iter()
+            .find(|r| r.server == s && r.subscribers == n && r.rate == rate && r.size == size)
+    };
+    for &n in &plan.subscribers {
+        for &rate in &plan.rates {
+            for &size in &plan.sizes {
+                let Some(mine) = get_fan("tower-sse", n, rate, size) else {
+                    continue;
+                };
+                let mut cpu = format!("| CPU per delivery, {n} subs, {rate} ev/s, {size} B |");
+                let mut p99 = format!("| p99 latency, {n} subs, {rate} ev/s, {size} B |");
+                for p in &peers {
+                    let other = get_fan(p, n, rate, size);
+                    let _ = write!(
+                        cpu,
+                        " {} |",
+                        ratio(mine.cpu_s_per_m, other.map_or(f64::NAN, |o| o.cpu_s_per_m))
+                    );
+                    let _ = write!(
+                        p99,
+                        " {} |",
+                        ratio(
+                            mine.p99.unwrap_or(f64::NAN),
+                            other.and_then(|o| o.p99).unwrap_or(f64::NAN)
+                        )
+                    );
+                }
+                let _ = writeln!(md, "{cpu}\n{p99}");
+            }
+        }
+    }
+    let churn_of = |s: &str| {
+        res.churn
+            .iter()
+            .find(|r| r.server == s)
+            .map_or(f64::NAN, |r| r.per_s)
+    };
+    let plain_of = |s: &str| {
+        res.plain
+            .iter()
+            .find(|r| r.server == s)
+            .map_or(f64::NAN, |r| r.rps)
+    };
+    let mut row = "| churn (connect, first event, close) per second |".to_string();
+    for p in &peers {
+        let _ = write!(row, " {} |", ratio(churn_of("tower-sse"), churn_of(p)));
+    }
+    let _ = writeln!(md, "{row}");
+    let mut row = "| `/plain` requests per second |".to_string();
+    for p in &peers {
+        let _ = write!(row, " {} |", ratio(plain_of("tower-sse"), plain_of(p)));
+    }
+    let _ = writeln!(md, "{row}\n");
+
+    // Targets.
+    let _ = writeln!(md, "## Targets of issue 6\n");
+    let big = plan.subscribers.iter().copied().max().unwrap_or(0);
+    // The mean, over the rows at the largest subscriber count, of tower-sse's figure divided by
+    // the baseline's (rows where either is missing are left out).
+    let fan_ratio = |f: &dyn Fn(&FanRow) -> Option<f64>| {
+        let v: Vec<f64> = res
+            .fan
+            .iter()
+            .filter(|r| r.server == "tower-sse" && r.subscribers == big)
+            .filter_map(|r| {
+                let other = get_fan("baseline", r.subscribers, r.rate, r.size)?;
+                Some(f(r)? / f(other)?)
+            })
+            .filter(|x| x.is_finite())
+            .collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let verdict = |ok: bool, have: bool| {
+        if !have {
+            "not measured"
+        } else if ok {
+            "met"
+        } else {
+            "**missed**"
+        }
+    };
+    let cpu_r = fan_ratio(&|r| Some(r.cpu_s_per_m));
+    let p99_r = fan_ratio(&|r| r.p99);
+    let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
+    let idle_d = get_idle("tower-sse", idle_n).unwrap_or(f64::NAN)
+        - get_idle("baseline", idle_n).unwrap_or(f64::NAN);
+    let churn_r = churn_of("tower-sse") / churn_of("baseline");
+    let overhead = 1.0
+        - plain_of("tower-sse with SseLayer (paired)")
+            / plain_of("tower-sse without SseLayer (paired)");
+    let storm_ok = res.storm.iter().find(|r| r.server == "tower-sse");
+    let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| fan-out CPU per delivery ≤ 0.5× baseline (mean ratio of the rows at {big} subscribers; the issue asks at 10k) | {cpu_r:.2}× | {} |",
+        verdict(cpu_r <= 0.5, cpu_r.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "| fan-out p99 ≤ 0.5× baseline (mean ratio of the rows at {big} subscribers) | {p99_r:.2}× | {} |",
+        verdict(p99_r <= 0.5, p99_r.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "| idle memory ≤ baseline + 1 KiB per connection ({idle_n} conns) | {idle_d:+.2} KiB | {} |",
+        verdict(idle_d <= 1.0, idle_d.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "| replay storm: every client caught up | {} | {} |",
+        storm_ok.map_or("–".into(), |r| format!(
+            "{}/{} in {:.0} ms",
+            r.caught_up, r.clients, r.all_ms
+        )),
+        verdict(
+            storm_ok.is_some_and(|r| r.caught_up == r.clients),
+            storm_ok.is_some()
+        )
+    );
+    let _ = writeln!(
+        md,
+        "| churn ≥ 0.9× baseline | {churn_r:.2}× | {} |",
+        verdict(churn_r >= 0.9, churn_r.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "| layer overhead on `/plain` ≤ 3% | {:.1}% | {} |\n",
+        overhead * 100.0,
+        verdict(overhead <= 0.03, overhead.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "A missed target is reported with its measured figure; the harness does not profile. To see what \
+         bounds a figure, run the server alone under `valgrind --tool=callgrind` (perf may be unavailable) \
+         with the loadgen command of that scenario from the Commands section.\n"
+    );
+    if mode != Mode::Full {
+        let _ = writeln!(
+            md,
+            "This run is `--{}`: the issue's targets are stated at 10k subscribers and up to 19k connections, which only `--full` measures.\n",
+            format!("{mode:?}").to_lowercase()
+        );
+    }
+
+    // Tables.
+    let _ = writeln!(md, "## Idle memory per connection\n");
+    let _ = writeln!(
+        md,
+        "RSS growth of the server between before and 2 s after all connections are open, divided by the connections; kernel TCP memory is /proc/net/sockstat `mem` growth (socket buffers in use, both ends of each loopback connection; idle sockets hold none) and kernel slab is /proc/meminfo `Slab:` growth (socket, file and epoll structures of both ends and of the client, machine-wide, so noisy), per connection.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server | connections | established | server RSS KiB/conn | kernel socket buffers KiB/conn | kernel slab KiB/conn |\n|---|---|---|---|---|---|"
+    );
+    for r in &res.idle {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            r.server,
+            r.connections,
+            r.established,
+            r.rss_kib_per_conn,
+            r.sock_kib_per_conn,
+            r.slab_kib_per_conn
+        );
+    }
+    let mem_plot = plots.join("memory-per-connection.svg");
+    let _ = writeln!(md, "\n![memory per connection]({})\n", rel(&mem_plot));
+
+    let _ = writeln!(md, "## Fan-out\n");
+    let _ = writeln!(
+        md,
+        "One publisher (`POST /publish/fan`, one keep-alive connection) for {} s per row; delivered/s over that time; CPU-s per million deliveries = server CPU from the first publish until the server is idle again, divided by the deliveries (millions); CPU time is counted in 10 ms ticks, so rows with under a second of server CPU are coarse, and under 0.2 s it is not divided (–). Latency in ms. The publisher runs on the clients' core: when the subscribers saturate that core, fewer events than asked are published (see the published column), and latency includes the clients' own queueing.\n",
+        plan.publish_secs
+    );
+    let _ = writeln!(
+        md,
+        "| server | subscribers | ev/s | bytes | published | delivered / expected | delivered/s | server CPU-s per M | p50 | p99 | p999 | streams closed by server |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in &res.fan {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} / {} | {:.0} | {} | {} | {} | {} | {} |",
+            r.server,
+            r.subscribers,
+            r.rate,
+            r.size,
+            r.published,
+            r.delivered,
+            r.expected,
+            r.per_s,
+            f(Some(r.cpu_s_per_m).filter(|x| x.is_finite())),
+            f(r.p50),
+            f(r.p99),
+            f(r.p999),
+            r.dropped_conns
+        );
+    }
+    let lat_plot = plots.join("latency-p99.svg");
+    let _ = writeln!(
+        md,
+        "\n![p99 latency against subscribers]({})\n",
+        rel(&lat_plot)
+    );
+
+    let _ = writeln!(md, "## Replay storm\n");
+    let _ = writeln!(
+        md,
+        "{} events of 64 B are published, then {} clients connect at once with `Last-Event-ID` of the first, so each is {} events behind; time until the last one has them all, and server CPU meanwhile.\n",
+        plan.storm_behind + 1,
+        plan.storm_clients,
+        plan.storm_behind
+    );
+    let _ = writeln!(
+        md,
+        "| server | clients | caught up | all caught up after ms | server CPU-s | events delivered |\n|---|---|---|---|---|---|"
+    );
+    for r in &res.storm {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {:.2} | {} |",
+            r.server, r.clients, r.caught_up, r.all_ms, r.cpu_s, r.delivered
+        );
+    }
+    for p in &peers {
+        if !res.storm.iter().any(|r| &r.server == *p) {
+            let _ = writeln!(
+                md,
+                "| {p} | – | not measured: no `Last-Event-ID` resume from an id that `POST /publish` returns | | | |"
+            );
+        }
+    }
+    let _ = writeln!(md, "\n## Churn\n");
+    let _ = writeln!(
+        md,
+        "20 client loops for {} s: connect, `GET /events/churn`, wait for the first event (a publisher sends 1000 ev/s), close.\n",
+        plan.churn_secs
+    );
+    let _ = writeln!(
+        md,
+        "| server | cycles/s | failed cycles | p50 cycle ms |\n|---|---|---|---|"
+    );
+    for r in &res.churn {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {} | {:.2} |",
+            r.server, r.per_s, r.errors, r.p50_ms
+        );
+    }
+    let _ = writeln!(md, "\n## Ordinary requests: `GET /plain`\n");
+    let _ = writeln!(
+        md,
+        "50 keep-alive connections from `loadgen plain` (wrk is not used), best of three runs of {} s; the client (one thread) may bound the rate as much as the server does. The two paired rows are the layer-overhead measurement: both servers up at once, runs alternated.\n",
+        plan.plain_secs
+    );
+    let _ = writeln!(md, "| server | requests/s |\n|---|---|");
+    for r in &res.plain {
+        let _ = writeln!(md, "| {} | {:.0} |", r.server, r.rps);
+    }
+    let _ = writeln!(
+        md,
+        "\n## Commands\n\nEvery distinct command the harness ran (addresses and scratch paths vary):\n\n```sh"
+    );
+    for c in &ctx.commands {
+        let _ = writeln!(md, "{c}");
+    }
+    let _ = writeln!(md, "```");
+    if !ctx.failures.is_empty() {
+        let _ = writeln!(md, "\n## Failures\n");
+        for f in &ctx.failures {
+            let _ = writeln!(md, "- {f}");
+        }
+    }
+    md
+}
+
+fn write_plots(plan: &Plan, res: &Results, plots: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(plots)?;
+    let names: Vec<&String> = res.measured.iter().collect();
+    // Latency p99 against subscribers at the middle rate and smallest size.
+    let rate = plan.rates[plan.rates.len() / 2];
+    let size = plan.sizes[0];
+    let lat: Vec<(String, Vec<(f64, f64)>)> = names
+        .iter()
+        .map(|n| {
+            let pts = res
+                .fan
+                .iter()
+                .filter(|r| &&r.server == n && r.rate == rate && r.size == size)
+                .filter_map(|r| Some((r.subscribers as f64, r.p99?)))
+                .collect();
+            (n.to_string(), pts)
+        })
+        .collect();
+    std::fs::write(
+        plots.join("latency-p99.svg"),
+        svg_chart(
+            &format!("p99 latency, {rate} ev/s, {size} B"),
+            "subscribers",
+            "p99 ms",
+            &lat,
+        ),
+    )?;
+    let mem: Vec<(String, Vec<(f64, f64)>)> = names
+        .iter()
+        .map(|n| {
+            let pts = res
+                .idle
+                .iter()
+                .filter(|r| &&r.server == n)
+                .map(|r| (r.connections as f64, r.rss_kib_per_conn))
+                .collect();
+            (n.to_string(), pts)
+        })
+        .collect();
+    std::fs::write(
+        plots.join("memory-per-connection.svg"),
+        svg_chart(
+            "idle server memory per connection",
+            "connections",
+            "KiB per connection",
+            &mem,
+        ),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = if args.iter().any(|a| a == "--full") {
+        Mode::Full
+    } else if args.iter().any(|a| a == "--smoke") {
+        Mode::Smoke
+    } else {
+        Mode::Quick
+    };
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let out = value("--out").map(PathBuf::from).unwrap_or_else(|| {
+        if mode == Mode::Smoke {
+            root.join("target/bench-smoke.md")
+        } else {
+            root.join("BENCHMARKS.md")
+        }
+    });
+    let out = if out.is_absolute() {
+        out
+    } else {
+        std::env::current_dir().expect("cwd").join(out)
+    };
+    let plots = value("--plots").map(PathBuf::from).unwrap_or_else(|| {
+        if out.file_name().is_some_and(|n| n == "BENCHMARKS.md") {
+            out.parent().unwrap_or(&root).join("bench/plots")
+        } else {
+            let stem = out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.parent().unwrap_or(&root).join(format!("{stem}-plots"))
+        }
+    });
+    let cmdline = format!(
+        "cargo run --release -p tower-sse-bench --bin run -- {}",
+        args.join(" ")
+    );
+
+    // The other binaries of this package: `cargo run --bin run` builds only this one.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "--release", "-p", "tower-sse-bench", "--bins"])
+        .current_dir(&root)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("run: building the bench binaries failed");
+        std::process::exit(1);
+    }
+    let bin = std::env::current_exe()
+        .expect("exe")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    for tool in ["taskset"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            eprintln!("run: `{tool}` is needed (util-linux)");
+            std::process::exit(1);
+        }
+    }
+    let scratch = std::env::temp_dir().join(format!("tower-sse-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&scratch);
+    let clk_tck = sh("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0);
+    let mut ctx = Ctx {
+        root: root.clone(),
+        bin: bin.clone(),
+        scratch: scratch.clone(),
+        port: 21000, // below the ephemeral range, so no client socket holds it
+        commands: vec![cmdline.clone()],
+        clk_tck,
+        failures: Vec::new(),
+    };
+    let plan = Plan::of(mode);
+    let mut res = Results::default();
+    let started = Instant::now();
+    let all = servers(&bin);
+    let mut tower_sse: Option<&Server> = None;
+    for server in &all {
+        if mode == Mode::Smoke && !server.smoke {
+            continue;
+        }
+        println!("== {}", server.name);
+        // A first start tells whether the server can be measured at all.
+        match ctx.start(server, &[]) {
+            Ok(r) => stop(r),
+            Err(why) => {
+                println!("  not measured: {why}");
+                if server.needs.is_empty() {
+                    ctx.failures.push(format!("{}: {why}", server.name));
+                }
+                res.skipped.push((server.name.into(), why));
+                continue;
+            }
+        }
+        res.measured.push(server.name.into());
+        if server.name == "tower-sse" {
+            tower_sse = Some(server);
+        }
+        let mut outcome = Vec::new();
+        for &n in &plan.idle {
+            outcome.push(idle(&mut ctx, server, n, &mut res));
+        }
+        for &n in &plan.subscribers {
+            outcome.push(fan_out(&mut ctx, server, &plan, n, &mut res));
+        }
+        if server.replay {
+            outcome.push(storm(&mut ctx, server, &plan, &mut res));
+        }
+        outcome.push(churn(&mut ctx, server, &plan, &mut res));
+        outcome.push(plain(&mut ctx, server, server.name, &[], &plan, &mut res));
+        for e in outcome.into_iter().filter_map(Result::err) {
+            ctx.failures.push(format!("{}: {e}", server.name));
+        }
+    }
+    if let Some(server) = tower_sse
+        && let Err(e) = overhead(&mut ctx, server, &plan, &mut res)
+    {
+        ctx.failures.push(format!("tower-sse layer overhead: {e}"));
+    }
+    let elapsed = started.elapsed();
+    if let Err(e) = write_plots(&plan, &res, &plots) {
+        eprintln!("run: writing plots: {e}");
+    }
+    let md = report(mode, &plan, &ctx, &res, &out, &plots, &cmdline, elapsed);
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&out, md).expect("write the report");
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!(
+        "wrote {} and plots in {} ({:.0} s)",
+        out.display(),
+        plots.display(),
+        elapsed.as_secs_f64()
+    );
+    // Only the smoke run gates on delivery; a full or quick run reports its failures in the file.
+    if !ctx.failures.is_empty() && mode == Mode::Smoke {
+        eprintln!("run: {} scenario(s) failed:", ctx.failures.len());
+        for f in &ctx.failures {
+            eprintln!("  {f}");
+        }
+        std::process::exit(1);
+    }
+    for f in &ctx.failures {
+        eprintln!("run: not delivered in full (see the report's Failures): {f}");
+    }
+}

@@ -1,0 +1,52 @@
+//! The same interface as `baseline`, on tower-sse: `Hub::memory()` behind `SseLayer` (registry,
+//! keep-alive). `GET /events/{topic}` (with `Last-Event-ID` replay), `POST /publish/{topic}`
+//! (answers the event's id), `GET /plain`. Env: `ADDR`, `WORKERS`, `HISTORY` (events kept per
+//! topic, default 2000), `NO_LAYER=1` (the same router without `SseLayer`, for the overhead
+//! scenario on `/plain`).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
+
+async fn subscribe(
+    State(hub): State<Hub>,
+    Path(topic): Path<String>,
+    last: Option<LastEventId>,
+) -> Result<Subscription, HubError> {
+    hub.subscribe(&topic, last).await
+}
+
+async fn publish(
+    State(hub): State<Hub>,
+    Path(topic): Path<String>,
+    body: String,
+) -> Result<String, HubError> {
+    let event = hub.publish(&topic, Event::data(body)).await?;
+    Ok(event.id().unwrap_or_default().to_owned())
+}
+
+fn main() -> std::io::Result<()> {
+    tower_sse_bench::run_server(async {
+        let history = std::env::var("HISTORY")
+            .ok()
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(2000);
+        let hub = Hub::builder().history_events(history).memory();
+        let sse = SseLayer::new().registry(hub.registry());
+        let app = Router::new()
+            .route("/events/{topic}", get(subscribe))
+            .route("/publish/{topic}", post(publish))
+            .route("/plain", get(|| async { "hello\n" }));
+        let app = if std::env::var("NO_LAYER").is_ok_and(|v| v == "1") {
+            app.with_state(hub)
+        } else {
+            app.layer(sse.clone()).with_state(hub)
+        };
+        let listener = tower_sse_bench::listen().await?;
+        let stop = sse.shutdown_on(tower_sse_bench::stop_signal());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+    })
+}
