@@ -376,60 +376,54 @@ impl Shared {
             last_id: (last != StreamId::default()).then(|| last.to_string()),
         });
         let mut replay = decode(entries);
+        let mut after = last;
+        if replay.len() <= max_replay {
+            // Position the topic's reader at this snapshot if it is new; if the reader is
+            // already past it, read the entries in between so none is missed.
+            let (reader_at, new_topic) = {
+                let mut feeds = lock(&self.feeds);
+                match feeds.get_mut(&topic_key) {
+                    Some(feed) => {
+                        let new_topic = feed.position.is_none();
+                        if new_topic {
+                            feed.ordinal = ordinal;
+                        }
+                        (*feed.position.get_or_insert(last), new_topic)
+                    }
+                    None => (last, false),
+                }
+            };
+            if new_topic {
+                self.wake_reader().await;
+            }
+            if reader_at > last {
+                let mut conn = self.manager.clone();
+                let between: Value = redis::cmd("XRANGE")
+                    .arg(self.key(topic))
+                    .arg(format!("({last}"))
+                    .arg(reader_at.to_string())
+                    .arg("COUNT")
+                    .arg(max_replay + 1 - replay.len())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|err| self.failed("XRANGE", &err))?;
+                replay.extend(decode(items(between)));
+            }
+            // Whatever the receiver got at or before `after` is in the replay: the hub drops it.
+            after = last.max(reader_at);
+        }
         if replay.len() > max_replay {
+            // Cut at the cap: the client comes back for the rest.
             replay.truncate(max_replay);
             return Ok(Opened {
                 gap,
-                replay: replay.into_iter().map(|(_, event)| event).collect(),
+                replay,
                 live: None,
             });
         }
-
-        // Position the topic's reader at this snapshot if it is new; if the reader is already
-        // past it, read the entries in between so none is missed.
-        let snapshot = last;
-        let (reader_at, new_topic) = {
-            let mut feeds = lock(&self.feeds);
-            match feeds.get_mut(&topic_key) {
-                Some(feed) => {
-                    let new_topic = feed.position.is_none();
-                    if new_topic {
-                        feed.ordinal = ordinal;
-                    }
-                    (*feed.position.get_or_insert(snapshot), new_topic)
-                }
-                None => (snapshot, false),
-            }
-        };
-        if new_topic {
-            self.wake_reader().await;
-        }
-        if reader_at > snapshot {
-            let mut conn = self.manager.clone();
-            let between: Value = redis::cmd("XRANGE")
-                .arg(self.key(topic))
-                .arg(format!("({snapshot}"))
-                .arg(reader_at.to_string())
-                .arg("COUNT")
-                .arg(max_replay + 1 - replay.len())
-                .query_async(&mut conn)
-                .await
-                .map_err(|err| self.failed("XRANGE", &err))?;
-            replay.extend(decode(entries_of(between)));
-            if replay.len() > max_replay {
-                replay.truncate(max_replay);
-                return Ok(Opened {
-                    gap,
-                    replay: replay.into_iter().map(|(_, event)| event).collect(),
-                    live: None,
-                });
-            }
-        }
-        // Whatever the receiver got at or before `after` is in the replay: the hub drops it.
-        let after = snapshot.max(reader_at);
         Ok(Opened {
             gap,
-            replay: replay.into_iter().map(|(_, event)| event).collect(),
+            replay,
             live: Some(Live {
                 receiver,
                 after: after.position(),
@@ -632,7 +626,7 @@ fn parse_open(reply: Value) -> Option<OpenReply> {
         "unknown" => Some(GapReason::Unknown),
         _ => Some(GapReason::Malformed),
     };
-    let entries = entries_of(parts.next()?);
+    let entries = items(parts.next()?);
     let ordinal = match parts.next()? {
         Value::Int(n) => u64::try_from(n).ok()?,
         _ => return None,
@@ -644,10 +638,6 @@ fn parse_open(reply: Value) -> Option<OpenReply> {
         entries,
         ordinal,
     })
-}
-
-fn entries_of(value: Value) -> Vec<Value> {
-    items(value)
 }
 
 /// `(key, entries)` pairs of an `XREAD` reply (an array of pairs, or a map in RESP3).
@@ -699,10 +689,11 @@ fn decode_entries(entries: Vec<Value>) -> Vec<(StreamId, u64, Option<Event>)> {
         .collect()
 }
 
-fn decode(entries: Vec<Value>) -> Vec<(StreamId, Event)> {
+/// The stored events among `entries`, in order.
+fn decode(entries: Vec<Value>) -> Vec<Event> {
     decode_entries(entries)
         .into_iter()
-        .filter_map(|(id, _, event)| Some((id, event?)))
+        .filter_map(|(_, _, event)| event)
         .collect()
 }
 
