@@ -14,10 +14,18 @@ pub struct HubError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    InvalidTopic { topic: String, reason: String },
-    TooLarge { size: usize, max: usize },
+    InvalidTopic {
+        topic: String,
+        reason: String,
+    },
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
     Event(EventError),
     Unavailable(String),
+    // Only the Redis backend has configuration that can fail at run time.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Config(String),
 }
 
@@ -47,6 +55,7 @@ impl HubError {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn config(why: String) -> Self {
         HubError {
             kind: Kind::Config(why),

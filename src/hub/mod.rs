@@ -63,7 +63,6 @@ use std::time::Duration;
 
 pub use error::HubError;
 pub use subscription::Subscription;
-pub(crate) use subscription::SubscriptionTopic;
 
 use crate::backend::{
     Backend, GapResume, Health, HistoryLimits, MemoryBackend, ReplayOptions, memory,

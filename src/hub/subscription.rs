@@ -23,10 +23,6 @@ pub struct Subscription {
     stream: BoxStream<'static, Event>,
 }
 
-/// Response extension by which the layer learns a stream's topic for the registry.
-#[derive(Debug, Clone)]
-pub(crate) struct SubscriptionTopic(pub(crate) Arc<str>);
-
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
@@ -63,6 +59,7 @@ impl Subscription {
             // The replay was cut at its cap: come back for the rest.
             None => Either::Right(stream::iter([Event::retry(retry)])),
         };
+        record_topic(&topic);
         Subscription {
             topic,
             stream: head.chain(tail).boxed(),
@@ -77,6 +74,7 @@ impl Subscription {
             .retry(retry)
             .build()
             .unwrap_or_else(|_| Event::retry(retry));
+        record_topic(&topic);
         Subscription {
             topic,
             stream: stream::iter([notice]).boxed(),
@@ -105,6 +103,14 @@ impl Subscription {
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+}
+
+/// Tells the registry entry of the request being handled its topic, when the handler runs
+/// behind `SseLayer` (whose response future is polling it now).
+fn record_topic(topic: &Arc<str>) {
+    if let Some(entry) = crate::registry::ConnectionSlot::current_entry() {
+        entry.set_topic(topic.clone());
     }
 }
 
@@ -190,9 +196,6 @@ impl Stream for Subscription {
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Subscription {
     fn into_response(self) -> axum::response::Response {
-        let topic = SubscriptionTopic(self.topic.clone());
-        let mut response = crate::EventStream::new(self).into_response();
-        response.extensions_mut().insert(topic);
-        response
+        crate::EventStream::new(self).into_response()
     }
 }

@@ -8,8 +8,6 @@ use pin_project_lite::pin_project;
 
 use super::SseBody;
 use super::layer::Config;
-use crate::LastEventId;
-use crate::hub::SubscriptionTopic;
 use crate::registry::{ConnectionSlot, Refused};
 
 /// What the response future needs to know about the request.
@@ -20,9 +18,6 @@ pub(crate) struct RequestInfo {
     pub(crate) config: Arc<Config>,
     /// Builds the stream's registry entry, should the response be an event stream.
     pub(crate) slot: ConnectionSlot,
-    pub(crate) uri: http::Uri,
-    pub(crate) user_agent: Option<HeaderValue>,
-    pub(crate) last_event_id: Option<HeaderValue>,
 }
 
 pin_project! {
@@ -38,9 +33,11 @@ pin_project! {
     #[project = InnerProj]
     pub(crate) enum Inner<F> {
         Plain { #[pin] future: F },
-        Cors { #[pin] future: tower_http::cors::ResponseFuture<F> },
+        // The rarer variants are boxed: axum moves this future a few times per request, and
+        // every ordinary request would pay for copying their size.
+        Cors { future: Pin<Box<tower_http::cors::ResponseFuture<F>>> },
         // Refused before the handler ran; `cors` holds the headers an allowed origin needs.
-        Refused { refused: Refused, cors: http::HeaderMap },
+        Refused { refused: Refused, cors: Box<http::HeaderMap> },
     }
 }
 
@@ -62,9 +59,28 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let slot = &this
+            .info
+            .as_ref()
+            .expect("tower_sse::ResponseFuture polled after completion")
+            .slot;
         let response = match this.inner.project() {
-            InnerProj::Plain { future } => ready!(future.poll(cx))?,
-            InnerProj::Cors { future } => ready!(future.poll(cx))?,
+            // The handler runs inside these polls: its `Connection` extractor finds the slot.
+            InnerProj::Cors { future } => ready!(slot.enter(|| future.as_mut().poll(cx)))?,
+            InnerProj::Plain { future } => {
+                let mut response = ready!(slot.enter(|| future.poll(cx)))?;
+                if this
+                    .info
+                    .as_ref()
+                    .is_some_and(|info| info.config.cors.is_some())
+                {
+                    // What tower-http's CORS service adds to every response, also to those of
+                    // requests without an `Origin` (which skip it): a cache must not answer a
+                    // cross-origin request with a response made for a same-origin one.
+                    response.headers_mut().append(header::VARY, CORS_VARY);
+                }
+                response
+            }
             InnerProj::Refused { refused, cors } => {
                 let info = this
                     .info
@@ -76,7 +92,7 @@ where
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream"),
                 );
-                headers.extend(std::mem::take(cors));
+                headers.extend(std::mem::take(&mut **cors));
                 set_stream_headers(headers, info.version);
                 return Poll::Ready(Ok(response));
             }
@@ -107,6 +123,11 @@ pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
             .is_none_or(|&b| b == b';')
 }
 
+/// The `Vary` value of tower-http's CORS layer (its default, which the layer keeps).
+const CORS_VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
 /// `Cache-Control` for event streams: never cached, never transformed (compressed, re-chunked)
 /// by proxies.
 pub(crate) const CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-cache, no-transform");
@@ -131,12 +152,7 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
     }
     let (mut parts, body) = response.into_parts();
     set_stream_headers(&mut parts.headers, info.version);
-    let entry = info.slot.entry(&info.uri, info.user_agent.as_ref(), || {
-        LastEventId::from_header_or_query(info.last_event_id.as_ref(), info.uri.query())
-    });
-    if let Some(SubscriptionTopic(topic)) = parts.extensions.get::<SubscriptionTopic>() {
-        entry.set_topic(topic.clone());
-    }
+    let entry = info.slot.entry();
     let config = &info.config;
     match config.registry.register(entry, config.limits) {
         Ok(registration) => {

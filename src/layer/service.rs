@@ -1,8 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response, header};
-use tower_http::cors::Cors;
+use http::{HeaderValue, Request, Response, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -14,26 +13,19 @@ use crate::registry::ConnectionSlot;
 
 /// The service produced by [`SseLayer`](crate::SseLayer); see the
 /// [module documentation](crate::layer).
+//
+// Kept to the inner service and one `Arc`: axum clones every route's service for each
+// connection (and again for each request), so whatever this holds inline is paid per
+// connection. tower-http's CORS service is built per request, and only for requests that carry
+// an `Origin` header.
 #[derive(Debug, Clone)]
 pub struct SseService<S> {
-    inner: Inner<S>,
+    inner: S,
     config: Arc<Config>,
-}
-
-#[derive(Debug, Clone)]
-// Not boxed: axum clones the service for every request, and a box would allocate each time.
-#[allow(clippy::large_enum_variant)]
-enum Inner<S> {
-    Plain(S),
-    Cors(Cors<S>),
 }
 
 impl<S> SseService<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        let inner = match &config.cors {
-            Some(cors) => Inner::Cors(cors.layer(inner)),
-            None => Inner::Plain(inner),
-        };
         SseService { inner, config }
     }
 }
@@ -48,16 +40,20 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match &mut self.inner {
-            Inner::Plain(s) => s.poll_ready(cx),
-            Inner::Cors(s) => s.poll_ready(cx),
-        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let Scanned {
+            origin,
+            accepts_event_stream,
+            user_agent,
+            last_event_id,
+        } = scan(req.headers());
         // The origin predicate takes the request's parts; only a request with an `Origin`
         // header pays for taking the request apart.
-        let origin_allowed = match req.headers().get(header::ORIGIN).cloned() {
+        let has_origin = origin.is_some();
+        let origin_allowed = match origin {
             None => true,
             Some(origin) => {
                 let (parts, body) = req.into_parts();
@@ -71,12 +67,17 @@ where
                 allowed
             }
         };
-        let slot = ConnectionSlot::new(self.config.registry.clone(), peer_addr(req.extensions()));
-        req.extensions_mut().insert(slot.clone());
-        // A stream the registry would refuse anyway is refused before the handler runs, so a
-        // reconnect storm against a full or stopping server costs no handler work (a replay
-        // read, say). Only requests that ask for an event stream, as `EventSource` does.
-        let early = if origin_allowed && accepts_event_stream(req.headers()) {
+        let slot = ConnectionSlot::new(
+            self.config.registry.clone(),
+            peer_addr(req.extensions()),
+            req.uri().clone(),
+            user_agent,
+            last_event_id,
+        );
+        // A request that asks for an event stream, as `EventSource`'s do, and the registry
+        // would refuse anyway is refused before the handler runs, so a reconnect storm against
+        // a full or stopping server costs no handler work (a replay read, say).
+        let early = if origin_allowed && accepts_event_stream {
             self.config
                 .registry
                 .admits(self.config.limits, slot.peer_ip())
@@ -89,24 +90,42 @@ where
             origin_allowed,
             config: self.config.clone(),
             slot,
-            uri: req.uri().clone(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
-            last_event_id: req.headers().get(LAST_EVENT_ID).cloned(),
         };
         if let Some(refused) = early {
             let (parts, _body) = req.into_parts();
-            let cors = allowed_origin_headers(&parts, &self.config);
+            let cors = Box::new(allowed_origin_headers(&parts, &self.config));
             return ResponseFuture::new(InnerFuture::Refused { refused, cors }, info);
         }
-        let inner = match &mut self.inner {
-            Inner::Plain(s) => InnerFuture::Plain {
-                future: s.call(req),
+        let inner = match &self.config.cors {
+            Some(cors) if has_origin => InnerFuture::Cors {
+                future: Box::pin(cors.layer(Lend(&mut self.inner)).call(req)),
             },
-            Inner::Cors(s) => InnerFuture::Cors {
-                future: s.call(req),
+            _ => InnerFuture::Plain {
+                future: self.inner.call(req),
             },
         };
         ResponseFuture::new(inner, info)
+    }
+}
+
+/// Lends the layer's inner service to tower-http's CORS service for one call, so the layer
+/// need not hold a CORS service (nor require a `Clone` inner service to build one).
+struct Lend<'a, S>(&'a mut S);
+
+impl<S, R> Service<R> for Lend<'_, S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.0.call(req)
     }
 }
 
@@ -121,14 +140,43 @@ fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
     extensions.get::<std::net::SocketAddr>().copied()
 }
 
-/// Whether the request's `Accept` names `text/event-stream`, as `EventSource` always does.
-fn accepts_event_stream(headers: &http::HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().any(|accept| {
-        accept
-            .as_bytes()
-            .windows(b"text/event-stream".len())
-            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
-    })
+/// The request headers the layer reads.
+struct Scanned {
+    origin: Option<HeaderValue>,
+    /// Whether an `Accept` value names `text/event-stream`, as `EventSource`'s always does.
+    accepts_event_stream: bool,
+    user_agent: Option<HeaderValue>,
+    last_event_id: Option<HeaderValue>,
+}
+
+/// Finds the headers the layer reads in one pass over the request's: on every request that is
+/// cheaper than four lookups, one of them by a non-standard name. The first value of each
+/// counts, as with `HeaderMap::get`.
+fn scan(headers: &http::HeaderMap) -> Scanned {
+    let mut scanned = Scanned {
+        origin: None,
+        accepts_event_stream: false,
+        user_agent: None,
+        last_event_id: None,
+    };
+    for (name, value) in headers {
+        let first = |slot: &mut Option<HeaderValue>| {
+            slot.get_or_insert_with(|| value.clone());
+        };
+        if name == header::ORIGIN {
+            first(&mut scanned.origin);
+        } else if name == header::ACCEPT {
+            scanned.accepts_event_stream |= value
+                .as_bytes()
+                .windows(b"text/event-stream".len())
+                .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"));
+        } else if name == header::USER_AGENT {
+            first(&mut scanned.user_agent);
+        } else if name == LAST_EVENT_ID {
+            first(&mut scanned.last_event_id);
+        }
+    }
+    scanned
 }
 
 /// The CORS headers an allowed cross-origin request gets on a response that does not go

@@ -678,6 +678,36 @@ async fn allowed_origin_is_echoed_with_credentials() {
     assert!(polled.load(Ordering::SeqCst));
 }
 
+#[tokio::test]
+async fn response_without_origin_still_varies_on_origin_when_cors_is_on() {
+    // A cache must not answer a cross-origin request with a response made for a same-origin
+    // one, so the layer marks it even though tower-http's CORS service did not see it.
+    let (_, response) = watched_stream();
+    let response = serve(cors_layer(), get_request(), response).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert!(lists(headers, header::VARY, "origin"));
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
+#[tokio::test]
+async fn response_without_cors_configured_gets_no_vary() {
+    let (_, response) = watched_stream();
+    let response = serve(SseLayer::new(), get_request(), response).await;
+    assert!(response.headers().get(header::VARY).is_none());
+}
+
+#[test]
+fn service_holds_only_the_inner_service_and_one_pointer() {
+    // axum clones every layered route for each connection: what the service holds inline is
+    // paid per open stream.
+    type Inner = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+    assert_eq!(
+        std::mem::size_of::<crate::layer::SseService<Inner>>(),
+        std::mem::size_of::<Inner>() + std::mem::size_of::<usize>()
+    );
+}
+
 async fn assert_refused(layer: SseLayer, origin: &str) {
     let (polled, response) = watched_stream();
     let response = serve(layer, request_from(origin), response).await;

@@ -183,62 +183,78 @@ impl ConnShared {
     }
 }
 
-/// What the layer leaves in each request: the means to build its registry entry, built only
+/// What the layer keeps for each request: the means to build its registry entry, built only
 /// when it is needed (the response is an event stream, or the handler asks for its
-/// [`Connection`]), so an ordinary request costs no entry, no copies and no parsing.
-#[derive(Clone)]
+/// [`Connection`]), so an ordinary request costs no entry, no allocation and no parsing.
+///
+/// It lives in the layer's response future. While that future polls the inner service's, the
+/// slot is the thread's *current* one ([`ConnectionSlot::enter`]), which is how the handler's
+/// `Connection` extractor finds it: nothing goes into the request's extensions, whose insert
+/// would cost every request an allocation or two.
 pub(crate) struct ConnectionSlot {
-    inner: Arc<SlotInner>,
-}
-
-struct SlotInner {
     registry: Registry,
     peer: Option<SocketAddr>,
+    uri: Uri,
+    user_agent: Option<HeaderValue>,
+    last_event_id: Option<HeaderValue>,
     entry: OnceLock<Arc<ConnShared>>,
 }
 
+scoped_tls::scoped_thread_local!(static CURRENT: ConnectionSlot);
+
 impl ConnectionSlot {
-    pub(crate) fn new(registry: Registry, peer: Option<SocketAddr>) -> Self {
+    /// A slot for a request to `uri` with these `User-Agent` and `Last-Event-ID` headers.
+    pub(crate) fn new(
+        registry: Registry,
+        peer: Option<SocketAddr>,
+        uri: Uri,
+        user_agent: Option<HeaderValue>,
+        last_event_id: Option<HeaderValue>,
+    ) -> Self {
         ConnectionSlot {
-            inner: Arc::new(SlotInner {
-                registry,
-                peer,
-                entry: OnceLock::new(),
-            }),
+            registry,
+            peer,
+            uri,
+            user_agent,
+            last_event_id,
+            entry: OnceLock::new(),
         }
     }
 
     pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
-        self.inner.peer.map(|peer| peer.ip().to_canonical())
+        self.peer.map(|peer| peer.ip().to_canonical())
     }
 
-    /// The request's entry, built from its URI and headers the first time it is asked for.
-    pub(crate) fn entry(
-        &self,
-        uri: &Uri,
-        user_agent: Option<&HeaderValue>,
-        last_event_id: impl FnOnce() -> Option<LastEventId>,
-    ) -> Arc<ConnShared> {
-        self.inner
-            .entry
+    /// Runs `poll` (of the inner service's future) with this slot as the thread's current one.
+    pub(crate) fn enter<R>(&self, poll: impl FnOnce() -> R) -> R {
+        CURRENT.set(self, poll)
+    }
+
+    /// The entry of the request whose handler the calling thread is polling, if that handler
+    /// runs inside the layer's response future.
+    pub(crate) fn current_entry() -> Option<Arc<ConnShared>> {
+        CURRENT
+            .is_set()
+            .then(|| CURRENT.with(ConnectionSlot::entry))
+    }
+
+    /// The request's entry, built the first time it is asked for.
+    pub(crate) fn entry(&self) -> Arc<ConnShared> {
+        self.entry
             .get_or_init(|| {
+                let last_event_id = LastEventId::from_header_or_query(
+                    self.last_event_id.as_ref(),
+                    self.uri.query(),
+                );
                 Arc::new(ConnShared::new(
-                    self.inner.registry.next_id(),
-                    uri,
-                    self.inner.peer,
-                    user_agent,
-                    last_event_id(),
+                    self.registry.next_id(),
+                    &self.uri,
+                    self.peer,
+                    self.user_agent.as_ref(),
+                    last_event_id,
                 ))
             })
             .clone()
-    }
-
-    fn entry_for(&self, parts: &http::request::Parts) -> Arc<ConnShared> {
-        self.entry(
-            &parts.uri,
-            parts.headers.get(http::header::USER_AGENT),
-            || LastEventId::from_parts(parts),
-        )
     }
 }
 
@@ -257,6 +273,12 @@ impl Drop for Registration {
 
 /// A handle to one stream: its own, as an axum extractor in a handler behind
 /// [`SseLayer`](crate::SseLayer), or any open one from [`Registry::get`].
+///
+/// The extractor finds its stream while the layer's response future polls the handler's, so
+/// the handler's future must be polled from there, as layers do (timeouts, tracing, CORS,
+/// axum's middleware, even `tower::buffer`, which hands the future back to the caller). One
+/// that spawns the handler's future as a task of its own makes it fail with
+/// [`MissingConnection`].
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -486,7 +508,8 @@ impl serde::Serialize for ConnectionInfo {
 }
 
 /// Rejection of the [`Connection`] extractor on a route without
-/// [`SseLayer`](crate::SseLayer): `500 Internal Server Error`.
+/// [`SseLayer`](crate::SseLayer) (or whose handler's future is spawned on a task of its own):
+/// `500 Internal Server Error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingConnection;
 
@@ -494,7 +517,8 @@ impl fmt::Display for MissingConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
             "the `Connection` extractor needs `tower_sse::SseLayer` on this route \
-             (`Router::layer(SseLayer::new())`)",
+             (`Router::layer(SseLayer::new())`), with no layer between them that spawns the \
+             handler's future as a task of its own",
         )
     }
 }
@@ -516,14 +540,12 @@ mod axum_impls {
         type Rejection = MissingConnection;
 
         async fn from_request_parts(
-            parts: &mut Parts,
+            _parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            let slot = parts
-                .extensions
-                .get::<ConnectionSlot>()
-                .ok_or(MissingConnection)?;
-            Ok(Connection::new(slot.entry_for(parts)))
+            ConnectionSlot::current_entry()
+                .map(Connection::new)
+                .ok_or(MissingConnection)
         }
     }
 
@@ -531,13 +553,10 @@ mod axum_impls {
         type Rejection = Infallible;
 
         async fn from_request_parts(
-            parts: &mut Parts,
+            _parts: &mut Parts,
             _state: &S,
         ) -> Result<Option<Self>, Self::Rejection> {
-            Ok(parts
-                .extensions
-                .get::<ConnectionSlot>()
-                .map(|slot| Connection::new(slot.entry_for(parts))))
+            Ok(ConnectionSlot::current_entry().map(Connection::new))
         }
     }
 

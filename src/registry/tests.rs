@@ -868,6 +868,78 @@ async fn connection_extractor_without_the_layer_is_a_500_naming_sse_layer() {
 }
 
 #[tokio::test]
+async fn connection_extractor_works_behind_a_middleware_between_it_and_the_layer() {
+    let registry = Registry::new();
+    let router = Router::new()
+        .route(
+            "/events",
+            get(|conn: Connection| async move { format!("{}", conn.id()) }),
+        )
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| next.run(req),
+        ))
+        .layer(SseLayer::new().registry(registry));
+    let response = router.oneshot(req("/events")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let id: u64 = String::from_utf8(rest(&mut response.into_body()).await)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(id > 0);
+}
+
+#[tokio::test]
+async fn connection_extractor_works_behind_a_buffer() {
+    // The buffer calls the handler on its worker task but hands the future back: the layer's
+    // response future still polls it.
+    let router = Router::new()
+        .route(
+            "/events",
+            get(|conn: Connection| async move { format!("{}", conn.id()) }),
+        )
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async { StatusCode::SERVICE_UNAVAILABLE },
+                ))
+                .buffer(8),
+        )
+        .layer(SseLayer::new());
+    let response = router.oneshot(req("/events")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let id = String::from_utf8(rest(&mut response.into_body()).await).unwrap();
+    assert!(id.parse::<u64>().is_ok(), "{id}");
+}
+
+#[tokio::test]
+async fn connection_extractor_in_a_spawned_future_is_a_500_naming_sse_layer() {
+    let router = Router::new()
+        .route(
+            "/events",
+            get(|| async {
+                tokio::spawn(async {
+                    // An extractor run on a task of its own, away from the layer's future.
+                    let (mut parts, _) = req("/events").into_parts();
+                    <Connection as axum::extract::FromRequestParts<()>>::from_request_parts(
+                        &mut parts,
+                        &(),
+                    )
+                    .await
+                    .map(|_| ())
+                })
+                .await
+                .unwrap()
+                .map_err(|missing| missing.to_string())
+            }),
+        )
+        .layer(SseLayer::new());
+    let response = router.oneshot(req("/events")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let message = String::from_utf8(rest(&mut response.into_body()).await).unwrap();
+    assert!(message.contains("SseLayer"), "{message}");
+}
+
+#[tokio::test]
 async fn optional_connection_extractor_without_the_layer_is_none() {
     let router = Router::new().route(
         "/events",

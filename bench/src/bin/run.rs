@@ -5,6 +5,8 @@
 //! cargo run --release -p tower-sse-bench --bin run -- --quick             # ~3 min, BENCHMARKS.md
 //! cargo run --release -p tower-sse-bench --bin run -- --full              # every scenario of the issue
 //! cargo run --release -p tower-sse-bench --bin run -- --smoke --out target/bench-smoke.md   # CI
+//! cargo run --release -p tower-sse-bench --bin run -- --quick --servers tower-sse,baseline \
+//!     --scenarios idle,plain,overhead --out target/part.md   # a part, while working on it
 //! ```
 //!
 //! Each server runs pinned to core 0 (`taskset -c 0`, `WORKERS=1`), the clients (`loadgen`) on
@@ -580,6 +582,9 @@ struct IdleRow {
     connections: u64,
     established: u64,
     rss_kib_per_conn: f64,
+    /// The same, once every connection has received one event (every server has then
+    /// written to each connection at least once, as it does for its first keep-alive).
+    rss_after_event_kib_per_conn: Option<f64>,
     sock_kib_per_conn: f64,
     slab_kib_per_conn: f64,
 }
@@ -643,7 +648,38 @@ fn idle(ctx: &mut Ctx, server: &Server, n: u64, res: &mut Results) -> Result<(),
     let subs = Subscribers::open(ctx, &url, n, &format!("idle-{}-{n}", server.name), 120.0);
     std::thread::sleep(Duration::from_secs(2));
     let (rss1, sock1, slab1) = (rss_kib(pid), sockstat_pages(), slab_kib());
+    let mut subs = subs;
     let established = subs.established;
+    // Then one event to every connection: the figure after it is the steady state, where
+    // each server has written to each connection (a first keep-alive would do the same).
+    let _ = subs.snapshot();
+    let args: Vec<String> = [
+        "publish",
+        "--url",
+        &format!("http://{}", running.addr),
+        "--topic",
+        "idle",
+        "--rate",
+        "10",
+        "--size",
+        "64",
+        "--duration",
+        "5",
+        "--count",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let published = ctx.loadgen_json(&args)["published"].as_u64().unwrap_or(0);
+    let mut delivered = 0;
+    let waited = Instant::now();
+    while published > 0 && delivered < established && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+        delivered += subs.snapshot().delivered;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let rss2 = (published > 0 && delivered >= established).then(|| rss_kib(pid));
     subs.close();
     stop(running);
     let per = |x: f64| {
@@ -665,6 +701,7 @@ fn idle(ctx: &mut Ctx, server: &Server, n: u64, res: &mut Results) -> Result<(),
         connections: n,
         established,
         rss_kib_per_conn: per(rss1.saturating_sub(rss0) as f64),
+        rss_after_event_kib_per_conn: rss2.map(|rss2| per(rss2.saturating_sub(rss0) as f64)),
         sock_kib_per_conn: per(sock1.saturating_sub(sock0) as f64 * 4.0),
         slab_kib_per_conn: per(slab1 as f64 - slab0 as f64),
     });
@@ -946,14 +983,32 @@ fn plain(
 /// measured in alternation (three rounds, best of each) so that other load on the machine
 /// falls on both alike.
 fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
-    let with = ctx.start(server, &[])?;
-    let without = match ctx.start(server, &[("NO_LAYER", "1")]) {
-        Ok(r) => r,
-        Err(e) => {
-            stop(with);
-            return Err(e);
+    // The same server four times, all up at once, runs alternated: with `SseLayer` on the
+    // router's routes, with a layer that does nothing there (what axum's routing charges for
+    // any layer), with `SseLayer` around the whole router (which skips that charge), and with
+    // none.
+    let variants: [(&str, &[(&str, &str)]); 4] = [
+        ("tower-sse with SseLayer (paired)", &[]),
+        (
+            "tower-sse with a no-op layer (paired)",
+            &[("NOOP_LAYER", "1")],
+        ),
+        (
+            "tower-sse with SseLayer around the router (paired)",
+            &[("OUTER_LAYER", "1")],
+        ),
+        ("tower-sse without SseLayer (paired)", &[("NO_LAYER", "1")]),
+    ];
+    let mut running = Vec::new();
+    for (name, env) in variants {
+        match ctx.start(server, env) {
+            Ok(r) => running.push((name, r)),
+            Err(e) => {
+                running.into_iter().for_each(|(_, r)| stop(r));
+                return Err(e);
+            }
         }
-    };
+    }
     let args = |addr: &str| -> Vec<String> {
         [
             "plain",
@@ -968,27 +1023,27 @@ fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> R
         .map(|s| s.to_string())
         .collect()
     };
-    let (a, b) = (args(&with.addr), args(&without.addr));
-    let (mut best_with, mut best_without) = (0.0f64, 0.0f64);
+    let mut best = vec![0.0f64; running.len()];
     for _ in 0..3 {
-        best_with = best_with.max(ctx.loadgen_json(&a)["rps"].as_f64().unwrap_or(0.0));
-        best_without = best_without.max(ctx.loadgen_json(&b)["rps"].as_f64().unwrap_or(0.0));
+        for (i, (_, r)) in running.iter().enumerate() {
+            let rps = ctx.loadgen_json(&args(&r.addr))["rps"]
+                .as_f64()
+                .unwrap_or(0.0);
+            best[i] = best[i].max(rps);
+        }
     }
-    stop(with);
-    stop(without);
-    println!("  /plain with layer {best_with:.0} req/s, without {best_without:.0} req/s");
-    if best_with == 0.0 || best_without == 0.0 {
-        ctx.failures
-            .push("tower-sse: /plain answered nothing".into());
+    for ((name, r), rps) in running.into_iter().zip(best) {
+        stop(r);
+        println!("  /plain {name}: {rps:.0} req/s");
+        if rps == 0.0 {
+            ctx.failures
+                .push(format!("{name}: /plain answered nothing"));
+        }
+        res.plain.push(PlainRow {
+            server: name.into(),
+            rps,
+        });
     }
-    res.plain.push(PlainRow {
-        server: "tower-sse with SseLayer (paired)".into(),
-        rps: best_with,
-    });
-    res.plain.push(PlainRow {
-        server: "tower-sse without SseLayer (paired)".into(),
-        rps: best_without,
-    });
     Ok(())
 }
 
@@ -1301,6 +1356,14 @@ fn report(
     let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
     let idle_d = get_idle("tower-sse", idle_n).unwrap_or(f64::NAN)
         - get_idle("baseline", idle_n).unwrap_or(f64::NAN);
+    let get_idle_after = |s: &str, n: u64| {
+        res.idle
+            .iter()
+            .find(|r| r.server == s && r.connections == n)
+            .and_then(|r| r.rss_after_event_kib_per_conn)
+    };
+    let idle_after_d = get_idle_after("tower-sse", idle_n).unwrap_or(f64::NAN)
+        - get_idle_after("baseline", idle_n).unwrap_or(f64::NAN);
     let churn_r = churn_of("tower-sse") / churn_of("baseline");
     let overhead = 1.0
         - plain_of("tower-sse with SseLayer (paired)")
@@ -1319,7 +1382,7 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "| idle memory ≤ baseline + 1 KiB per connection ({idle_n} conns) | {idle_d:+.2} KiB | {} |",
+        "| idle memory ≤ baseline + 1 KiB per connection ({idle_n} conns) | {idle_d:+.2} KiB before any event; {idle_after_d:+.2} KiB after one | {} |",
         verdict(idle_d <= 1.0, idle_d.is_finite())
     );
     let _ = writeln!(
@@ -1339,17 +1402,25 @@ fn report(
         "| churn ≥ 0.9× baseline | {churn_r:.2}× | {} |",
         verdict(churn_r >= 0.9, churn_r.is_finite())
     );
+    let noop = 1.0
+        - plain_of("tower-sse with a no-op layer (paired)")
+            / plain_of("tower-sse without SseLayer (paired)");
+    let outer = 1.0
+        - plain_of("tower-sse with SseLayer around the router (paired)")
+            / plain_of("tower-sse without SseLayer (paired)");
     let _ = writeln!(
         md,
-        "| layer overhead on `/plain` ≤ 3% | {:.1}% | {} |\n",
+        "| layer overhead on `/plain` ≤ 3% | {:.1}% with `Router::layer` (where a layer that does nothing costs {:.1}% by itself); {:.1}% wrapped around the router | {} |\n",
         overhead * 100.0,
+        noop * 100.0,
+        outer * 100.0,
         verdict(overhead <= 0.03, overhead.is_finite())
     );
     let _ = writeln!(
         md,
-        "A missed target is reported with its measured figure; the harness does not profile. To see what \
-         bounds a figure, run the server alone under `valgrind --tool=callgrind` (perf may be unavailable) \
-         with the loadgen command of that scenario from the Commands section.\n"
+        "A missed target is reported with its measured figure. What bounds each one is profiled in \
+         [`bench/PROFILES.md`](bench/PROFILES.md) (callgrind, strace and heaptrack, with the commands), \
+         written by hand from runs of the same binaries.\n"
     );
     if mode != Mode::Full {
         let _ = writeln!(
@@ -1363,20 +1434,22 @@ fn report(
     let _ = writeln!(md, "## Idle memory per connection\n");
     let _ = writeln!(
         md,
-        "RSS growth of the server between before and 2 s after all connections are open, divided by the connections; kernel TCP memory is /proc/net/sockstat `mem` growth (socket buffers in use, both ends of each loopback connection; idle sockets hold none) and kernel slab is /proc/meminfo `Slab:` growth (socket, file and epoll structures of both ends and of the client, machine-wide, so noisy), per connection.\n"
+        "RSS growth of the server between before and 2 s after all connections are open, divided by the connections; \"after one event\" is the same growth 1 s after every connection has received one 64 B event (the steady state: each server has then written to each connection, as its first keep-alive would); kernel TCP memory is /proc/net/sockstat `mem` growth (socket buffers in use, both ends of each loopback connection; idle sockets hold none) and kernel slab is /proc/meminfo `Slab:` growth (socket, file and epoll structures of both ends and of the client, machine-wide, so noisy), per connection.\n"
     );
     let _ = writeln!(
         md,
-        "| server | connections | established | server RSS KiB/conn | kernel socket buffers KiB/conn | kernel slab KiB/conn |\n|---|---|---|---|---|---|"
+        "| server | connections | established | server RSS KiB/conn | after one event | kernel socket buffers KiB/conn | kernel slab KiB/conn |\n|---|---|---|---|---|---|---|"
     );
     for r in &res.idle {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.2} | {} | {:.2} | {:.2} |",
             r.server,
             r.connections,
             r.established,
             r.rss_kib_per_conn,
+            r.rss_after_event_kib_per_conn
+                .map_or("–".to_owned(), |kib| format!("{kib:.2}")),
             r.sock_kib_per_conn,
             r.slab_kib_per_conn
         );
@@ -1467,7 +1540,7 @@ fn report(
     let _ = writeln!(md, "\n## Ordinary requests: `GET /plain`\n");
     let _ = writeln!(
         md,
-        "50 keep-alive connections from `loadgen plain` (wrk is not used), best of three runs of {} s; the client (one thread) may bound the rate as much as the server does. The two paired rows are the layer-overhead measurement: both servers up at once, runs alternated.\n",
+        "50 keep-alive connections from `loadgen plain` (wrk is not used), best of three runs of {} s; the client (one thread) may bound the rate as much as the server does. The four paired rows are the layer-overhead measurement, all up at once, runs alternated: the same server with `SseLayer` added by `Router::layer`, with a layer that does nothing added the same way (`tower_layer::layer_fn(|route| route)`: what axum's routing charges for any layer), with `SseLayer` wrapped around the whole router (`SseLayer::layer(router)`, served with `into_make_service`: no per-route charge) and with no layer.\n",
         plan.plain_secs
     );
     let _ = writeln!(md, "| server | requests/s |\n|---|---|");
@@ -1622,12 +1695,16 @@ fn main() {
         failures: Vec::new(),
     };
     let plan = Plan::of(mode);
+    // `--servers a,b` and `--scenarios idle,fanout,storm,churn,plain,overhead` pick a part.
+    let picked = |flag: &str, name: &str| {
+        value(flag).is_none_or(|list| list.split(',').any(|item| item.trim() == name))
+    };
     let mut res = Results::default();
     let started = Instant::now();
     let all = servers(&bin);
     let mut tower_sse: Option<&Server> = None;
     for server in &all {
-        if mode == Mode::Smoke && !server.smoke {
+        if (mode == Mode::Smoke && !server.smoke) || !picked("--servers", server.name) {
             continue;
         }
         println!("== {}", server.name);
@@ -1648,22 +1725,31 @@ fn main() {
             tower_sse = Some(server);
         }
         let mut outcome = Vec::new();
-        for &n in &plan.idle {
-            outcome.push(idle(&mut ctx, server, n, &mut res));
+        if picked("--scenarios", "idle") {
+            for &n in &plan.idle {
+                outcome.push(idle(&mut ctx, server, n, &mut res));
+            }
         }
-        for &n in &plan.subscribers {
-            outcome.push(fan_out(&mut ctx, server, &plan, n, &mut res));
+        if picked("--scenarios", "fanout") {
+            for &n in &plan.subscribers {
+                outcome.push(fan_out(&mut ctx, server, &plan, n, &mut res));
+            }
         }
-        if server.replay {
+        if server.replay && picked("--scenarios", "storm") {
             outcome.push(storm(&mut ctx, server, &plan, &mut res));
         }
-        outcome.push(churn(&mut ctx, server, &plan, &mut res));
-        outcome.push(plain(&mut ctx, server, server.name, &[], &plan, &mut res));
+        if picked("--scenarios", "churn") {
+            outcome.push(churn(&mut ctx, server, &plan, &mut res));
+        }
+        if picked("--scenarios", "plain") {
+            outcome.push(plain(&mut ctx, server, server.name, &[], &plan, &mut res));
+        }
         for e in outcome.into_iter().filter_map(Result::err) {
             ctx.failures.push(format!("{}: {e}", server.name));
         }
     }
     if let Some(server) = tower_sse
+        && picked("--scenarios", "overhead")
         && let Err(e) = overhead(&mut ctx, server, &plan, &mut res)
     {
         ctx.failures.push(format!("tower-sse layer overhead: {e}"));

@@ -1,8 +1,10 @@
 //! The same interface as `baseline`, on tower-sse: `Hub::memory()` behind `SseLayer` (registry,
 //! keep-alive). `GET /events/{topic}` (with `Last-Event-ID` replay), `POST /publish/{topic}`
 //! (answers the event's id), `GET /plain`. Env: `ADDR`, `WORKERS`, `HISTORY` (events kept per
-//! topic, default 2000), `NO_LAYER=1` (the same router without `SseLayer`, for the overhead
-//! scenario on `/plain`).
+//! topic, default 2000), `NO_LAYER=1` (the same router without `SseLayer`) and `NOOP_LAYER=1`
+//! (with a layer that does nothing instead, which shows what axum's routing charges for any
+//! layer) and `OUTER_LAYER=1` (`SseLayer` around the whole router rather than on its routes),
+//! for the overhead scenario on `/plain`.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -38,13 +40,30 @@ fn main() -> std::io::Result<()> {
             .route("/events/{topic}", get(subscribe))
             .route("/publish/{topic}", post(publish))
             .route("/plain", get(|| async { "hello\n" }));
-        let app = if std::env::var("NO_LAYER").is_ok_and(|v| v == "1") {
+        let set = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+        let app = if set("NO_LAYER") || set("OUTER_LAYER") {
             app.with_state(hub)
+        } else if set("NOOP_LAYER") {
+            app.layer(tower_layer::layer_fn(|route| route))
+                .with_state(hub)
         } else {
             app.layer(sse.clone()).with_state(hub)
         };
         let listener = tower_sse_bench::listen().await?;
         let stop = sse.shutdown_on(tower_sse_bench::stop_signal());
+        if set("OUTER_LAYER") {
+            use tower_layer::Layer as _;
+            let outer = tower::ServiceExt::<axum::extract::Request>::map_response(
+                sse.layer(app),
+                |r: http::Response<tower_sse::layer::SseBody<axum::body::Body>>| {
+                    r.map(axum::body::Body::new)
+                },
+            );
+            let outer = axum::ServiceExt::<axum::extract::Request>::into_make_service(outer);
+            return axum::serve(listener, outer)
+                .with_graceful_shutdown(stop)
+                .await;
+        }
         axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
