@@ -49,7 +49,9 @@ fn main() -> std::io::Result<()> {
         // No graceful shutdown: a broadcast stream never ends by itself, so waiting for the
         // open streams would hang; a signal just ends the process.
         tokio::select! {
-            served = axum::serve(listener, app).into_future() => served,
+            // `into_make_service`: the router (its state set) is not rebuilt per connection,
+            // as `axum::serve(listener, app)` does; tower-sse-server is served the same way.
+            served = axum::serve(listener, app.into_make_service()).into_future() => served,
             () = tower_sse_bench::stop_signal() => Ok(()),
         }
     })

@@ -64,7 +64,9 @@ fn main() -> std::io::Result<()> {
                 .with_graceful_shutdown(stop)
                 .await;
         }
-        axum::serve(listener, app)
+        // As the examples serve (and the baseline, so both are served alike): a router whose
+        // state is set, served with `into_make_service`, is not rebuilt for every connection.
+        axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(stop)
             .await
     })
