@@ -1,15 +1,16 @@
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::future::Either;
-use futures_util::stream::{self, BoxStream, Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::stream::Stream;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::ReusableBoxFuture;
 
-use crate::backend::{Gap, Live, Opened};
+use crate::backend::{Gap, Opened, Position, Published};
 use crate::{Event, LastEventId};
 
 /// A client's subscription to a hub topic: the `gap` event if its id could not be resumed,
@@ -20,7 +21,10 @@ use crate::{Event, LastEventId};
 /// [`Hub::subscribe`](crate::Hub::subscribe).
 pub struct Subscription {
     topic: Arc<str>,
-    stream: BoxStream<'static, Event>,
+    /// Sent first, in order: prepended events, the `gap` event, the replay.
+    head: VecDeque<Event>,
+    /// What comes after `head`.
+    tail: Tail,
 }
 
 impl fmt::Debug for Subscription {
@@ -31,10 +35,31 @@ impl fmt::Debug for Subscription {
     }
 }
 
-struct LiveState {
-    live: Live,
-    retry: Duration,
-    slow_consumers: Arc<AtomicU64>,
+/// The part of a subscription after its queued head events.
+enum Tail {
+    /// Live events from the topic's broadcast ring.
+    Live {
+        /// The pending receive. The box is allocated once per subscription and reused for
+        /// every event: a broadcast receiver can only be polled through a future that borrows
+        /// it, so the future owns the receiver and hands it back with what it received.
+        next: ReusableBoxFuture<'static, Received>,
+        /// Live events at or below this position were in the replay: dropped as duplicates.
+        after: Position,
+        retry: Duration,
+        slow_consumers: Arc<AtomicU64>,
+    },
+    /// A `retry:` hint with this delay, then the end: the replay was cut at its cap, or the
+    /// live feed ended.
+    Retry(Duration),
+    /// Nothing more.
+    Done,
+}
+
+type Received = (Result<Published, RecvError>, broadcast::Receiver<Published>);
+
+async fn receive(mut receiver: broadcast::Receiver<Published>) -> Received {
+    let result = receiver.recv().await;
+    (result, receiver)
 }
 
 impl Subscription {
@@ -45,25 +70,23 @@ impl Subscription {
         retry: Duration,
         slow_consumers: Arc<AtomicU64>,
     ) -> Self {
-        let gap = opened.gap.map(|gap| gap_event(&gap, last.as_ref()));
-        let head = stream::iter(gap.into_iter().chain(opened.replay));
+        // Reuses the replay's buffer.
+        let mut head = VecDeque::from(opened.replay);
+        if let Some(gap) = opened.gap {
+            head.push_front(gap_event(&gap, last.as_ref()));
+        }
         let tail = match opened.live {
-            Some(live) => Either::Left(stream::unfold(
-                Some(LiveState {
-                    live,
-                    retry,
-                    slow_consumers,
-                }),
-                next_live,
-            )),
+            Some(live) => Tail::Live {
+                next: ReusableBoxFuture::new(receive(live.receiver)),
+                after: live.after,
+                retry,
+                slow_consumers,
+            },
             // The replay was cut at its cap: come back for the rest.
-            None => Either::Right(stream::iter([Event::retry(retry)])),
+            None => Tail::Retry(retry),
         };
         record_topic(&topic);
-        Subscription {
-            topic,
-            stream: head.chain(tail).boxed(),
-        }
+        Subscription { topic, head, tail }
     }
 
     /// A subscription the backend could not open: a comment saying why and a `retry:` hint.
@@ -77,7 +100,8 @@ impl Subscription {
         record_topic(&topic);
         Subscription {
             topic,
-            stream: stream::iter([notice]).boxed(),
+            head: VecDeque::from([notice]),
+            tail: Tail::Done,
         }
     }
 
@@ -92,12 +116,11 @@ impl Subscription {
     /// Ok(hub.subscribe("board", None).await?.prepend([snapshot]))
     /// # }
     /// ```
-    pub fn prepend(self, events: impl IntoIterator<Item = Event>) -> Subscription {
-        let first: Vec<Event> = events.into_iter().collect();
-        Subscription {
-            topic: self.topic,
-            stream: stream::iter(first).chain(self.stream).boxed(),
-        }
+    pub fn prepend(mut self, events: impl IntoIterator<Item = Event>) -> Subscription {
+        let mut head: VecDeque<Event> = events.into_iter().collect();
+        head.append(&mut self.head);
+        self.head = head;
+        self
     }
 
     /// The topic.
@@ -111,23 +134,6 @@ impl Subscription {
 fn record_topic(topic: &Arc<str>) {
     if let Some(entry) = crate::registry::ConnectionSlot::current_entry() {
         entry.set_topic(topic.clone());
-    }
-}
-
-async fn next_live(state: Option<LiveState>) -> Option<(Event, Option<LiveState>)> {
-    let mut state = state?;
-    loop {
-        match state.live.receiver.recv().await {
-            Ok(published) if published.position <= state.live.after => continue,
-            Ok(published) => return Some((published.event, Some(state))),
-            Err(RecvError::Lagged(missed)) => {
-                state.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(missed, "subscriber fell behind; ending its stream");
-                return Some((Event::retry(state.retry), None));
-            }
-            // The backend ended the topic's feed (it missed entries): come back and replay.
-            Err(RecvError::Closed) => return Some((Event::retry(state.retry), None)),
-        }
     }
 }
 
@@ -188,8 +194,51 @@ fn push_json_str(out: &mut String, value: Option<&str>) {
 impl Stream for Subscription {
     type Item = Event;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.stream.as_mut().poll_next(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let this = self.get_mut();
+        if let Some(event) = this.head.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        let end = match &mut this.tail {
+            Tail::Live {
+                next,
+                after,
+                retry,
+                slow_consumers,
+            } => loop {
+                let (result, receiver) = ready!(next.poll(cx));
+                match result {
+                    Ok(published) => {
+                        // Same future type, so the box is reused, not reallocated.
+                        next.set(receive(receiver));
+                        if published.position > *after {
+                            return Poll::Ready(Some(published.event));
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        slow_consumers.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(missed, "subscriber fell behind; ending its stream");
+                        break Some(*retry);
+                    }
+                    // The backend ended the topic's feed (it missed entries): come back and
+                    // replay.
+                    Err(RecvError::Closed) => break Some(*retry),
+                }
+            },
+            Tail::Retry(retry) => Some(*retry),
+            Tail::Done => None,
+        };
+        this.tail = Tail::Done;
+        Poll::Ready(end.map(Event::retry))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let head = self.head.len();
+        match self.tail {
+            Tail::Live { .. } => (head, None),
+            Tail::Retry(_) => (head + 1, Some(head + 1)),
+            Tail::Done => (head, Some(head)),
+        }
     }
 }
 
