@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -43,6 +43,9 @@ struct StreamState {
     /// When the last bytes were written; the keep-alive is due one interval after it.
     last_write: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The task waker the body was last polled with, which the registry entry holds
+    /// (`ConnShared::set_waker`).
+    waker: Option<Waker>,
     done: bool,
 }
 
@@ -71,6 +74,7 @@ impl<B> SseBody<B> {
                     keep_alive: config.keep_alive,
                     last_write: None,
                     timer: None,
+                    waker: None,
                     done: false,
                 },
             },
@@ -102,7 +106,8 @@ where
                     state.wrote(&prelude, false);
                     return Poll::Ready(Some(Ok(Frame::data(prelude))));
                 }
-                if let Some(reason) = state.registration.shared.poll_close(cx.waker()) {
+                state.track_waker(cx.waker());
+                if let Some(reason) = state.registration.shared.close_reason() {
                     return Poll::Ready(state.close(reason).map(|bytes| Ok(Frame::data(bytes))));
                 }
                 if state.boundary.at_event_end()
@@ -158,6 +163,15 @@ fn into_bytes<D: Buf>(mut data: D) -> Bytes {
 }
 
 impl StreamState {
+    /// Keeps `waker` the task's current one: when it would not wake the same task, the
+    /// registry entry gets the new one.
+    fn track_waker(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.registration.shared.set_waker(waker);
+            self.waker = Some(waker.clone());
+        }
+    }
+
     /// Records bytes written: where they leave the stream, the keep-alive clock, and (for the
     /// handler's bytes and sent events, not the layer's comments) the registry counters.
     fn wrote(&mut self, bytes: &[u8], counted: bool) {

@@ -3,9 +3,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
 use std::time::SystemTime;
 
-use futures_util::task::AtomicWaker;
 use http::{HeaderValue, Uri};
 
 use super::Registry;
@@ -36,14 +36,35 @@ pub(crate) struct ConnShared {
     connected_at: SystemTime,
     topic: OnceLock<Arc<str>>,
     label: Mutex<Option<Arc<str>>>,
+    hot: Hot,
+    status: AtomicU8,
+    /// The stream's task waker, set by the body whenever it polls with a waker that would
+    /// not wake the same task as the one before ([`ConnShared::set_waker`]). Waking leaves
+    /// it in place, so the body knows what is registered without asking.
+    ///
+    /// No wake-up is lost: a writer (`close`, `send`) first stores what it changed (`close`,
+    /// `queued`), then locks `waker` to wake it; the body first sets `waker` if its waker
+    /// changed, then loads `close` and `queued`. The mutex orders the writer's lock against
+    /// the body's last `set_waker`. Writer's lock after it: the writer finds a waker of the
+    /// body's task (that one or a later one) and wakes it, and the task's next poll sees the
+    /// store. Writer's lock before it: the store happens-before that `set_waker`, so every
+    /// load the body makes after it, in that poll and any later one, sees the store. A body
+    /// that skips `set_waker` because its waker is unchanged is in the second case's "later
+    /// poll" or the first case's "that one".
+    waker: Mutex<Option<Waker>>,
+    outbox: Mutex<VecDeque<Event>>,
+}
+
+/// What the body touches for every event sent, together so it is one cache line, not two: a
+/// 32-byte block aligned to 32 bytes never straddles a 64-byte line.
+#[repr(align(32))]
+struct Hot {
+    /// Written only by the stream's body (`ConnShared::record`), read by snapshots.
     events_sent: AtomicU64,
     bytes_sent: AtomicU64,
-    status: AtomicU8,
-    close: AtomicU8,
-    waker: AtomicWaker,
-    outbox: Mutex<VecDeque<Event>>,
     /// How many events `outbox` holds, so the body's check on every frame takes no lock.
     queued: AtomicUsize,
+    close: AtomicU8,
 }
 
 impl fmt::Debug for ConnShared {
@@ -82,13 +103,15 @@ impl ConnShared {
             connected_at: SystemTime::now(),
             topic: OnceLock::new(),
             label: Mutex::new(None),
-            events_sent: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
+            hot: Hot {
+                events_sent: AtomicU64::new(0),
+                bytes_sent: AtomicU64::new(0),
+                queued: AtomicUsize::new(0),
+                close: AtomicU8::new(NOT_CLOSED),
+            },
             status: AtomicU8::new(PENDING),
-            close: AtomicU8::new(NOT_CLOSED),
-            waker: AtomicWaker::new(),
+            waker: Mutex::new(None),
             outbox: Mutex::new(VecDeque::new()),
-            queued: AtomicUsize::new(0),
         }
     }
 
@@ -113,14 +136,19 @@ impl ConnShared {
         self.status.store(GONE, Ordering::Release);
         let mut outbox = self.outbox_lock();
         outbox.clear();
-        self.queued.store(0, Ordering::Release);
+        self.hot.queued.store(0, Ordering::Release);
     }
 
+    /// Counts bytes (and events) sent. Only the stream's body calls it, so a load and a store
+    /// do (no read-modify-write); readers see one value or the next.
     pub(crate) fn record(&self, events: u64, bytes: u64) {
+        let hot = &self.hot;
         if events > 0 {
-            self.events_sent.fetch_add(events, Ordering::Relaxed);
+            let sent = hot.events_sent.load(Ordering::Relaxed);
+            hot.events_sent.store(sent + events, Ordering::Relaxed);
         }
-        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        let sent = hot.bytes_sent.load(Ordering::Relaxed);
+        hot.bytes_sent.store(sent + bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn close(&self, reason: CloseReason) {
@@ -129,18 +157,41 @@ impl ConnShared {
             CloseReason::Shutdown => SHUTDOWN,
         };
         if self
+            .hot
             .close
             .compare_exchange(NOT_CLOSED, code, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.waker.wake();
+            self.wake();
         }
     }
 
-    /// Registers the body's waker, then tells whether the stream has been asked to end.
-    pub(crate) fn poll_close(&self, waker: &std::task::Waker) -> Option<CloseReason> {
-        self.waker.register(waker);
-        match self.close.load(Ordering::Acquire) {
+    /// Sets the waker that `close` and `send` wake: the body calls it when its task's waker
+    /// changes, before it looks at `close` and the outbox (see the `waker` field).
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let old = self.waker_lock().replace(waker.clone());
+        drop(old);
+    }
+
+    fn waker_lock(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.waker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the body, after a change it must see. The waker is woken outside the lock, since
+    /// waking may run code (an executor's) that sets it again.
+    fn wake(&self) {
+        let waker = self.waker_lock().clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether the stream has been asked to end. The body must have called
+    /// [`set_waker`](ConnShared::set_waker) with its current waker first.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        match self.hot.close.load(Ordering::Acquire) {
             NOT_CLOSED => None,
             CLOSED => Some(CloseReason::Closed),
             _ => Some(CloseReason::Shutdown),
@@ -155,18 +206,18 @@ impl ConnShared {
 
     /// The next event queued by [`Connection::send`], if any.
     pub(crate) fn pop_outbox(&self) -> Option<Event> {
-        if self.queued.load(Ordering::Acquire) == 0 {
+        if self.hot.queued.load(Ordering::Acquire) == 0 {
             return None;
         }
         let mut outbox = self.outbox_lock();
         let event = outbox.pop_front();
-        self.queued.store(outbox.len(), Ordering::Release);
+        self.hot.queued.store(outbox.len(), Ordering::Release);
         event
     }
 
     fn send(&self, event: Event) -> Result<(), SendError> {
         if self.status.load(Ordering::Acquire) != OPEN
-            || self.close.load(Ordering::Acquire) != NOT_CLOSED
+            || self.hot.close.load(Ordering::Acquire) != NOT_CLOSED
         {
             return Err(SendError { event, full: false });
         }
@@ -176,9 +227,9 @@ impl ConnShared {
                 return Err(SendError { event, full: true });
             }
             outbox.push_back(event);
-            self.queued.store(outbox.len(), Ordering::Release);
+            self.hot.queued.store(outbox.len(), Ordering::Release);
         }
-        self.waker.wake();
+        self.wake();
         Ok(())
     }
 }
@@ -324,7 +375,7 @@ impl Connection {
     /// Whether the stream is open: registered, and neither ended nor asked to close.
     pub fn is_open(&self) -> bool {
         self.shared.status.load(Ordering::Acquire) == OPEN
-            && self.shared.close.load(Ordering::Acquire) == NOT_CLOSED
+            && self.shared.hot.close.load(Ordering::Acquire) == NOT_CLOSED
     }
 
     /// Sends one event to just this client. It is written between two events of the stream,
@@ -427,8 +478,8 @@ impl ConnectionInfo {
             user_agent: shared.user_agent.as_deref().map(str::to_owned),
             connected_at: shared.connected_at,
             last_event_id: shared.last_event_id.as_ref().map(ToString::to_string),
-            events_sent: shared.events_sent.load(Ordering::Relaxed),
-            bytes_sent: shared.bytes_sent.load(Ordering::Relaxed),
+            events_sent: shared.hot.events_sent.load(Ordering::Relaxed),
+            bytes_sent: shared.hot.bytes_sent.load(Ordering::Relaxed),
         }
     }
 

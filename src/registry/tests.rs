@@ -21,7 +21,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{FutureExt as _, StreamExt as _, poll, stream};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt as _, StreamBody};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
@@ -1368,4 +1368,63 @@ async fn per_peer_limit_treats_an_ipv4_mapped_address_as_the_same_peer() {
         &rest(&mut body).await,
         "too many connections from this address",
     );
+}
+
+/// Counts the wake-ups of the wakers made from it.
+#[derive(Default)]
+struct WakeCount(std::sync::atomic::AtomicUsize);
+
+impl WakeCount {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl futures_util::task::ArcWake for WakeCount {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `body` once with a waker that counts into `count`.
+fn poll_with(body: &mut Body, count: &Arc<WakeCount>) -> Poll<Option<Bytes>> {
+    let waker = futures_util::task::waker(count.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    std::pin::Pin::new(body)
+        .poll_frame(&mut cx)
+        .map(|frame| frame.map(|frame| frame.unwrap().into_data().expect("a data frame")))
+}
+
+#[tokio::test]
+async fn every_send_wakes_the_stream_not_just_the_first() {
+    // The body registers its waker only when it changes; a wake-up must leave it registered.
+    let mut fx = fixture(SseLayer::new());
+    let mut opened = fx.open_channel(req("/channel")).await;
+    assert_eq!(ready_frame(&mut opened.body).as_deref(), Some(PRELUDE));
+    let count = Arc::new(WakeCount::default());
+    for n in 1..=3 {
+        assert!(poll_with(&mut opened.body, &count).is_pending());
+        opened.conn.send(Event::data(format!("{n}"))).unwrap();
+        assert_eq!(count.get(), n);
+        let sent = poll_with(&mut opened.body, &count);
+        assert_eq!(
+            sent,
+            Poll::Ready(Some(Bytes::from(format!("data: {n}\n\n"))))
+        );
+    }
+}
+
+#[tokio::test]
+async fn close_wakes_the_waker_of_the_latest_poll() {
+    let mut fx = fixture(SseLayer::new());
+    let mut opened = fx.open_channel(req("/channel")).await;
+    assert_eq!(ready_frame(&mut opened.body).as_deref(), Some(PRELUDE));
+    let (first, second) = (Arc::default(), Arc::default());
+    assert!(poll_with(&mut opened.body, &first).is_pending());
+    // Polled from elsewhere now (a body can move to another task).
+    assert!(poll_with(&mut opened.body, &second).is_pending());
+    assert!(poll_with(&mut opened.body, &second).is_pending());
+    opened.conn.close();
+    assert_eq!((first.get(), second.get()), (0, 1));
+    assert_eq!(poll_with(&mut opened.body, &second), Poll::Ready(None));
 }
