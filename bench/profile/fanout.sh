@@ -100,3 +100,12 @@ print(f"published={p} delivered={d} user_us={du} sys_us={ds} sched_runtime_us={r
 if d:
   print(f"per delivery: user={du/d*1000:.0f} ns sys={ds/d*1000:.0f} ns total(stat)={(du+ds)/d*1000:.0f} ns total(schedstat)={rt/d*1000:.0f} ns; vol_cs={v1-v0} invol_cs={i1-i0}")
 EOF
+if [ "$MODE" = callgrind ] && [ "$DEL" -gt 0 ]; then
+  for f in "$OUT"/callgrind.out.*.1; do
+    callgrind_annotate "$f" 2>/dev/null | awk -v d="$DEL" '/PROGRAM TOTALS/ && !done {
+      gsub(",", "", $1); printf "callgrind, publish phase: %.0f instructions per delivery", $1 / d
+      # With --cache-sim=yes the columns are Ir Dr Dw I1mr D1mr D1mw ..., each with its "(%)".
+      if (NF >= 12) { gsub(",", "", $9); gsub(",", "", $11); printf ", D1 misses %.1f", ($9 + $11) / d }
+      print ""; done = 1 }' | tee -a "$OUT/meta.txt"
+  done
+fi

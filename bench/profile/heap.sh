@@ -20,13 +20,14 @@ bin=${BIN:-$root/target/release}
 port=${PORT:-22901}
 rm -f "$out/$name".*
 env ADDR=127.0.0.1:$port WORKERS=1 "$@" heaptrack -o "$out/$name" "$bin/$server" > "$out/$name.log" 2>&1 &
+tracker=$!  # heaptrack's script; the server is its child
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/plain" && break; sleep 0.2; done
 taskset -c 1 "$bin/loadgen" subscribe --url "http://127.0.0.1:$port/events/idle" \
   --connections "$n" --source-ips 127.0.0.1,127.0.0.2,127.0.0.3 \
   --report "$out/$name.report.json" --duration 8 > "$out/$name.client" 2>&1 &
 client=$!
 sleep 7
-pkill -INT -f "^$bin/$server\$" || true
+pkill -INT -P "$tracker" -f "^$bin/$server\$" || true
 wait "$client" || true
 wait || true
 data=

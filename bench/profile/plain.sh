@@ -17,10 +17,11 @@ mkdir -p "$out"
 rm -f "$out/$name.callgrind"
 env ADDR=127.0.0.1:$port WORKERS=1 "$@" taskset -c 0 valgrind --tool=callgrind \
   --callgrind-out-file="$out/$name.callgrind" "$bin/tower-sse-server" > "$out/$name.valgrind" 2>&1 &
+server=$!  # env, taskset and valgrind exec: the server runs under this pid
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/plain" && break; sleep 0.2; done
 requests=$(taskset -c 1 "$bin/loadgen" plain --url "http://127.0.0.1:$port/plain" \
   --connections 10 --duration 6 | sed 's/.*"requests":\([0-9]*\).*/\1/')
-pkill -INT -f "valgrind.*$bin/tower-sse-server" || true
+kill -INT "$server" || true
 wait || true
 total=$(callgrind_annotate "$out/$name.callgrind" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }')
 echo "$name $*: $requests requests, $(awk -v t="$total" -v r="$requests" 'BEGIN { printf "%.0f", t / r }') instructions per request"

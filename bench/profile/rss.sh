@@ -16,9 +16,10 @@ bin=${BIN:-$root/target/release}
 port=${PORT:-22900}
 log=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$log"' EXIT
+# env and taskset exec into the server: $! is its pid.
 env ADDR=127.0.0.1:$port WORKERS=1 "$@" taskset -c 0 "$bin/$server" > "$log/server" 2>&1 &
+pid=$!
 for _ in $(seq 100); do grep -q listening "$log/server" && break; sleep 0.1; done
-pid=$(pgrep -n -f "$bin/$server")
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 before=$(rss)
 taskset -c 1 "$bin/loadgen" subscribe --url "http://127.0.0.1:$port/events/idle" \

@@ -48,8 +48,8 @@ enum Tail {
         retry: Duration,
         slow_consumers: Arc<AtomicU64>,
     },
-    /// A `retry:` hint with this delay, then the end: the replay was cut at its cap, or the
-    /// live feed ended.
+    /// A `retry:` hint with this delay, then the end: the replay was cut at its cap. (A live
+    /// feed that ends sends its own `retry:` and goes to `Done`.)
     Retry(Duration),
     /// Nothing more.
     Done,

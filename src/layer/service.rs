@@ -96,8 +96,11 @@ where
             let cors = Box::new(allowed_origin_headers(&parts, &self.config));
             return ResponseFuture::new(InnerFuture::Refused { refused, cors }, info);
         }
+        // tower-http answers every `OPTIONS` as a preflight, with or without `Origin`; it sees
+        // those and every request with an `Origin`, and nothing else.
+        let to_cors = has_origin || req.method() == http::Method::OPTIONS;
         let inner = match &self.config.cors {
-            Some(cors) if has_origin => InnerFuture::Cors {
+            Some(cors) if to_cors => InnerFuture::Cors {
                 future: Box::pin(cors.layer(Lend(&mut self.inner)).call(req)),
             },
             _ => InnerFuture::Plain {

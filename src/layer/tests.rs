@@ -697,6 +697,21 @@ async fn response_without_cors_configured_gets_no_vary() {
     assert!(response.headers().get(header::VARY).is_none());
 }
 
+#[tokio::test]
+async fn options_without_origin_is_still_answered_as_a_preflight() {
+    // As tower-http answers every `OPTIONS`: the handler is not asked.
+    let (polled, response) = watched_stream();
+    let request = Request::options("/events").body(Body::empty()).unwrap();
+    let response = serve(cors_layer(), request, response).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS)
+    );
+    assert!(!polled.load(Ordering::SeqCst));
+}
+
 #[test]
 fn service_holds_only_the_inner_service_and_one_pointer() {
     // axum clones every layered route for each connection: what the service holds inline is

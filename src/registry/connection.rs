@@ -493,7 +493,10 @@ impl ConnectionInfo {
         &self.path
     }
 
-    /// The hub topic the stream is subscribed to, when it is a [`Subscription`](crate::Subscription).
+    /// The hub topic the stream is subscribed to, when its handler called
+    /// [`Hub::subscribe`](crate::Hub::subscribe) (the first topic, if it subscribed more than
+    /// once). The layer learns it while it polls the handler, so a handler whose future is
+    /// spawned on a task of its own leaves it unset.
     pub fn topic(&self) -> Option<&str> {
         self.topic.as_deref()
     }

@@ -914,29 +914,60 @@ async fn connection_extractor_works_behind_a_buffer() {
 #[tokio::test]
 async fn connection_extractor_in_a_spawned_future_is_a_500_naming_sse_layer() {
     let router = Router::new()
-        .route(
-            "/events",
-            get(|| async {
-                tokio::spawn(async {
-                    // An extractor run on a task of its own, away from the layer's future.
-                    let (mut parts, _) = req("/events").into_parts();
-                    <Connection as axum::extract::FromRequestParts<()>>::from_request_parts(
-                        &mut parts,
-                        &(),
-                    )
-                    .await
-                    .map(|_| ())
-                })
-                .await
-                .unwrap()
-                .map_err(|missing| missing.to_string())
-            }),
-        )
+        .route("/events", get(|_: Connection| async { idle_stream() }))
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                // The handler runs on a task of its own, away from the layer's response future.
+                tokio::spawn(next.run(req)).await.unwrap()
+            },
+        ))
         .layer(SseLayer::new());
     let response = router.oneshot(req("/events")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let message = String::from_utf8(rest(&mut response.into_body()).await).unwrap();
     assert!(message.contains("SseLayer"), "{message}");
+}
+
+#[tokio::test]
+async fn cross_origin_stream_has_its_connection_and_its_topic_in_the_registry() {
+    // The path through tower-http's CORS service polls the handler too.
+    let hub = crate::Hub::memory();
+    let registry = hub.registry();
+    let (ids, mut handler_ids) = mpsc::unbounded_channel();
+    let router = Router::new()
+        .route(
+            "/events",
+            get(move |conn: Connection| {
+                let (hub, ids) = (hub.clone(), ids.clone());
+                async move {
+                    ids.send(conn.id()).unwrap();
+                    hub.subscribe("room", None).await.unwrap()
+                }
+            }),
+        )
+        .layer(
+            SseLayer::new()
+                .registry(registry.clone())
+                .allow_origins(["https://app.example.com"]),
+        );
+    let request = Request::get("/events")
+        .header(header::HOST, "api.example.com")
+        .header(header::ORIGIN, "https://app.example.com")
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    let id = handler_ids.try_recv().unwrap();
+    let open = registry.snapshot();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id(), id);
+    assert_eq!(open[0].topic(), Some("room"));
+    drop(response);
 }
 
 #[tokio::test]

@@ -468,6 +468,17 @@ async fn read_response(
     }
 }
 
+/// The id of a published event from the publish reply: the whole body (tower-sse answers the
+/// id), or the `last message id: …` line of nchan's channel info.
+fn published_id(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("last message id:"))
+        .unwrap_or(&text)
+        .trim()
+        .to_owned()
+}
+
 async fn publish(opts: &Opts) -> i32 {
     let mut url = opts.get("url").expect("--url").clone();
     if let Some(topic) = opts.get("topic") {
@@ -510,7 +521,7 @@ async fn publish(opts: &Opts) -> i32 {
         match read_response(&mut stream, &mut buf).await {
             Ok((status, body)) if (200..300).contains(&status) => {
                 if ids.len() < 2 {
-                    ids.push(String::from_utf8_lossy(&body).trim().to_owned());
+                    ids.push(published_id(&body));
                 }
             }
             Ok(_) => errors += 1,

@@ -98,7 +98,8 @@ struct Server {
     env: Vec<(&'static str, &'static str)>,
     /// Files that must exist (relative to the workspace root) for it to be measured.
     needs: Vec<&'static str>,
-    /// Whether `POST /publish` answers the event id and `Last-Event-ID` replays from it.
+    /// Whether `POST /publish` answers the event's id (as its body, or nchan's "last message
+    /// id: …" line) and `Last-Event-ID` replays after it.
     replay: bool,
     /// Whether it is measured in `--smoke`.
     smoke: bool,
@@ -129,7 +130,9 @@ fn servers(bin: &Path) -> Vec<Server> {
             command: s(&["bash", "bench/peers/nchan/start.sh", "{ADDR}", "{DIR}"]),
             env: vec![],
             needs: vec!["bench/peers/nchan/start.sh"],
-            replay: false,
+            // Its publish reply names the message ("last message id: …"), which
+            // `Last-Event-ID` resumes after.
+            replay: true,
             smoke: false,
         },
         Server {
@@ -1309,6 +1312,32 @@ fn report(
             .find(|r| r.server == s)
             .map_or(f64::NAN, |r| r.rps)
     };
+    // Only servers that keep history are in the storm (the others have no replay).
+    let storm_of = |s: &str| {
+        res.storm
+            .iter()
+            .find(|r| r.server == s && r.caught_up == r.clients)
+    };
+    for (label, figure) in [
+        (
+            "replay storm: time until every client caught up",
+            (|r: &StormRow| r.all_ms) as fn(&StormRow) -> f64,
+        ),
+        ("replay storm: server CPU", |r: &StormRow| r.cpu_s),
+    ] {
+        let mut row = format!("| {label} |");
+        for p in &peers {
+            let _ = write!(
+                row,
+                " {} |",
+                ratio(
+                    storm_of("tower-sse").map_or(f64::NAN, figure),
+                    storm_of(p).map_or(f64::NAN, figure)
+                )
+            );
+        }
+        let _ = writeln!(md, "{row}");
+    }
     let mut row = "| churn (connect, first event, close) per second |".to_string();
     for p in &peers {
         let _ = write!(row, " {} |", ratio(churn_of("tower-sse"), churn_of(p)));
