@@ -218,10 +218,7 @@ impl Registry {
             state.open.insert(shared.id(), shared.clone());
         }
         shared.mark_registered();
-        let _ = self
-            .inner
-            .presence
-            .send(Presence::Connected(ConnectionInfo::of(&shared)));
+        self.notify(|| Presence::Connected(ConnectionInfo::of(&shared)));
         Ok(Registration {
             registry: self.clone(),
             shared,
@@ -244,10 +241,14 @@ impl Registry {
             }
         }
         shared.mark_gone();
-        let _ = self
-            .inner
-            .presence
-            .send(Presence::Disconnected(ConnectionInfo::of(shared)));
+        self.notify(|| Presence::Disconnected(ConnectionInfo::of(shared)));
+    }
+
+    /// Sends a presence notice, built only when someone listens (it copies the entry's strings).
+    fn notify(&self, notice: impl FnOnce() -> Presence) {
+        if self.inner.presence.receiver_count() > 0 {
+            let _ = self.inner.presence.send(notice());
+        }
     }
 }
 
