@@ -953,10 +953,22 @@ fn plain(
     res: &mut Results,
 ) -> Result<(), String> {
     let running = ctx.start(server, env)?;
-    let args: Vec<String> = [
+    let args = plain_args(&running.addr, plan);
+    // Best of three runs: other load on the machine only ever lowers a run's rate.
+    let rps = (0..3)
+        .map(|_| ctx.loadgen_json(&args)["rps"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    stop(running);
+    record_plain(ctx, res, label, rps);
+    Ok(())
+}
+
+/// `loadgen plain` against `addr` for the plan's duration, 50 keep-alive connections.
+fn plain_args(addr: &str, plan: &Plan) -> Vec<String> {
+    [
         "plain",
         "--url",
-        &format!("http://{}/plain", running.addr),
+        &format!("http://{addr}/plain"),
         "--connections",
         "50",
         "--duration",
@@ -964,12 +976,10 @@ fn plain(
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    // Best of three runs: other load on the machine only ever lowers a run's rate.
-    let rps = (0..3)
-        .map(|_| ctx.loadgen_json(&args)["rps"].as_f64().unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    stop(running);
+    .collect()
+}
+
+fn record_plain(ctx: &mut Ctx, res: &mut Results, label: &str, rps: f64) {
     println!("  /plain {label}: {rps:.0} req/s");
     if rps == 0.0 {
         ctx.failures
@@ -979,17 +989,14 @@ fn plain(
         server: label.into(),
         rps,
     });
-    Ok(())
 }
 
-/// The layer's overhead on `/plain`: the same server with and without `SseLayer`, both running,
-/// measured in alternation (three rounds, best of each) so that other load on the machine
-/// falls on both alike.
+/// The layer's overhead on `/plain`: the same server four times, all up at once, measured in
+/// alternation (three rounds, best of each) so that other load on the machine falls on all
+/// alike: with `SseLayer` on the router's routes, with a layer that does nothing there (what
+/// axum's routing charges for any layer), with `SseLayer` around the whole router (which skips
+/// that charge), and with none.
 fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
-    // The same server four times, all up at once, runs alternated: with `SseLayer` on the
-    // router's routes, with a layer that does nothing there (what axum's routing charges for
-    // any layer), with `SseLayer` around the whole router (which skips that charge), and with
-    // none.
     let variants: [(&str, &[(&str, &str)]); 4] = [
         ("tower-sse with SseLayer (paired)", &[]),
         (
@@ -1012,40 +1019,17 @@ fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> R
             }
         }
     }
-    let args = |addr: &str| -> Vec<String> {
-        [
-            "plain",
-            "--url",
-            &format!("http://{addr}/plain"),
-            "--connections",
-            "50",
-            "--duration",
-            &plan.plain_secs.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
     let mut best = vec![0.0f64; running.len()];
     for _ in 0..3 {
         for (i, (_, r)) in running.iter().enumerate() {
-            let rps = ctx.loadgen_json(&args(&r.addr))["rps"]
-                .as_f64()
-                .unwrap_or(0.0);
+            let args = plain_args(&r.addr, plan);
+            let rps = ctx.loadgen_json(&args)["rps"].as_f64().unwrap_or(0.0);
             best[i] = best[i].max(rps);
         }
     }
     for ((name, r), rps) in running.into_iter().zip(best) {
         stop(r);
-        println!("  /plain {name}: {rps:.0} req/s");
-        if rps == 0.0 {
-            ctx.failures
-                .push(format!("{name}: /plain answered nothing"));
-        }
-        res.plain.push(PlainRow {
-            server: name.into(),
-            rps,
-        });
+        record_plain(ctx, res, name, rps);
     }
     Ok(())
 }
