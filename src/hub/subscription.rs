@@ -117,9 +117,12 @@ impl Subscription {
     /// # }
     /// ```
     pub fn prepend(mut self, events: impl IntoIterator<Item = Event>) -> Subscription {
-        let mut head: VecDeque<Event> = events.into_iter().collect();
-        head.append(&mut self.head);
-        self.head = head;
+        // Pushed in front one by one, so a long replay already queued is not moved.
+        let events: Vec<Event> = events.into_iter().collect();
+        self.head.reserve(events.len());
+        for event in events.into_iter().rev() {
+            self.head.push_front(event);
+        }
         self
     }
 

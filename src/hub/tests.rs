@@ -247,6 +247,21 @@ async fn a_reconnect_replays_what_followed_its_id_then_live() {
 }
 
 #[tokio::test]
+async fn prepended_events_come_first_in_their_order_then_the_replay_then_live() {
+    let hub = Hub::memory();
+    let epoch = publish_range(&hub, 1, 5).await;
+    let mut sub = subscribe(&hub, last(&format!("{epoch}-3")))
+        .await
+        .prepend([Event::data("first"), Event::data("second")]);
+    assert_eq!(next_event(&mut sub), Event::data("first"));
+    assert_eq!(next_event(&mut sub), Event::data("second"));
+    assert_eq!(take_seqs(&mut sub, 2), [4, 5]);
+    assert_waiting(&mut sub);
+    publish_range(&hub, 6, 6).await;
+    assert_eq!(take_seqs(&mut sub, 1), [6]);
+}
+
+#[tokio::test]
 async fn a_first_connection_gets_live_events_only() {
     let hub = Hub::memory();
     publish_range(&hub, 1, 3).await;

@@ -59,21 +59,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let slot = &this
+        let polling = this
             .info
             .as_ref()
-            .expect("tower_sse::ResponseFuture polled after completion")
-            .slot;
+            .expect("tower_sse::ResponseFuture polled after completion");
         let response = match this.inner.project() {
             // The handler runs inside these polls: its `Connection` extractor finds the slot.
-            InnerProj::Cors { future } => ready!(slot.enter(|| future.as_mut().poll(cx)))?,
+            InnerProj::Cors { future } => ready!(polling.slot.enter(|| future.as_mut().poll(cx)))?,
             InnerProj::Plain { future } => {
-                let mut response = ready!(slot.enter(|| future.poll(cx)))?;
-                if this
-                    .info
-                    .as_ref()
-                    .is_some_and(|info| info.config.cors.is_some())
-                {
+                let mut response = ready!(polling.slot.enter(|| future.poll(cx)))?;
+                if polling.config.cors.is_some() {
                     // What tower-http's CORS service adds to every response, also to those of
                     // requests without an `Origin` (which skip it): a cache must not answer a
                     // cross-origin request with a response made for a same-origin one.

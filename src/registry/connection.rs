@@ -120,8 +120,7 @@ impl ConnShared {
     }
 
     pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
-        // An IPv4 client on a dual-stack socket is the same peer as on an IPv4 one.
-        self.peer.map(|peer| peer.ip().to_canonical())
+        peer_ip(self.peer)
     }
 
     pub(crate) fn set_topic(&self, topic: Arc<str>) {
@@ -234,6 +233,12 @@ impl ConnShared {
     }
 }
 
+/// The address the connection limits count a peer by: an IPv4 client on a dual-stack socket is
+/// the same peer as on an IPv4 one.
+fn peer_ip(peer: Option<SocketAddr>) -> Option<IpAddr> {
+    peer.map(|peer| peer.ip().to_canonical())
+}
+
 /// What the layer keeps for each request: the means to build its registry entry, built only
 /// when it is needed (the response is an event stream, or the handler asks for its
 /// [`Connection`]), so an ordinary request costs no entry, no allocation and no parsing.
@@ -273,7 +278,7 @@ impl ConnectionSlot {
     }
 
     pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
-        self.peer.map(|peer| peer.ip().to_canonical())
+        peer_ip(self.peer)
     }
 
     /// Runs `poll` (of the inner service's future) with this slot as the thread's current one.

@@ -132,7 +132,16 @@ async fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<(u16, bool, Vec<u8>)> {
-    let mut tmp = [0u8; 4096];
+    let (body_start, head, status) = head(stream, buf).await?;
+    let chunked = head.contains("transfer-encoding: chunked");
+    let rest = buf[body_start..].to_vec();
+    buf.clear();
+    Ok((status, chunked, rest))
+}
+
+/// Reads until `buf` holds the response headers; returns where the body starts, the headers
+/// in lower case, and the status.
+async fn head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(usize, String, u16)> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -141,17 +150,21 @@ async fn read_head(
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let chunked = head.contains("transfer-encoding: chunked");
-            let rest = buf[end + 4..].to_vec();
-            buf.clear();
-            return Ok((status, chunked, rest));
+            return Ok((end + 4, head, status));
         }
-        let n = stream.read(&mut tmp).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&tmp[..n]);
+        fill(stream, buf).await?;
     }
+}
+
+/// Reads more bytes into `buf`; the end of the stream is an error.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut tmp = [0u8; 8192];
+    let n = stream.read(&mut tmp).await?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    buf.extend_from_slice(&tmp[..n]);
+    Ok(())
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -419,53 +432,29 @@ async fn read_response(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut tmp = [0u8; 8192];
-    loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let status = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            let body_start = end + 4;
-            let body_end = match length {
-                Some(len) => {
-                    while buf.len() < body_start + len {
-                        let k = stream.read(&mut tmp).await?;
-                        if k == 0 {
-                            return Err(std::io::ErrorKind::UnexpectedEof.into());
-                        }
-                        buf.extend_from_slice(&tmp[..k]);
-                    }
-                    body_start + len
-                }
-                None if head.contains("transfer-encoding: chunked") => loop {
-                    if let Some(i) = find(&buf[body_start..], b"0\r\n\r\n") {
-                        break body_start + i + 5;
-                    }
-                    let k = stream.read(&mut tmp).await?;
-                    if k == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    buf.extend_from_slice(&tmp[..k]);
-                },
-                None => body_start,
-            };
-            let body = buf[body_start..body_end].to_vec();
-            buf.drain(..body_end);
-            return Ok((status, body));
+    let (body_start, head, status) = head(stream, buf).await?;
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let body_end = match length {
+        Some(len) => {
+            while buf.len() < body_start + len {
+                fill(stream, buf).await?;
+            }
+            body_start + len
         }
-        let k = stream.read(&mut tmp).await?;
-        if k == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&tmp[..k]);
-    }
+        None if head.contains("transfer-encoding: chunked") => loop {
+            if let Some(i) = find(&buf[body_start..], b"0\r\n\r\n") {
+                break body_start + i + 5;
+            }
+            fill(stream, buf).await?;
+        },
+        None => body_start,
+    };
+    let body = buf[body_start..body_end].to_vec();
+    buf.drain(..body_end);
+    Ok((status, body))
 }
 
 /// The id of a published event from the publish reply: the whole body (tower-sse answers the
