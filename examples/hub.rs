@@ -6,6 +6,9 @@
 //! curl -d 'hello' http://127.0.0.1:3000/publish/news          # publish: {"id":"…"}
 //! curl -d '{"p":1}' 'http://127.0.0.1:3000/publish/news?event=price'
 //! curl -N -H 'Last-Event-ID: <id>' http://127.0.0.1:3000/events/news   # resume
+//! curl -N 'http://127.0.0.1:3000/events/news?from=oldest'    # everything retained, then live
+//! curl http://127.0.0.1:3000/topics/news                     # subscribers, retained events
+//! curl -X POST http://127.0.0.1:3000/close/news              # end the topic's streams
 //! curl http://127.0.0.1:3000/connections
 //! curl http://127.0.0.1:3000/health                         # {"backend":"ok"}, or 503
 //! ```
@@ -17,6 +20,10 @@
 //! ALLOW_ORIGINS   comma-separated origins allowed with credentials (default none: same origin only)
 //! KEEP_ALIVE      keep-alive interval in seconds (default 15)
 //! HISTORY         events kept per topic (default 1000)
+//! MAX_TOPICS      topics at once in the whole hub (default 100000)
+//! MAX_HISTORY_BYTES  bytes of retained events in all topics together (default 67108864)
+//! TOPIC_IDLE_TTL  seconds after which a topic without subscribers or publishes is dropped
+//!                 (default 3600)
 //! MAX_CONNECTIONS global cap on open streams (default none)
 //! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
 //!                 servers share it (default: in memory)
@@ -35,7 +42,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tower_sse::backend::Health;
+use tower_sse::backend::{Health, Start};
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
 
 /// The hub server's settings.
@@ -45,6 +52,9 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     pub keep_alive: Duration,
     pub history: usize,
+    pub max_topics: Option<usize>,
+    pub max_history_bytes: Option<usize>,
+    pub topic_idle_ttl: Option<Duration>,
     pub max_connections: Option<usize>,
     pub redis_url: Option<String>,
 }
@@ -56,6 +66,9 @@ impl Default for Config {
             allow_origins: Vec::new(),
             keep_alive: Duration::from_secs(15),
             history: 1000,
+            max_topics: None,
+            max_history_bytes: None,
+            topic_idle_ttl: None,
             max_connections: None,
             redis_url: None,
         }
@@ -83,6 +96,10 @@ impl Config {
         if let Some(history) = number("HISTORY")? {
             config.history = history;
         }
+        config.max_topics = number("MAX_TOPICS")?;
+        config.max_history_bytes = number("MAX_HISTORY_BYTES")?;
+        config.topic_idle_ttl =
+            number("TOPIC_IDLE_TTL")?.map(|secs| Duration::from_secs(secs as u64));
         config.max_connections = number("MAX_CONNECTIONS")?;
         config.redis_url = std::env::var("REDIS_URL")
             .ok()
@@ -112,7 +129,16 @@ pub struct App {
 
 /// Builds the app; the error says which setting is wrong.
 pub async fn app(config: &Config) -> Result<App, String> {
-    let builder = Hub::builder().history_events(config.history);
+    let mut builder = Hub::builder().history_events(config.history);
+    if let Some(max) = config.max_topics {
+        builder = builder.max_topics(max);
+    }
+    if let Some(max) = config.max_history_bytes {
+        builder = builder.max_history_bytes(max);
+    }
+    if let Some(ttl) = config.topic_idle_ttl {
+        builder = builder.topic_idle_ttl(ttl);
+    }
     let hub = match &config.redis_url {
         Some(url) => builder
             .redis(url)
@@ -135,6 +161,8 @@ pub async fn app(config: &Config) -> Result<App, String> {
         .route("/", get(|| async { Html(PAGE) }))
         .route("/events/{topic}", get(subscribe))
         .route("/publish/{topic}", post(publish))
+        .route("/close/{topic}", post(close))
+        .route("/topics/{topic}", get(topic_info))
         .route("/connections", get(connections))
         .route("/health", get(health))
         .layer(sse.clone())
@@ -158,12 +186,47 @@ pub async fn serve(
     .await
 }
 
+#[derive(Deserialize)]
+struct SubscribeParams {
+    /// `oldest`: a first connection gets everything retained, then live events.
+    from: Option<String>,
+}
+
 async fn subscribe(
     State(hub): State<Hub>,
     Path(topic): Path<String>,
+    Query(params): Query<SubscribeParams>,
     last: Option<LastEventId>,
 ) -> Result<Subscription, HubError> {
-    hub.subscribe(&topic, last).await
+    let first = match params.from.as_deref() {
+        Some("oldest") => Start::Oldest,
+        _ => Start::Live,
+    };
+    hub.subscribe_from(&topic, Start::resume_or(last, first))
+        .await
+}
+
+/// Ends every stream of the topic with an `end` event; reconnects then get `204`.
+async fn close(State(hub): State<Hub>, Path(topic): Path<String>) -> Response {
+    match hub.close(&topic).await {
+        Ok(end) => Json(json!({ "id": end.id() })).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn topic_info(State(hub): State<Hub>, Path(topic): Path<String>) -> Response {
+    match hub.topic_info(&topic).await {
+        Ok(Some(info)) => Json(json!({
+            "subscribers": info.subscribers,
+            "retained_events": info.retained_events,
+            "retained_bytes": info.retained_bytes,
+            "last_id": info.last_id,
+            "closed": info.closed,
+        }))
+        .into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such topic\n").into_response(),
+        Err(err) => err.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -303,6 +366,10 @@ const PAGE: &str = r##"<!doctype html>
     };
     source.onerror = () => setState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
     source.onmessage = (e) => add(e.data, "", e.lastEventId);
+    source.addEventListener("end", () => {
+      add("the topic was closed", "note");
+      // The browser reconnects with the end's id, gets 204 and stops.
+    });
     source.addEventListener("gap", (e) => {
       const gap = JSON.parse(e.data);
       add(`gap: ${gap.reason} (asked for ${gap.requested ?? "an unusable id"}; resuming ${gap.resume})`, "gap");

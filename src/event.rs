@@ -156,11 +156,68 @@ impl Event {
         })
     }
 
-    /// The encoded event without its `id:` line, as a backend stores it (the id is the
-    /// backend's to give).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn without_id(&self) -> Bytes {
+    /// The encoded event without its `id:` line, e.g. for a backend that stores events and
+    /// gives them its own ids when it reads them back ([`with_id`](Self::with_id)).
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().id("7").data("x").build()?;
+    /// assert_eq!(event.without_id(), &b"data: x\n\n"[..]);
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn without_id(&self) -> Bytes {
         self.bytes.slice(self.id_line..)
+    }
+
+    /// An event from its encoded form, as [`as_bytes`](Self::as_bytes) gave it: for a
+    /// [`Backend`](crate::backend::Backend) that keeps events in a store of its own. The bytes
+    /// are shared, not copied. A leading `id:` line becomes the event's id.
+    ///
+    /// ```
+    /// use tower_sse::Event;
+    /// let event = Event::builder().id("41").event("price").data("1.08").build()?;
+    /// let back = Event::from_encoded(event.as_bytes().clone())?;
+    /// assert_eq!(back, event);
+    /// assert_eq!(back.id(), Some("41"));
+    ///
+    /// // Whatever is stored, it can never carry a second event or a CR into a stream.
+    /// assert!(Event::from_encoded("data: a\n\ndata: b\n\n".into()).is_err());
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Unless `bytes` is exactly one event as this crate encodes it: UTF-8, lines ended by LF
+    /// (no CR), no blank line before the one that ends it, an `id:` line only first and without
+    /// NUL.
+    pub fn from_encoded(bytes: Bytes) -> Result<Event, EventError> {
+        let invalid = |why| Err(EventError::new(ErrorKind::Encoded(why)));
+        if std::str::from_utf8(&bytes).is_err() {
+            return invalid("it is not UTF-8");
+        }
+        if bytes.contains(&b'\r') {
+            return invalid("it contains a carriage return (CR)");
+        }
+        let Some(lines) = bytes.strip_suffix(b"\n\n") else {
+            return invalid("it does not end with a blank line");
+        };
+        let mut id_line = 0;
+        let mut offset = 0;
+        for line in lines.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                return invalid("it holds more than one event");
+            }
+            if line == b"id" || line.starts_with(b"id:") {
+                if offset != 0 {
+                    return invalid("an id line is not its first line");
+                }
+                if line.contains(&0) {
+                    return invalid("its id contains a NUL character");
+                }
+                id_line = line.len() + 1;
+            }
+            offset += line.len() + 1;
+        }
+        Ok(Event { bytes, id_line })
     }
 
     /// Rebuilds an event that a backend stored with [`without_id`](Self::without_id), giving it
@@ -168,27 +225,11 @@ impl Event {
     /// stored bytes from elsewhere can never inject a field or a second event into a stream.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn from_stored(body: Bytes, id: &str) -> Option<Event> {
-        let lines = body.strip_suffix(b"\n")?;
-        if body.contains(&b'\r') {
+        let event = Event::from_encoded(body).ok()?;
+        if event.id_line != 0 {
             return None;
         }
-        let mut rest = lines;
-        while !rest.is_empty() {
-            let end = rest.iter().position(|&b| b == b'\n')?;
-            let line = &rest[..end];
-            let is_id = line == b"id" || line.starts_with(b"id:");
-            if line.is_empty() || is_id {
-                return None;
-            }
-            rest = &rest[end + 1..];
-        }
-        std::str::from_utf8(&body).ok()?;
-        Event {
-            bytes: body,
-            id_line: 0,
-        }
-        .with_id(id)
-        .ok()
+        event.with_id(id).ok()
     }
 
     /// The encoded length in bytes.
@@ -428,6 +469,7 @@ enum ErrorKind {
     Comment(char),
     #[cfg_attr(not(feature = "json"), allow(dead_code))]
     Json(String),
+    Encoded(&'static str),
 }
 
 impl EventError {
@@ -463,6 +505,7 @@ impl fmt::Display for EventError {
                 char_name(*c)
             ),
             ErrorKind::Json(err) => write!(f, "event data could not be serialized as JSON: {err}"),
+            ErrorKind::Encoded(why) => write!(f, "not an encoded event: {why}"),
         }
     }
 }

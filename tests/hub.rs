@@ -263,3 +263,138 @@ async fn wildcard_allow_origins_is_refused_with_what_to_write_instead() {
     assert!(err.starts_with("ALLOW_ORIGINS:"), "{err}");
     assert!(err.contains("list each exact origin"), "{err}");
 }
+
+#[tokio::test]
+async fn closing_a_topic_ends_its_streams_and_a_reconnect_after_the_end_gets_204() {
+    let server = Server::start(config()).await;
+    let mut reader = server.subscribe("job-7", None).await;
+    server.until_open(1).await;
+    let id = server.publish("job-7", "50%").await;
+
+    let response = server.publish_raw("/close/job-7", "").await;
+    assert_eq!(response.status(), 200);
+    let end_id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(end_id.ends_with(":end"), "{end_id}");
+
+    // The open stream: the event, the end, and the server ends the response.
+    let events = reader.until_end().await;
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.last_event_id.as_str()))
+        .collect();
+    assert_eq!(seen, [("message", id.as_str()), ("end", end_id.as_str())]);
+
+    // Reconnecting as EventSource does, with the end's id: 204, which makes it stop.
+    let response = server.request("job-7", Some(&end_id)).await;
+    assert_eq!(response.status(), 204);
+    // A late reconnect from before the end: what it missed, then the end.
+    let mut late = server.subscribe("job-7", Some(&id)).await;
+    let events = late.until_end().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "end");
+
+    // The topic takes no more events.
+    let refused = server.try_publish("job-7", "more").await.unwrap_err();
+    assert_eq!(refused.0, 409, "{refused:?}");
+}
+
+#[tokio::test]
+async fn from_oldest_gives_a_first_connection_everything_retained() {
+    let server = Server::start(config()).await;
+    let first = server.publish("log", "one").await;
+    let second = server.publish("log", "two").await;
+    let response = server
+        .client
+        .get(server.url("/events/log?from=oldest"))
+        .send()
+        .await
+        .unwrap();
+    let mut reader = EventReader::new(response);
+    let ids: Vec<String> = reader
+        .take(2)
+        .await
+        .into_iter()
+        .map(|e| e.last_event_id)
+        .collect();
+    assert_eq!(ids, [first, second.clone()]);
+    // A reconnect still resumes after its id, whatever `from` says.
+    let third = server.publish("log", "three").await;
+    let response = server
+        .client
+        .get(server.url("/events/log?from=oldest"))
+        .header("Last-Event-ID", &second)
+        .send()
+        .await
+        .unwrap();
+    let mut reader = EventReader::new(response);
+    assert_eq!(reader.next().await.unwrap().last_event_id, third);
+}
+
+#[tokio::test]
+async fn a_topic_per_user_works_and_topics_report_who_listens() {
+    let server = Server::start(config()).await;
+    let users = 50;
+    let mut readers = Vec::new();
+    for user in 0..users {
+        readers.push(server.subscribe(&format!("user-{user}"), None).await);
+    }
+    server.until_open(users).await;
+    for user in 0..users {
+        server
+            .publish(&format!("user-{user}"), &format!("for {user}"))
+            .await;
+    }
+    for (user, reader) in readers.iter_mut().enumerate() {
+        assert_eq!(reader.next().await.unwrap().data, format!("for {user}"));
+    }
+    let info: Value = server
+        .client
+        .get(server.url("/topics/user-3"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["subscribers"], 1);
+    assert_eq!(info["retained_events"], 1);
+
+    // Every user leaves: the topics keep their one event each, nothing more.
+    drop(readers);
+    server.until_open(0).await;
+    let info = server.hub.topic_info("user-3").await.unwrap().unwrap();
+    assert_eq!(info.subscribers, 0);
+    let missing = server
+        .client
+        .get(server.url("/topics/nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn at_max_topics_a_new_subscriber_gets_a_retry_hint_and_a_publisher_503() {
+    let server = Server::start(Config {
+        max_topics: Some(2),
+        ..config()
+    })
+    .await;
+    let _a = server.subscribe("a", None).await;
+    let _b = server.subscribe("b", None).await;
+    server.until_open(2).await;
+
+    // 200 with a comment and a retry hint, so EventSource comes back by itself.
+    let mut refused = server.subscribe("c", None).await;
+    assert!(refused.until_end().await.is_empty());
+    assert_eq!(refused.retry(), Some(1000));
+    let text = String::from_utf8_lossy(refused.raw()).into_owned();
+    assert!(text.contains(": the hub holds as many topics"), "{text:?}");
+
+    let (status, body) = server.try_publish("c", "x").await.unwrap_err();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("as many topics"), "{body}");
+}

@@ -4,8 +4,10 @@
 //! parser. Without `redis-server` the tests are skipped, except under `CI=true`.
 //!
 //! Nothing here sleeps to synchronise: tests wait on the streams themselves, on presence
-//! notices, or poll `hub.health()` between short pauses under a guard while an external
-//! process reconnects. The one real-time sleep is the age bound's second.
+//! notices, or poll `hub.health()`, `EXISTS`, `PTTL` or Redis's clock between short pauses
+//! under a guard while another process (Redis, whose clock is real) gets there. The real-time
+//! sleeps are the age bound's second and, in the `wait_idle` case, a bound a few grace periods
+//! long during which something must *not* happen.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -24,7 +26,10 @@ use support::client::{EventReader, GUARD};
 use support::hub::{App, Config, Server};
 use support::redis_server::RedisServer;
 use support::whatwg::{Item, ParsedEvent, Parser};
-use tower_sse::backend::Health;
+use tower_sse::backend::{
+    Backend, DEFAULT_KEY_PREFIX, Delivery, GapReason, Health, HistoryLimits, Live, Opened,
+    RedisBackend, ReplayOptions, Rest, Start, TopicLimits,
+};
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
 
 /// What the Redis cases add to the shared hub server harness.
@@ -478,15 +483,19 @@ async fn subscribers_opening_while_events_are_published_get_each_event_once_in_o
     );
     for subscriber in subscribers {
         let (last, received) = subscriber.await.unwrap();
-        match last {
-            // Exactly everything after its id.
-            Some(last) => {
-                let after = all.iter().position(|id| *id == last).unwrap() + 1;
-                assert_eq!(received, all[after..], "resumed after {last}");
-            }
-            // Live from some point on, then every event: a suffix, no hole, no repeat.
-            None => assert!(all.ends_with(&received), "{received:?}"),
+        assert_exact(&all, last.as_deref(), &received);
+    }
+}
+
+/// What a subscriber that resumed after `last` (or started live, `None`) received of `all`:
+/// exactly everything after its id; live, a suffix, with no hole and no repeat.
+fn assert_exact(all: &[String], last: Option<&str>, received: &[String]) {
+    match last {
+        Some(last) => {
+            let after = all.iter().position(|id| *id == last).unwrap() + 1;
+            assert_eq!(received, &all[after..], "resumed after {last}");
         }
+        None => assert!(all.ends_with(received), "{received:?}"),
     }
 }
 
@@ -781,4 +790,660 @@ fn app_on(hub: Hub) -> App {
         .layer(sse.clone())
         .with_state(hub.clone());
     App { router, sse, hub }
+}
+
+// ---- Topics that close, expire and cost what they hold (issue 10) ----
+
+/// A backend ("node") on `redis`, with this idle TTL and the defaults otherwise.
+fn node(redis: &RedisServer, idle_ttl: Duration) -> RedisBackend {
+    node_with(redis, idle_ttl, TopicLimits::default().max_topics, 1024)
+}
+
+/// The same, with these bounds on the topics it reads and on each subscriber's lag.
+fn node_with(
+    redis: &RedisServer,
+    idle_ttl: Duration,
+    max_topics: usize,
+    queue: usize,
+) -> RedisBackend {
+    let mut topics = TopicLimits::default();
+    topics.idle_ttl = idle_ttl;
+    topics.max_topics = max_topics;
+    RedisBackend::new(
+        &redis.url(),
+        DEFAULT_KEY_PREFIX,
+        HistoryLimits::default(),
+        topics,
+        queue,
+    )
+    .unwrap()
+}
+
+/// The default idle TTL: long enough that nothing expires during a test.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A hub server on Redis whose topics expire after `ttl` without publishes or subscribers.
+async fn server_with_ttl(redis: &RedisServer, ttl: Duration) -> Server {
+    let hub = Hub::builder()
+        .topic_idle_ttl(ttl)
+        .redis(&redis.url())
+        .await
+        .unwrap();
+    Server::serve(app_on(hub)).await
+}
+
+fn after(id: &str) -> Start {
+    Start::After(LastEventId::new(id).unwrap())
+}
+
+fn id_of(event: &Event) -> &str {
+    event.id().expect("a stored event has an id")
+}
+
+fn live_part(opened: Opened) -> Live {
+    match opened.rest {
+        Rest::Live(live) => live,
+        other => panic!("expected a live part, got {other:?}"),
+    }
+}
+
+async fn next_delivery(live: &mut Live) -> Delivery {
+    tokio::time::timeout(GUARD, live.next())
+        .await
+        .expect("a delivery within the guard time")
+        .expect("the feed goes on")
+}
+
+async fn next_event(live: &mut Live) -> Event {
+    match next_delivery(live).await {
+        Delivery::Event(event) => event,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+async fn publish_data(backend: &RedisBackend, topic: &str, data: &str) -> Event {
+    backend.publish(topic, Event::data(data)).await.unwrap()
+}
+
+async fn gap_reason(backend: &RedisBackend, topic: &str, id: &str) -> Option<GapReason> {
+    let opened = backend
+        .open(topic, &after(id), &ReplayOptions::default())
+        .await
+        .unwrap();
+    opened.gap.map(|gap| gap.reason)
+}
+
+/// Waits until Redis has dropped every key of `topic`, polling `EXISTS`.
+async fn until_gone(raw: &mut support::redis_server::Raw, topic: &str) {
+    let keys = [RedisServer::key(topic), RedisServer::meta_key(topic)];
+    tokio::time::timeout(GUARD, async {
+        while raw.exists(&keys).await > 0 {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the keys of {topic} still exist after the guard time"));
+}
+
+/// Waits until the Redis server's clock is past the millisecond of stream id `id`, so that
+/// the next id any stream adds is larger than every id of that millisecond.
+async fn until_clock_past(raw: &mut support::redis_server::Raw, id: &str) {
+    let (ms, _) = stream_id(id);
+    tokio::time::timeout(GUARD, async {
+        while raw.now_ms().await <= ms {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the Redis clock moves on");
+}
+
+#[tokio::test]
+async fn close_is_seen_on_both_servers_and_later_subscribers_get_the_history_then_the_end() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Server::start(config(&redis)).await;
+    let b = Server::start(config(&redis)).await;
+    let mut readers = vec![
+        a.subscribe("job", None).await,
+        b.subscribe("job", None).await,
+    ];
+    a.until_open(1).await;
+    b.until_open(1).await;
+    let published = [a.publish("job", "one").await, b.publish("job", "two").await];
+
+    let end = b.hub.close("job").await.unwrap();
+    let end_id = id_of(&end).to_owned();
+    // The close marker is an entry of the stream; the final event's id is its id and ":end".
+    let mut raw = redis.raw().await;
+    let stored = raw.ids("job").await;
+    assert_eq!(stored[..2], published[..]);
+    assert_eq!(format!("{}:end", stored[2]), end_id);
+
+    // Live subscribers on both servers: what they had not read, the final event, the end.
+    for reader in &mut readers {
+        let events = reader.until_end().await;
+        assert_eq!(
+            ids(&events),
+            [&published[0], &published[1], &end_id],
+            "{events:?}"
+        );
+        assert_eq!(events[2].event_type, "end");
+        assert_eq!(events[2].data, r#"{"reason":"closed"}"#);
+    }
+
+    for server in [&a, &b] {
+        // No more publishing on either server; closing again changes nothing.
+        let (status, body) = server.try_publish("job", "three").await.unwrap_err();
+        assert_eq!(status, 409, "{body}");
+        let err = server
+            .hub
+            .publish("job", Event::data("three"))
+            .await
+            .unwrap_err();
+        assert!(err.is_closed(), "{err}");
+        assert_eq!(server.hub.close("job").await.unwrap(), end);
+
+        // Later subscribers: what is retained after their start, then the final event.
+        let mut resumed = server.subscribe("job", Some(&published[0])).await;
+        let events = resumed.until_end().await;
+        assert_eq!(ids(&events), [&published[1], &end_id], "{events:?}");
+        let mut first_time = server.subscribe("job", None).await;
+        assert_eq!(ids(&first_time.until_end().await), [&end_id]);
+        // A client that has seen the final event is told to stop reconnecting.
+        assert_eq!(server.request("job", Some(&end_id)).await.status(), 204);
+
+        let info = server.hub.topic_info("job").await.unwrap().unwrap();
+        assert!(info.closed);
+        assert_eq!(info.retained_events, 2, "the marker is not an event");
+        assert_eq!(info.last_id.as_deref(), Some(published[1].as_str()));
+    }
+    assert_eq!(
+        raw.ids("job").await,
+        stored,
+        "nothing was added after the marker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn close_racing_publishes_and_subscribes_on_two_servers_loses_and_duplicates_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = std::sync::Arc::new(node(&redis, HOUR));
+    let b = std::sync::Arc::new(node(&redis, HOUR));
+    let mut first = Vec::new();
+    for n in 0..10 {
+        first.push(id_of(&publish_data(&a, "race", &format!("first {n}")).await).to_owned());
+    }
+
+    // One publisher, alternating nodes, until the topic is closed under it.
+    let (progress, mut published) = tokio::sync::watch::channel(0usize);
+    let publisher = {
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0.. {
+                let node = if n % 2 == 0 { &a } else { &b };
+                match node
+                    .publish("race", Event::data(format!("event {n}")))
+                    .await
+                {
+                    Ok(event) => ids.push(id_of(&event).to_owned()),
+                    Err(err) if err.is_closed() => return ids,
+                    Err(err) => panic!("{err}"),
+                }
+                progress.send_replace(n + 1);
+            }
+            unreachable!()
+        })
+    };
+
+    // Subscribers open on both nodes all along the way, before and after the close.
+    let mut subscribers = Vec::new();
+    for k in 0..30usize {
+        // After the close the publisher is gone: the rest open on the closed topic.
+        let _ = published.wait_for(|&n| n >= k * 5).await;
+        let node = if k % 2 == 0 { a.clone() } else { b.clone() };
+        let last = (k % 3 != 0).then(|| first[k % 10].clone());
+        subscribers.push(tokio::spawn(async move {
+            let start = last.as_deref().map_or(Start::Live, after);
+            let opened = node
+                .open("race", &start, &ReplayOptions::default())
+                .await
+                .unwrap();
+            assert!(opened.gap.is_none(), "{:?}", opened.gap);
+            let mut received: Vec<String> =
+                opened.replay.iter().map(|e| id_of(e).to_owned()).collect();
+            let end = match opened.rest {
+                Rest::End(end) => end,
+                Rest::Live(mut live) => loop {
+                    match next_delivery(&mut live).await {
+                        Delivery::Event(event) => received.push(id_of(&event).to_owned()),
+                        Delivery::End(end) => break end,
+                        other => panic!("{other:?}"),
+                    }
+                },
+                other => panic!("{other:?}"),
+            };
+            (last, received, end)
+        }));
+        if k == 15 {
+            published.wait_for(|&n| n >= 60).await.unwrap();
+            a.close("race", Event::data("closed")).await.unwrap();
+        }
+    }
+    let rest = publisher.await.unwrap();
+    let end = b.close("race", Event::data("again")).await.unwrap();
+    assert!(id_of(&end).ends_with(":end"));
+
+    let all = [&first[..], &rest].concat();
+    let stored = redis.raw().await.ids("race").await;
+    assert_eq!(stored[..all.len()], all[..]);
+    assert_eq!(format!("{}:end", stored[all.len()]), id_of(&end));
+    for subscriber in subscribers {
+        let (last, received, their_end) = subscriber.await.unwrap();
+        assert_eq!(their_end, end, "one final event for everyone");
+        assert_exact(&all, last.as_deref(), &received);
+    }
+}
+
+#[tokio::test]
+async fn idle_topics_expire_in_redis_and_their_ids_are_foreign_on_both_servers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let ttl = Duration::from_millis(200);
+    let a = server_with_ttl(&redis, ttl).await;
+    let b = server_with_ttl(&redis, ttl).await;
+    let old = [
+        a.publish("plain", "one").await,
+        b.publish("plain", "two").await,
+    ];
+    let closed_old = a.publish("closed", "one").await;
+    let end = b.hub.close("closed").await.unwrap();
+
+    // Every key of both topics expires, renewed by the last publish or close.
+    let mut raw = redis.raw().await;
+    for topic in ["plain", "closed"] {
+        for key in [RedisServer::key(topic), RedisServer::meta_key(topic)] {
+            let pttl = raw.pttl(&key).await;
+            assert!(pttl != -1 && pttl <= 200, "{key}: PTTL {pttl}");
+        }
+    }
+    // Nobody publishes or listens: Redis drops them whole.
+    for topic in ["plain", "closed"] {
+        until_gone(&mut raw, topic).await;
+    }
+
+    let mut waiting = Vec::new();
+    for server in [&a, &b] {
+        for topic in ["plain", "closed"] {
+            assert_eq!(server.hub.topic_info(topic).await.unwrap(), None, "{topic}");
+        }
+        // An id of the dropped instance is foreign; nothing is there to resume from yet.
+        let mut reader = server.subscribe("plain", Some(&old[1])).await;
+        let notice = gap_notice(&reader.next().await.unwrap());
+        assert_eq!(notice["reason"], "foreign", "{notice}");
+        assert_eq!(notice["last_id"], Value::Null, "{notice}");
+        waiting.push(reader);
+        // A client that saw the closed topic's end is still told to stop.
+        let response = server.request("closed", Some(id_of(&end))).await;
+        assert_eq!(response.status(), 204);
+    }
+    a.until_open(1).await;
+    b.until_open(1).await;
+
+    // A publish opens a new instance: the waiting subscribers get it live...
+    let new = a.publish("plain", "new").await;
+    let reopened = b.publish("closed", "open again").await;
+    for reader in &mut waiting {
+        assert_eq!(reader.next().await.unwrap().last_event_id, new);
+    }
+    // ...and the old ids are foreign on both servers, the new instance replayed whole.
+    for server in [&a, &b] {
+        for (topic, stale, fresh) in [
+            ("plain", &old[0], &new),
+            ("plain", &old[1], &new),
+            ("closed", &closed_old, &reopened),
+        ] {
+            let mut reader = server.subscribe(topic, Some(stale)).await;
+            let gap = reader.next().await.unwrap();
+            let notice = gap_notice(&gap);
+            assert_eq!(
+                notice["reason"], "foreign",
+                "{topic} after {stale}: {notice}"
+            );
+            assert_eq!(notice["last_id"], fresh.as_str(), "{notice}");
+            assert_eq!(reader.next().await.unwrap().last_event_id, *fresh);
+            // The gap's own id is the new instance's start: presented again, it resumes
+            // exactly there.
+            let mut again = server.subscribe(topic, Some(&gap.last_event_id)).await;
+            let first = again.next().await.unwrap();
+            assert_eq!(
+                (first.event_type.as_str(), first.last_event_id.as_str()),
+                ("message", fresh.as_str())
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_topic_with_a_subscriber_is_kept_past_its_idle_ttl_and_goes_once_nobody_listens() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let ttl = Duration::from_millis(200);
+    let a = node(&redis, ttl);
+    let b = node(&redis, ttl);
+    let mut live = live_part(
+        a.open("kept", &Start::Live, &ReplayOptions::default())
+            .await
+            .unwrap(),
+    );
+    let first = publish_data(&b, "kept", "one").await;
+    assert_eq!(next_event(&mut live).await, first);
+
+    // The server with the subscriber renews the keys: their TTL goes back up, again and again,
+    // for longer than the TTL, and they never go meanwhile.
+    let mut raw = redis.raw().await;
+    let keys = [RedisServer::key("kept"), RedisServer::meta_key("kept")];
+    let started = std::time::Instant::now();
+    let mut renewals = 0;
+    let mut last = raw.pttl(&keys[0]).await;
+    tokio::time::timeout(GUARD, async {
+        while renewals < 6 {
+            tokio::time::sleep(POLL).await;
+            assert_eq!(raw.exists(&keys).await, 2, "kept while someone listens");
+            let pttl = raw.pttl(&keys[0]).await;
+            if pttl > last {
+                renewals += 1;
+            }
+            last = pttl;
+        }
+    })
+    .await
+    .expect("renewed within the guard time");
+    assert!(started.elapsed() > ttl);
+    // The same instance all along: the subscriber goes on.
+    let second = publish_data(&b, "kept", "two").await;
+    assert_eq!(next_event(&mut live).await, second);
+    assert_eq!(a.topic_info("kept").await.unwrap().unwrap().subscribers, 1);
+
+    drop(live);
+    until_gone(&mut raw, "kept").await;
+    assert_eq!(a.topic_info("kept").await.unwrap(), None);
+    assert_eq!(
+        gap_reason(&b, "kept", id_of(&second)).await,
+        Some(GapReason::Foreign)
+    );
+}
+
+#[tokio::test]
+async fn the_three_start_positions_on_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = node(&redis, HOUR);
+    let b = node(&redis, HOUR);
+    let options = ReplayOptions::default();
+
+    // On a topic that does not exist yet: nothing to replay, then live.
+    let opened = b.open("starts", &Start::Oldest, &options).await.unwrap();
+    assert!(opened.gap.is_none() && opened.replay.is_empty());
+    let mut early = live_part(opened);
+
+    let mut published = Vec::new();
+    for n in 0..5 {
+        published.push(publish_data(&a, "starts", &format!("{n}")).await);
+    }
+    for event in &published {
+        assert_eq!(next_event(&mut early).await, *event);
+    }
+
+    // Live: nothing replayed.
+    let opened = b.open("starts", &Start::Live, &options).await.unwrap();
+    assert!(opened.gap.is_none() && opened.replay.is_empty());
+    let mut live = live_part(opened);
+    // Oldest: everything retained.
+    let opened = b.open("starts", &Start::Oldest, &options).await.unwrap();
+    assert!(opened.gap.is_none());
+    assert_eq!(opened.replay, published);
+    let mut oldest = live_part(opened);
+    // After an id: exactly what follows it.
+    let opened = b
+        .open("starts", &after(id_of(&published[2])), &options)
+        .await
+        .unwrap();
+    assert!(opened.gap.is_none());
+    assert_eq!(opened.replay, published[3..]);
+    let mut resumed = live_part(opened);
+
+    // Then live, for all of them, once.
+    let sixth = publish_data(&a, "starts", "6").await;
+    let seventh = publish_data(&b, "starts", "7").await;
+    for feed in [&mut early, &mut live, &mut oldest, &mut resumed] {
+        assert_eq!(next_event(feed).await, sixth);
+        assert_eq!(next_event(feed).await, seventh);
+    }
+
+    // Oldest is capped like any replay.
+    let mut capped = ReplayOptions::default();
+    capped.max_replay = 4;
+    let opened = b.open("starts", &Start::Oldest, &capped).await.unwrap();
+    assert_eq!(opened.replay, published[..4]);
+    assert!(matches!(opened.rest, Rest::More), "{:?}", opened.rest);
+}
+
+#[tokio::test]
+async fn an_id_from_another_topic_is_foreign_where_stream_ids_can_tell() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let node = node(&redis, HOUR);
+    let mut raw = redis.raw().await;
+    // Stream ids are time-based: each step waits for Redis's clock to move on, so the ids of
+    // the two topics interleave strictly.
+    let before = publish_data(&node, "other", "before mine existed").await;
+    until_clock_past(&mut raw, id_of(&before)).await;
+    let m1 = publish_data(&node, "mine", "m1").await;
+    until_clock_past(&mut raw, id_of(&m1)).await;
+    let between = publish_data(&node, "other", "between m1 and m2").await;
+    until_clock_past(&mut raw, id_of(&between)).await;
+    let m2 = publish_data(&node, "mine", "m2").await;
+    until_clock_past(&mut raw, id_of(&m2)).await;
+    let ahead = publish_data(&node, "other", "after mine's newest").await;
+
+    // Older than the topic's instance: foreign.
+    assert_eq!(
+        gap_reason(&node, "mine", id_of(&before)).await,
+        Some(GapReason::Foreign)
+    );
+    // Within what it retains, yet none of its entries: foreign.
+    assert_eq!(
+        gap_reason(&node, "mine", id_of(&between)).await,
+        Some(GapReason::Foreign)
+    );
+    // Newer than its newest: as an id it never issued (yet), unknown.
+    assert_eq!(
+        gap_reason(&node, "mine", id_of(&ahead)).await,
+        Some(GapReason::Unknown)
+    );
+    // Its own ids resume exactly.
+    let opened = node
+        .open("mine", &after(id_of(&m1)), &ReplayOptions::default())
+        .await
+        .unwrap();
+    assert!(opened.gap.is_none());
+    assert_eq!(opened.replay, [m2]);
+}
+
+#[tokio::test]
+async fn a_thousand_topics_with_one_subscriber_each_on_one_server() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = node(&redis, HOUR);
+    let b = node(&redis, HOUR);
+    let options = ReplayOptions::default();
+    let topics: Vec<String> = (0..1000).map(|n| format!("user-{n}")).collect();
+    // Each subscriber is a position in its topic's local log: no ring is allocated for it.
+    let mut feeds = Vec::new();
+    for topic in &topics {
+        feeds.push(live_part(
+            a.open(topic, &Start::Live, &options).await.unwrap(),
+        ));
+    }
+    for topic in &topics {
+        let info = a
+            .topic_info(topic)
+            .await
+            .unwrap()
+            .expect("it has a subscriber");
+        assert_eq!((info.subscribers, info.retained_events), (1, 0), "{topic}");
+    }
+
+    let mut sent = Vec::new();
+    for topic in &topics {
+        sent.push(publish_data(&b, topic, topic).await);
+    }
+    for (feed, event) in feeds.iter_mut().zip(&sent) {
+        assert_eq!(next_event(feed).await, *event);
+    }
+    for (topic, event) in topics.iter().zip(&sent) {
+        let info = a.topic_info(topic).await.unwrap().unwrap();
+        assert_eq!(info.subscribers, 1);
+        assert_eq!(info.retained_events, 1);
+        assert_eq!(info.retained_bytes, event.len());
+        assert_eq!(info.last_id.as_deref(), event.id());
+        assert!(!info.closed);
+    }
+
+    drop(feeds);
+    for topic in &topics {
+        assert_eq!(a.topic_info(topic).await.unwrap().unwrap().subscribers, 0);
+    }
+}
+
+#[tokio::test]
+async fn max_topics_bounds_the_topics_a_server_reads() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = node_with(&redis, HOUR, 2, 1024);
+    let options = ReplayOptions::default();
+    let one = a.open("one", &Start::Live, &options).await.unwrap();
+    let _two = a.open("two", &Start::Live, &options).await.unwrap();
+    // A second subscriber of a topic read already costs no topic.
+    let _again = a.open("one", &Start::Live, &options).await.unwrap();
+    let err = a.open("three", &Start::Live, &options).await.unwrap_err();
+    assert!(err.is_full(), "{err}");
+    // Publishing is not bounded by it: Redis holds the topics.
+    publish_data(&a, "three", "x").await;
+
+    drop((one, _again));
+    let three = a.open("three", &Start::Oldest, &options).await.unwrap();
+    assert_eq!(three.replay.len(), 1);
+}
+
+#[tokio::test]
+async fn wait_idle_follows_the_local_subscribers_without_asking_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = std::sync::Arc::new(node(&redis, HOUR));
+    let grace = Duration::from_millis(100);
+
+    // Nobody listens: it resolves after the grace period.
+    let started = tokio::time::Instant::now();
+    a.wait_idle("answer", grace).await.unwrap();
+    assert!(started.elapsed() >= grace);
+
+    let opened = a
+        .open("answer", &Start::Live, &ReplayOptions::default())
+        .await
+        .unwrap();
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.wait_idle("answer", grace).await.unwrap();
+            tokio::time::Instant::now()
+        })
+    };
+    // A bound, not a wait for something: several grace periods pass with the subscriber there.
+    tokio::time::sleep(grace * 4).await;
+    assert!(!waiting.is_finished(), "someone listens");
+    assert_eq!(
+        a.topic_info("answer").await.unwrap().unwrap().subscribers,
+        1
+    );
+
+    let left = tokio::time::Instant::now();
+    drop(opened);
+    let resolved = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("resolves once nobody has listened for the grace period")
+        .unwrap();
+    assert!(resolved - left >= grace);
+    assert_eq!(a.topic_info("answer").await.unwrap(), None, "nothing left");
+}
+
+#[tokio::test]
+async fn errors_keep_the_redis_error_as_their_source_and_never_show_its_text() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let a = node(&redis, HOUR);
+    publish_data(&a, "news", "up").await;
+    redis.stop();
+
+    let errors = [
+        a.publish("news", Event::data("down")).await.unwrap_err(),
+        a.close("news", Event::data("end")).await.unwrap_err(),
+        a.topic_info("news").await.unwrap_err(),
+        a.open("news", &Start::Oldest, &ReplayOptions::default())
+            .await
+            .unwrap_err(),
+    ];
+    for err in errors {
+        assert!(err.is_unavailable(), "{err:?}");
+        let shown = err.to_string();
+        assert!(
+            !shown.contains("Redis") && !shown.contains("127.0.0.1"),
+            "{shown}"
+        );
+        let source = std::error::Error::source(&err).expect("the Redis error is kept");
+        assert!(
+            source.downcast_ref::<redis::RedisError>().is_some(),
+            "{source:?}"
+        );
+    }
+    // Operators see what is wrong.
+    match a.health() {
+        Health::Unavailable(why) => assert!(why.contains("Redis"), "{why}"),
+        Health::Ok => panic!("Redis is down"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_more_than_its_queue_behind_is_lagged_and_the_others_go_on() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = node_with(&redis, HOUR, 100, 2);
+    let b = node(&redis, HOUR);
+    let options = ReplayOptions::default();
+    let mut slow = live_part(a.open("busy", &Start::Live, &options).await.unwrap());
+    let mut fast = live_part(a.open("busy", &Start::Live, &options).await.unwrap());
+    // The fast one reads each event as it comes; the slow one reads none, and falls more than
+    // its queue of 2 behind.
+    for n in 0..5 {
+        let event = publish_data(&b, "busy", &format!("{n}")).await;
+        assert_eq!(next_event(&mut fast).await, event);
+    }
+    assert!(matches!(next_delivery(&mut slow).await, Delivery::Lagged));
+    assert!(slow.next().await.is_none(), "then its feed ends");
+    let sixth = publish_data(&b, "busy", "6").await;
+    assert_eq!(next_event(&mut fast).await, sixth);
 }

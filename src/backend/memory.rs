@@ -1,69 +1,115 @@
-//! The embedded backend: history in memory, fan-out in process.
+//! The embedded backend: topics in memory, each topic's history also its live queue.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use tokio::sync::broadcast;
+use futures_util::stream::Stream;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use super::log::{Log, Read, until_idle};
 use super::{
-    Backend, Gap, GapReason, GapResume, HistoryLimits, Live, Opened, Position, Published,
-    ReplayOptions,
+    Backend, Delivery, END_ID_SUFFIX, EVENT_OVERHEAD, Error, Gap, GapReason, GapResume,
+    HistoryLimits, Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits,
 };
-use crate::hub::HubError;
-use crate::{Event, LastEventId};
+use crate::Event;
 
-/// Default per-subscriber queue: how many events a subscriber may fall behind before it is
-/// disconnected.
+/// Default per-subscriber lag bound: how many events a subscriber may fall behind the newest
+/// before it is disconnected.
 pub(crate) const DEFAULT_QUEUE: usize = 1024;
 
-/// The largest per-subscriber queue.
+/// The largest lag bound.
 const MAX_QUEUE: usize = 1 << 20;
 
-/// Topics without history or subscribers are swept once the map grows past this.
-const FIRST_SWEEP: usize = 1024;
+/// Deadlines the reaper handles before it lets other tasks run.
+const REAP_BATCH: usize = 4096;
 
-/// History in memory, bounded by count, bytes and age; fan-out within this process.
+/// When an expired event is kept for a subscriber that has not read it, how soon the reaper
+/// looks at the topic again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Topics in memory; each topic's bounded history is also its live queue, fan-out within this
+/// process.
 ///
-/// Ids are `EPOCH-SEQ`: `EPOCH` is random per backend instance, so an id issued before a
-/// restart is recognised as foreign (and answered with a `gap` event) instead of being matched
-/// against the new sequence; `SEQ` counts up from 1 per topic. `EPOCH-0` means "before the
-/// first event".
+/// - Ids are `EPOCH-SEQ`. `EPOCH` (12 hex digits) is drawn for each topic instance, unique
+///   within this backend and random across restarts, so an id from another topic, from an
+///   instance of this topic that was dropped or closed and opened again, or from before a
+///   restart is recognised as foreign (and answered with a `gap` event) instead of being taken
+///   as a position. `SEQ` counts up from 1; `EPOCH-0` means "before the first event".
+/// - A topic is created on first use. It costs what it retains plus a small constant, and each
+///   subscriber a position in it. It is dropped at once when it has no subscriber and retains
+///   nothing, whole when idle for [`TopicLimits::idle_ttl`], and (least recently used first)
+///   when the hub reaches its [`TopicLimits`]. A background task, started on first use, expires
+///   events and idle topics on time.
 pub struct MemoryBackend {
-    epoch: String,
-    limits: HistoryLimits,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Mixed into instance numbers to make topic epochs.
+    key: u64,
+    history: HistoryLimits,
+    limits: TopicLimits,
     queue: usize,
+    /// Lock order: `topics`, then a topic's state, then `deadlines`.
     topics: Mutex<Topics>,
+    deadlines: Mutex<BinaryHeap<Deadline>>,
+    /// Bytes charged against `max_history_bytes`.
+    charged: AtomicUsize,
+    reaper: Arc<Notify>,
+    reaper_started: AtomicBool,
 }
 
 struct Topics {
-    map: HashMap<Arc<str>, Arc<Mutex<Topic>>>,
-    next_sweep: usize,
+    map: HashMap<Arc<str>, Arc<Topic>>,
+    instances: u64,
 }
 
-#[derive(Default)]
 struct Topic {
-    history: VecDeque<Stored>,
-    bytes: usize,
-    last_seq: u64,
-    /// Created for the first subscriber, dropped once a publish finds none left.
-    live: Option<broadcast::Sender<Published>>,
+    name: Arc<str>,
+    state: Mutex<TopicState>,
 }
 
-struct Stored {
-    event: Event,
+struct TopicState {
+    log: Log,
+    epoch: u64,
+    /// Removed from the map: whoever still holds it must look the topic up again.
+    dead: bool,
+    /// The last publish, close or departure of the last subscriber.
+    last_active: Instant,
+    /// The reaper's next visit, if one is scheduled.
+    scheduled: Option<Instant>,
+    /// Created for `wait_idle`: the subscriber count, as it changes.
+    listeners: Option<watch::Sender<usize>>,
+}
+
+/// A reaper visit: a min-heap entry by time.
+struct Deadline {
     at: Instant,
+    topic: Weak<Topic>,
 }
 
-impl fmt::Debug for MemoryBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryBackend")
-            .field("epoch", &self.epoch)
-            .field("limits", &self.limits)
-            .field("queue", &self.queue)
-            .finish_non_exhaustive()
+impl PartialEq for Deadline {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Deadline {}
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        other.at.cmp(&self.at)
     }
 }
 
@@ -75,214 +121,105 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl MemoryBackend {
-    /// A backend with these history bounds and the default subscriber queue (1024 events).
-    pub fn new(limits: HistoryLimits) -> Self {
-        Self::with_queue(limits, DEFAULT_QUEUE)
-    }
+fn id(epoch: u64, seq: u64) -> String {
+    format!("{epoch:012x}-{seq}")
+}
 
-    /// A backend whose subscribers may each fall `queue` events behind before they are
-    /// disconnected (clamped to 1..=1 048 576; the ring is allocated per topic with
-    /// subscribers).
-    pub fn with_queue(limits: HistoryLimits, queue: usize) -> Self {
-        MemoryBackend {
-            epoch: format!("{:012x}", fastrand::u64(..) >> 16),
-            limits,
-            queue: queue.clamp(1, MAX_QUEUE),
-            topics: Mutex::new(Topics {
-                map: HashMap::new(),
-                next_sweep: FIRST_SWEEP,
-            }),
-        }
+/// Reads `EPOCH-SEQ`: `Ok(seq)` for `epoch`, `Err(reason)` otherwise.
+fn parse(id: &str, epoch: u64) -> Result<u64, GapReason> {
+    let (id_epoch, seq) = id.rsplit_once('-').ok_or(GapReason::Malformed)?;
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(GapReason::Malformed);
     }
-
-    /// This instance's epoch, the first part of every id it issues.
-    pub fn epoch(&self) -> &str {
-        &self.epoch
+    let seq: u64 = seq.parse().map_err(|_| GapReason::Malformed)?;
+    if id_epoch.len() != 12 || !id_epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(GapReason::Malformed);
     }
-
-    fn topic(&self, name: &str) -> Arc<Mutex<Topic>> {
-        let mut topics = lock(&self.topics);
-        if let Some(topic) = topics.map.get(name) {
-            return topic.clone();
-        }
-        if topics.map.len() >= topics.next_sweep {
-            self.sweep(&mut topics);
-        }
-        let topic = Arc::new(Mutex::new(Topic::default()));
-        topics.map.insert(name.into(), topic.clone());
-        topic
+    match u64::from_str_radix(id_epoch, 16) {
+        Ok(e) if e == epoch => Ok(seq),
+        _ => Err(GapReason::Foreign),
     }
+}
 
-    /// Drops topics that hold nothing: no retained event and no subscriber. Amortised: runs
-    /// when the map has doubled since the last sweep.
-    fn sweep(&self, topics: &mut Topics) {
-        let now = Instant::now();
-        topics.map.retain(|_, topic| {
-            // A topic someone else holds right now is in use.
-            if Arc::strong_count(topic) > 1 {
-                return true;
-            }
-            let mut topic = lock(topic);
-            topic.evict(&self.limits, now);
-            if topic
-                .live
-                .as_ref()
-                .is_some_and(|live| live.receiver_count() == 0)
-            {
-                topic.live = None;
-            }
-            !topic.history.is_empty() || topic.live.is_some() || topic.last_seq > 0
-        });
-        topics.next_sweep = (topics.map.len() * 2).max(FIRST_SWEEP);
-    }
-
+impl TopicState {
     fn id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.epoch)
+        id(self.epoch, seq)
     }
 
-    /// Reads `EPOCH-SEQ`: `Ok(seq)` for this epoch, `Err(reason)` otherwise.
-    fn parse(&self, id: &str) -> Result<u64, GapReason> {
-        let (epoch, seq) = id.rsplit_once('-').ok_or(GapReason::Malformed)?;
-        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(GapReason::Malformed);
-        }
-        let seq: u64 = seq.parse().map_err(|_| GapReason::Malformed)?;
-        if epoch.len() != self.epoch.len() || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(GapReason::Malformed);
-        }
-        if epoch != self.epoch {
-            return Err(GapReason::Foreign);
-        }
-        Ok(seq)
+    fn has_listeners(&self) -> bool {
+        self.listeners
+            .as_ref()
+            .is_some_and(|tx| tx.receiver_count() > 0)
     }
 
-    fn publish_now(&self, topic: &str, event: Event) -> Result<Event, HubError> {
-        let topic = self.topic(topic);
-        let mut topic = lock(&topic);
-        let seq = topic.last_seq + 1;
-        let event = event.with_id(&self.id(seq)).map_err(HubError::event)?;
-        topic.last_seq = seq;
-        let now = Instant::now();
-        topic.bytes += event.len();
-        topic.history.push_back(Stored {
-            event: event.clone(),
-            at: now,
-        });
-        topic.evict(&self.limits, now);
-        if let Some(live) = &topic.live {
-            // Sent under the topic lock, so live order is id order.
-            let published = Published {
-                position: Position::from(seq),
-                event: event.clone(),
-            };
-            if live.send(published).is_err() {
-                // No subscriber left: free the channel's ring.
-                topic.live = None;
-            }
-        }
-        Ok(event)
+    /// No subscriber and nobody waiting for the topic to go idle.
+    fn is_idle(&self) -> bool {
+        self.log.readers() == 0 && !self.has_listeners()
     }
 
-    fn open_now(
-        &self,
-        topic: &str,
-        after: Option<&LastEventId>,
-        options: &ReplayOptions,
-    ) -> Opened {
-        let topic = self.topic(topic);
-        let mut topic = lock(&topic);
-        topic.evict(&self.limits, Instant::now());
-        let last_seq = topic.last_seq;
-        // The first sequence number still retained (last_seq + 1 when nothing is).
-        let first_seq = last_seq + 1 - topic.history.len() as u64;
+    /// Holds nothing anyone could ask for: dropped at once.
+    fn is_unused(&self) -> bool {
+        self.is_idle() && self.log.is_empty() && self.log.end().is_none()
+    }
 
-        let mut gap = None;
-        let from = match after {
-            None => None,
-            Some(after) => {
-                let resumed = match after.as_str() {
-                    None => Err(GapReason::Malformed),
-                    Some(id) => self.parse(id).and_then(|seq| {
-                        if seq > last_seq {
-                            Err(GapReason::Unknown)
-                        } else if seq + 1 < first_seq {
-                            Err(GapReason::Evicted)
-                        } else {
-                            Ok(seq + 1)
-                        }
-                    }),
-                };
-                match resumed {
-                    Ok(from) => Some(from),
-                    Err(reason) => {
-                        let from = match options.resume {
-                            GapResume::Oldest => first_seq,
-                            GapResume::Live => last_seq + 1,
-                        };
-                        gap = Some(Gap {
-                            reason,
-                            resume: options.resume,
-                            resume_after: Some(self.id(from - 1)),
-                            last_id: (last_seq > 0).then(|| self.id(last_seq)),
-                        });
-                        Some(from)
-                    }
-                }
-            }
-        };
-
-        let mut replay = Vec::new();
-        let mut after_seq = last_seq;
-        if let Some(from) = from {
-            let skip = usize::try_from(from - first_seq).unwrap_or(usize::MAX);
-            replay.extend(
-                topic
-                    .history
-                    .iter()
-                    .skip(skip)
-                    // At least one, so a client far behind always makes progress.
-                    .take(options.max_replay.max(1))
-                    .map(|stored| stored.event.clone()),
-            );
-            let replayed_to = from - 1 + replay.len() as u64;
-            if replayed_to < last_seq {
-                // Cut at max_replay: the client comes back for the rest.
-                return Opened {
-                    gap,
-                    replay,
-                    live: None,
-                };
-            }
-            after_seq = replayed_to;
+    fn readers_changed(&mut self, now: Instant) {
+        if let Some(tx) = &self.listeners {
+            tx.send_replace(self.log.readers());
         }
-        let queue = self.queue;
-        let receiver = topic
-            .live
-            .get_or_insert_with(|| broadcast::channel(queue).0)
-            .subscribe();
-        Opened {
-            gap,
-            replay,
-            live: Some(Live {
-                receiver,
-                after: Position::from(after_seq),
-            }),
+        if self.log.readers() == 0 {
+            self.last_active = now;
         }
     }
 }
 
-impl Topic {
-    fn evict(&mut self, limits: &HistoryLimits, now: Instant) {
-        while let Some(oldest) = self.history.front() {
-            let expired = now.saturating_duration_since(oldest.at) > limits.max_age;
-            if !(self.history.len() > limits.max_events || self.bytes > limits.max_bytes || expired)
-            {
-                break;
-            }
-            self.bytes -= oldest.event.len();
-            self.history.pop_front();
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("history", &self.shared.history)
+            .field("limits", &self.shared.limits)
+            .field("queue", &self.shared.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryBackend {
+    /// A backend with these history bounds and the default [`TopicLimits`] and subscriber queue
+    /// (1024 events).
+    pub fn new(history: HistoryLimits) -> Self {
+        Self::with_limits(history, TopicLimits::default(), DEFAULT_QUEUE)
+    }
+
+    /// A backend with these history bounds, hub-wide bounds, and subscriber lag bound: how many
+    /// events a subscriber may fall behind the newest before it is disconnected (clamped to
+    /// 1..=1 048 576; it costs nothing unless a subscriber is behind).
+    pub fn with_limits(history: HistoryLimits, limits: TopicLimits, queue: usize) -> Self {
+        MemoryBackend {
+            shared: Arc::new(Shared {
+                key: fastrand::u64(..),
+                history,
+                limits,
+                queue: queue.clamp(1, MAX_QUEUE),
+                topics: Mutex::new(Topics {
+                    map: HashMap::new(),
+                    instances: 0,
+                }),
+                deadlines: Mutex::new(BinaryHeap::new()),
+                charged: AtomicUsize::new(0),
+                reaper: Arc::new(Notify::new()),
+                reaper_started: AtomicBool::new(false),
+            }),
         }
+    }
+
+    /// How many topics exist now.
+    pub fn topic_count(&self) -> usize {
+        lock(&self.shared.topics).map.len()
+    }
+
+    /// Bytes of retained events in all topics, as counted against
+    /// [`TopicLimits::max_history_bytes`].
+    pub fn history_bytes(&self) -> usize {
+        self.shared.charged.load(Ordering::Relaxed)
     }
 }
 
@@ -292,22 +229,541 @@ impl Default for MemoryBackend {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The reaper holds only a weak reference: wake it so that it sees it is gone.
+        self.reaper.notify_one();
+    }
+}
+
+/// What a topic look-up may do when the topic does not exist.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    Existing,
+    Create,
+}
+
+impl Shared {
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.load(Ordering::Relaxed)
+            || self.reaper_started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(reap(Arc::downgrade(self), self.reaper.clone()));
+            }
+            Err(_) => self.reaper_started.store(false, Ordering::Release),
+        }
+    }
+
+    /// Finds `name`, creating it when asked to, within `max_topics`.
+    fn topic(&self, name: &str, lookup: Lookup) -> Result<Option<Arc<Topic>>, Error> {
+        let mut topics = lock(&self.topics);
+        if let Some(topic) = topics.map.get(name) {
+            return Ok(Some(topic.clone()));
+        }
+        if lookup == Lookup::Existing {
+            return Ok(None);
+        }
+        if topics.map.len() >= self.limits.max_topics {
+            let goal = (self.limits.max_topics / 16).max(1);
+            self.evict_idle(&mut topics, Goal::Topics(goal));
+            if topics.map.len() >= self.limits.max_topics {
+                return Err(Error::too_many_topics());
+            }
+        }
+        topics.instances += 1;
+        // A bijection of the instance number, keyed: unique within this backend for 2^48
+        // instances, unpredictable across restarts.
+        let epoch =
+            (topics.instances.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.key) & ((1 << 48) - 1);
+        let name: Arc<str> = name.into();
+        let topic = Arc::new(Topic {
+            name: name.clone(),
+            state: Mutex::new(TopicState {
+                log: Log::new(1, self.queue),
+                epoch,
+                dead: false,
+                last_active: Instant::now(),
+                scheduled: None,
+                listeners: None,
+            }),
+        });
+        topics.map.insert(name, topic.clone());
+        Ok(Some(topic))
+    }
+
+    fn charge(&self, bytes: usize) -> bool {
+        let max = self.limits.max_history_bytes;
+        self.charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |charged| {
+                charged.checked_add(bytes).filter(|&total| total <= max)
+            })
+            .is_ok()
+    }
+
+    fn uncharge(&self, bytes: usize) {
+        self.charged.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    fn charged_for(events: usize, bytes: usize) -> usize {
+        bytes + events * EVENT_OVERHEAD
+    }
+
+    /// Applies the history bounds to a topic.
+    fn evict(&self, state: &mut TopicState, now: Instant) {
+        let evicted = state.log.evict(&self.history, now);
+        self.uncharge(Self::charged_for(evicted.events, evicted.bytes));
+    }
+
+    /// Drops idle topics, least recently active first, until `goal` is met (or none is left).
+    fn evict_idle(&self, topics: &mut Topics, goal: Goal) {
+        let mut idle: Vec<(Instant, Arc<Topic>)> = topics
+            .map
+            .values()
+            .filter_map(|topic| {
+                let state = lock(&topic.state);
+                state.is_idle().then(|| (state.last_active, topic.clone()))
+            })
+            .collect();
+        idle.sort_unstable_by_key(|(at, _)| *at);
+        let mut freed_topics = 0;
+        let mut freed_bytes = 0;
+        for (_, topic) in idle {
+            let met = match goal {
+                Goal::Topics(n) => freed_topics >= n,
+                Goal::Bytes(n) => freed_bytes >= n,
+            };
+            if met {
+                break;
+            }
+            let mut state = lock(&topic.state);
+            freed_bytes += Self::charged_for(state.log.len(), state.log.bytes());
+            self.remove(topics, &topic, &mut state);
+            freed_topics += 1;
+        }
+        if freed_topics > 0 {
+            tracing::debug!(
+                topics = freed_topics,
+                bytes = freed_bytes,
+                "evicted idle topics"
+            );
+        }
+    }
+
+    /// Removes `topic` from the map (both locked by the caller) and releases its history.
+    fn remove(&self, topics: &mut Topics, topic: &Arc<Topic>, state: &mut TopicState) {
+        state.dead = true;
+        self.uncharge(Self::charged_for(state.log.len(), state.log.bytes()));
+        while state.log.pop_front() > 0 {}
+        state.log.cut_all();
+        if topics
+            .map
+            .get(&topic.name)
+            .is_some_and(|current| Arc::ptr_eq(current, topic))
+        {
+            topics.map.remove(&topic.name);
+        }
+    }
+
+    /// Drops `topic` if `drop_it` still holds once both locks are taken.
+    fn remove_if(&self, topic: &Arc<Topic>, drop_it: impl FnOnce(&TopicState) -> bool) {
+        let mut topics = lock(&self.topics);
+        let mut state = lock(&topic.state);
+        if !state.dead && drop_it(&state) {
+            self.remove(&mut topics, topic, &mut state);
+        }
+        drop(state);
+        if topics.map.capacity() > 4 * topics.map.len() + 1024 {
+            topics.map.shrink_to_fit();
+        }
+    }
+
+    /// Schedules the reaper's next visit to `topic`: when its oldest event expires, or when it
+    /// has been idle for `idle_ttl`.
+    fn schedule(&self, topic: &Arc<Topic>, state: &mut TopicState, now: Instant) {
+        let expiry = state.log.oldest_at().map(|at| {
+            // An event is expired once it is *older* than `max_age`.
+            let at = at + self.history.max_age + Duration::from_millis(1);
+            // Kept past its age for a subscriber that has not read it: look again soon.
+            if at <= now { now + RECHECK } else { at }
+        });
+        let idle = state
+            .is_idle()
+            .then(|| state.last_active + self.limits.idle_ttl);
+        let Some(at) = [expiry, idle].into_iter().flatten().min() else {
+            return;
+        };
+        if state.scheduled.is_some_and(|scheduled| scheduled <= at) {
+            return;
+        }
+        state.scheduled = Some(at);
+        let mut deadlines = lock(&self.deadlines);
+        let earliest = deadlines.peek().is_none_or(|first| at < first.at);
+        deadlines.push(Deadline {
+            at,
+            topic: Arc::downgrade(topic),
+        });
+        drop(deadlines);
+        if earliest {
+            self.reaper.notify_one();
+        }
+    }
+
+    /// Handles the visits due at `now`; returns when the next one is due, `Some(now)` when
+    /// there is more to do at once.
+    fn reap_due(&self, now: Instant) -> Option<Instant> {
+        for _ in 0..REAP_BATCH {
+            let due = {
+                let mut deadlines = lock(&self.deadlines);
+                match deadlines.peek() {
+                    None => return None,
+                    Some(first) if first.at > now => return Some(first.at),
+                    Some(_) => deadlines.pop()?,
+                }
+            };
+            let Some(topic) = due.topic.upgrade() else {
+                continue;
+            };
+            let mut state = lock(&topic.state);
+            if state.dead || state.scheduled != Some(due.at) {
+                continue;
+            }
+            state.scheduled = None;
+            self.evict(&mut state, now);
+            let idle_ttl = self.limits.idle_ttl;
+            let expired = |state: &TopicState| {
+                state.is_unused() || (state.is_idle() && now >= state.last_active + idle_ttl)
+            };
+            if expired(&state) {
+                drop(state);
+                self.remove_if(&topic, expired);
+                continue;
+            }
+            self.schedule(&topic, &mut state, now);
+        }
+        self.compact_deadlines();
+        Some(now)
+    }
+
+    /// Drops stale reaper entries once they outnumber the topics.
+    fn compact_deadlines(&self) {
+        let topics = lock(&self.topics).map.len();
+        let mut deadlines = lock(&self.deadlines);
+        if deadlines.len() > 2 * topics + 1024 {
+            deadlines.retain(|deadline| deadline.topic.strong_count() > 0);
+            deadlines.shrink_to_fit();
+        }
+    }
+
+    /// Runs `f` on `name`'s topic (created when missing) under its lock; on a fresh look-up
+    /// when the one found was dropped meanwhile.
+    fn with_topic<T>(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&Arc<Topic>, &mut TopicState) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        loop {
+            let topic = self
+                .topic(name, Lookup::Create)?
+                .expect("created when missing");
+            let mut state = lock(&topic.state);
+            if !state.dead {
+                return f(&topic, &mut state);
+            }
+        }
+    }
+
+    fn publish(self: &Arc<Self>, name: &str, event: Event) -> Result<Event, Error> {
+        self.start_reaper();
+        let mut tried_idle = false;
+        loop {
+            let published = self.with_topic(name, |topic, state| {
+                if state.log.end().is_some() {
+                    return Err(Error::closed());
+                }
+                let now = Instant::now();
+                let event = event
+                    .with_id(&state.id(state.log.next_seq()))
+                    .map_err(Error::internal)?;
+                let charge = Self::charged_for(1, event.len());
+                if charge > self.limits.max_history_bytes {
+                    return Err(Error::history_full());
+                }
+                if !self.charge(charge) {
+                    self.evict(state, now);
+                    if !self.charge(charge) {
+                        if !tried_idle {
+                            // Idle topics first, least recently used first (this one is in
+                            // use now): the caller evicts them, then this runs again.
+                            state.last_active = now;
+                            return Ok(Err(charge));
+                        }
+                        // Last, this topic's own oldest events, whoever still reads them.
+                        while !self.charge(charge) {
+                            let freed = state.log.pop_front();
+                            if freed == 0 {
+                                return Err(Error::history_full());
+                            }
+                            self.uncharge(Self::charged_for(1, freed));
+                        }
+                    }
+                }
+                state.log.push(event.clone(), now);
+                state.last_active = now;
+                self.evict(state, now);
+                self.schedule(topic, state, now);
+                Ok(Ok(event))
+            })?;
+            match published {
+                Ok(event) => return Ok(event),
+                Err(charge) => {
+                    let goal = charge.max(self.limits.max_history_bytes / 16);
+                    self.evict_idle(&mut lock(&self.topics), Goal::Bytes(goal));
+                    tried_idle = true;
+                }
+            }
+        }
+    }
+
+    fn open(
+        self: &Arc<Self>,
+        name: &str,
+        start: &Start,
+        options: &ReplayOptions,
+    ) -> Result<Opened, Error> {
+        self.start_reaper();
+        self.with_topic(name, |topic, state| {
+            let now = Instant::now();
+            self.evict(state, now);
+            let first = state.log.first_seq();
+            let next = state.log.next_seq();
+            let last = next - 1;
+
+            let mut gap = None;
+            let from = match start {
+                Start::Live => next,
+                Start::Oldest => first,
+                Start::After(after) => {
+                    let resumed = match after.as_str() {
+                        None => Err(GapReason::Malformed),
+                        Some(id) => parse(id, state.epoch).and_then(|seq| {
+                            if seq > last {
+                                Err(GapReason::Unknown)
+                            } else if seq + 1 < first {
+                                Err(GapReason::Evicted)
+                            } else {
+                                Ok(seq + 1)
+                            }
+                        }),
+                    };
+                    match resumed {
+                        Ok(from) => from,
+                        Err(reason) => {
+                            let from = match options.resume {
+                                GapResume::Oldest => first,
+                                GapResume::Live => next,
+                            };
+                            let mut notice =
+                                Gap::new(reason, options.resume).resume_after(state.id(from - 1));
+                            if last > 0 {
+                                notice = notice.last_id(state.id(last));
+                            }
+                            gap = Some(notice);
+                            from
+                        }
+                    }
+                }
+            };
+            // At least one, so a client far behind always makes progress.
+            let replay: Vec<Event> = state
+                .log
+                .read_from(from, options.max_replay.max(1))
+                .collect();
+            let rest = if from + (replay.len() as u64) < next {
+                Rest::More
+            } else if let Some(end) = state.log.end() {
+                Rest::End(end.clone())
+            } else {
+                let key = state.log.add_reader(next);
+                state.readers_changed(now);
+                Rest::Live(Live::new(Feed {
+                    shared: self.clone(),
+                    topic: topic.clone(),
+                    key,
+                    done: false,
+                }))
+            };
+            let opened = Opened::new(replay, rest);
+            Ok(match gap {
+                Some(gap) => opened.with_gap(gap),
+                None => opened,
+            })
+        })
+    }
+
+    fn close(self: &Arc<Self>, name: &str, end: Event) -> Result<Event, Error> {
+        self.start_reaper();
+        self.with_topic(name, |topic, state| {
+            if let Some(end) = state.log.end() {
+                return Ok(end.clone());
+            }
+            let id = format!("{}{END_ID_SUFFIX}", state.id(state.log.next_seq()));
+            let end = end.with_id(&id).map_err(Error::internal)?;
+            let now = Instant::now();
+            state.log.close(end.clone());
+            state.last_active = now;
+            self.schedule(topic, state, now);
+            Ok(end)
+        })
+    }
+
+    fn topic_info(&self, name: &str) -> Option<TopicInfo> {
+        let topic = self.topic(name, Lookup::Existing).ok()??;
+        let mut state = lock(&topic.state);
+        if state.dead {
+            return None;
+        }
+        self.evict(&mut state, Instant::now());
+        let log = &state.log;
+        let mut info =
+            TopicInfo::new(log.readers(), log.len(), log.bytes()).closed(log.end().is_some());
+        if log.next_seq() > 1 {
+            info = info.last_id(state.id(log.next_seq() - 1));
+        }
+        Some(info)
+    }
+
+    async fn wait_idle(self: &Arc<Self>, name: &str, grace: Duration) -> Result<(), Error> {
+        self.start_reaper();
+        let (topic, mut listener) = self.with_topic(name, |topic, state| {
+            let readers = state.log.readers();
+            let listener = state
+                .listeners
+                .get_or_insert_with(|| watch::channel(readers).0)
+                .subscribe();
+            Ok((topic.clone(), listener))
+        })?;
+        until_idle(&mut listener, grace).await;
+        drop(listener);
+        let mut state = lock(&topic.state);
+        if !state.dead && !state.has_listeners() {
+            state.listeners = None;
+            let now = Instant::now();
+            self.schedule(&topic, &mut state, now);
+            if state.is_unused() {
+                drop(state);
+                self.remove_if(&topic, TopicState::is_unused);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Goal {
+    Topics(usize),
+    Bytes(usize),
+}
+
+/// Expires events and idle topics on time, until the backend is gone.
+async fn reap(shared: Weak<Shared>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            shared.reap_due(Instant::now())
+        };
+        match next {
+            Some(at) if at <= Instant::now() => tokio::task::yield_now().await,
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at, wake.notified()).await;
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+/// A subscriber's position in a topic's log.
+struct Feed {
+    shared: Arc<Shared>,
+    topic: Arc<Topic>,
+    key: usize,
+    done: bool,
+}
+
+impl Stream for Feed {
+    type Item = Delivery;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let read = std::task::ready!(lock(&this.topic.state).log.poll_read(this.key, cx));
+        Poll::Ready(Some(match read {
+            Read::Event(event) => Delivery::Event(event),
+            Read::Lagged => {
+                this.done = true;
+                Delivery::Lagged
+            }
+            Read::End(end) => {
+                this.done = true;
+                Delivery::End(end)
+            }
+        }))
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut state = lock(&self.topic.state);
+        if state.dead {
+            return;
+        }
+        state.log.remove_reader(self.key);
+        state.readers_changed(now);
+        if state.is_unused() {
+            drop(state);
+            self.shared.remove_if(&self.topic, TopicState::is_unused);
+        } else {
+            self.shared.schedule(&self.topic, &mut state, now);
+        }
+    }
+}
+
 impl Backend for MemoryBackend {
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        event: Event,
-    ) -> BoxFuture<'a, Result<Event, HubError>> {
-        futures_util::future::ready(self.publish_now(topic, event)).boxed()
+    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> BoxFuture<'a, Result<Event, Error>> {
+        futures_util::future::ready(self.shared.publish(topic, event)).boxed()
     }
 
     fn open<'a>(
         &'a self,
         topic: &'a str,
-        after: Option<&'a LastEventId>,
+        start: &'a Start,
         options: &'a ReplayOptions,
-    ) -> BoxFuture<'a, Result<Opened, HubError>> {
-        futures_util::future::ready(Ok(self.open_now(topic, after, options))).boxed()
+    ) -> BoxFuture<'a, Result<Opened, Error>> {
+        futures_util::future::ready(self.shared.open(topic, start, options)).boxed()
+    }
+
+    fn close<'a>(&'a self, topic: &'a str, end: Event) -> BoxFuture<'a, Result<Event, Error>> {
+        futures_util::future::ready(self.shared.close(topic, end)).boxed()
+    }
+
+    fn topic_info<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<TopicInfo>, Error>> {
+        futures_util::future::ready(Ok(self.shared.topic_info(topic))).boxed()
+    }
+
+    fn wait_idle<'a>(
+        &'a self,
+        topic: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.shared.wait_idle(topic, grace).boxed()
     }
 }
 

@@ -1,75 +1,116 @@
 //! Where a [`Hub`](crate::Hub) keeps topics, ids and history, and how it fans events out.
 //!
-//! [`Backend`] is the one trait; [`MemoryBackend`] is the embedded default. A backend assigns
-//! each published event its id, keeps a bounded history per topic, and opens subscriptions
-//! that are exact: the events it replays and the live events it delivers after them never
-//! overlap and never leave a hole, because it subscribes to live events *before* it reads
-//! history and hands the hub the position that separates the two ([`Live::after`]).
+//! [`Backend`] is the one trait; [`MemoryBackend`] is the embedded default, and (feature
+//! `redis`) `RedisBackend` shares history and fan-out between servers. Anyone can implement it
+//! for their own store. A backend assigns each published event its id, keeps a bounded history
+//! per topic, and opens subscriptions that are exact: the events it replays and the live events
+//! it delivers after them never overlap and never leave a hole. How it fans out is its own
+//! business: a [`Live`] feed is any `Stream` of [`Delivery`] items.
 //!
-//! Live fan-out goes through a [`tokio::sync::broadcast`] channel per topic and process: the
-//! encoded bytes are shared by every subscriber, and a subscriber that falls behind by more
-//! than the channel's capacity is noticed (`Lagged`) and disconnected by the hub, so no
-//! subscriber can hold more than that shared ring in memory.
+//! In the embedded backend a topic's retained history is also its live queue: a subscriber
+//! keeps a position in it, so a topic costs what it retains plus a small constant, and a
+//! subscriber that stops reading holds nothing of its own. Topics are created on first use and
+//! dropped when they hold nothing, when idle for [`TopicLimits::idle_ttl`], or (oldest idle
+//! first) when the hub reaches its [`TopicLimits`].
 //!
 //! # Example
 //!
 //! ```
-//! use tower_sse::backend::{Backend, MemoryBackend, ReplayOptions};
+//! use tower_sse::backend::{Backend, MemoryBackend, ReplayOptions, Start};
 //! use tower_sse::{Event, LastEventId};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let backend = MemoryBackend::new(Default::default());
+//! let backend = MemoryBackend::default();
 //! let first = backend.publish("news", Event::data("one")).await.unwrap();
 //! backend.publish("news", Event::data("two")).await.unwrap();
 //!
-//! let after = LastEventId::new(first.id().unwrap()).unwrap();
-//! let opened = backend.open("news", Some(&after), &ReplayOptions::default()).await.unwrap();
+//! let after = Start::After(LastEventId::new(first.id().unwrap()).unwrap());
+//! let opened = backend.open("news", &after, &ReplayOptions::default()).await.unwrap();
 //! assert!(opened.gap.is_none());
 //! assert_eq!(opened.replay.len(), 1); // "two"
 //! # }
 //! ```
 
+mod error;
+pub(crate) mod log;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::broadcast;
+use futures_util::stream::Stream;
 
+pub use error::Error;
 pub use memory::MemoryBackend;
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisBackend};
 
-use crate::hub::HubError;
 use crate::{Event, LastEventId};
 
-/// A position in a topic's order: later events have larger positions.
-pub type Position = u128;
+/// The suffix of a terminal event's id: the id of the event that [`Backend::close`] appends
+/// ends with it. A client that presents such an id has seen its topic end; the hub answers it
+/// `204 No Content` without asking the backend, so the rule holds once the topic is gone too.
+pub const END_ID_SUFFIX: &str = ":end";
+
+/// Whether `id` is a terminal event's id (see [`END_ID_SUFFIX`]).
+pub fn is_end_id(id: &str) -> bool {
+    id.ends_with(END_ID_SUFFIX)
+}
 
 /// Storage and fan-out for a [`Hub`](crate::Hub).
 ///
 /// Implementations must make [`open`](Backend::open) exact (see the
-/// [module documentation](self)) and must be cheap to call concurrently.
+/// [module documentation](self)) and must be cheap to call concurrently. Topic names have
+/// been validated by the hub. Every method but [`health`](Backend::health) and
+/// [`wait_idle`](Backend::wait_idle) must be implemented.
 pub trait Backend: Send + Sync + 'static {
     /// Appends `event` to `topic`, assigning its id, and fans it out to live subscribers.
-    /// Returns the event as stored, with its id. `topic` has been validated by the hub.
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        event: Event,
-    ) -> BoxFuture<'a, Result<Event, HubError>>;
+    /// Returns the event as stored, with its id.
+    ///
+    /// Fails with [`Error::closed`] on a closed topic, and with an error that says so when a
+    /// bound of the backend refuses it ([`Error::too_many_topics`], [`Error::history_full`]).
+    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> BoxFuture<'a, Result<Event, Error>>;
 
-    /// Opens a subscription to `topic` for a client that last saw `after` (`None` for a first
-    /// connection, which gets live events only).
+    /// Opens a subscription to `topic` starting at `start`.
     fn open<'a>(
         &'a self,
         topic: &'a str,
-        after: Option<&'a LastEventId>,
+        start: &'a Start,
         options: &'a ReplayOptions,
-    ) -> BoxFuture<'a, Result<Opened, HubError>>;
+    ) -> BoxFuture<'a, Result<Opened, Error>>;
+
+    /// Closes `topic`: appends `end` as its final event (its id ending with
+    /// [`END_ID_SUFFIX`]), ends every live subscription with it, and refuses further publishes
+    /// until the topic is gone. Subscribers that come later get what is retained, then `end`.
+    /// Closing a closed topic changes nothing. Returns the final event as stored.
+    fn close<'a>(&'a self, topic: &'a str, end: Event) -> BoxFuture<'a, Result<Event, Error>>;
+
+    /// What `topic` holds now and who listens; `None` when the topic does not exist.
+    fn topic_info<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<TopicInfo>, Error>>;
+
+    /// Resolves once `topic` has had no subscriber for `grace` (at once after `grace` when
+    /// nobody subscribes in the meantime). The default asks [`topic_info`](Backend::topic_info)
+    /// every `grace`; backends that know when subscribers come and go do better.
+    fn wait_idle<'a>(
+        &'a self,
+        topic: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            loop {
+                tokio::time::sleep(grace).await;
+                let info = self.topic_info(topic).await?;
+                if info.is_none_or(|info| info.subscribers == 0) {
+                    return Ok(());
+                }
+            }
+        })
+    }
 
     /// Whether the backend can serve requests now.
     fn health(&self) -> Health {
@@ -77,8 +118,41 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Where a subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Start {
+    /// With the events published from now on.
+    #[default]
+    Live,
+    /// With the oldest event the topic still retains.
+    Oldest,
+    /// Right after this id: a reconnecting client's `Last-Event-ID`.
+    After(LastEventId),
+}
+
+impl Start {
+    /// After `last` when the client sent one (a reconnect), else `first`.
+    ///
+    /// ```
+    /// use tower_sse::backend::Start;
+    /// assert_eq!(Start::resume_or(None, Start::Oldest), Start::Oldest);
+    /// ```
+    pub fn resume_or(last: Option<LastEventId>, first: Start) -> Start {
+        last.map_or(first, Start::After)
+    }
+}
+
+impl From<Option<LastEventId>> for Start {
+    /// After the id, or live for a first connection.
+    fn from(last: Option<LastEventId>) -> Start {
+        Start::resume_or(last, Start::Live)
+    }
+}
+
 /// How much history one reconnect may replay, and where a client resumes after a gap.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReplayOptions {
     /// The most events one reconnect replays. A client further behind gets this many, then its
     /// stream ends with a `retry:` hint and it comes back for the next batch, so a reconnect
@@ -124,8 +198,8 @@ pub enum GapReason {
     /// The events after the id are no longer retained (evicted by the history bounds, or
     /// trimmed).
     Evicted,
-    /// The id comes from another epoch: an in-memory hub that has restarted since, or another
-    /// server.
+    /// The id was issued by another topic, by an earlier instance of this topic (dropped, or
+    /// closed and opened again), or by an in-memory hub that has restarted since.
     Foreign,
     /// The id has the right form but was never issued (it is ahead of the topic).
     Unknown,
@@ -147,6 +221,7 @@ impl GapReason {
 
 /// A reconnect that could not be resumed exactly; the hub tells the client with a `gap` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Gap {
     /// Why.
     pub reason: GapReason,
@@ -159,35 +234,154 @@ pub struct Gap {
     pub last_id: Option<String>,
 }
 
-/// An event as a backend fans it out: its position and its encoded form.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// Its position in the topic.
-    pub position: Position,
-    /// The event, with its id.
-    pub event: Event,
-}
+impl Gap {
+    /// A gap for `reason`, continuing as `resume` says.
+    pub fn new(reason: GapReason, resume: GapResume) -> Gap {
+        Gap {
+            reason,
+            resume,
+            resume_after: None,
+            last_id: None,
+        }
+    }
 
-/// The live part of a subscription.
-#[derive(Debug)]
-pub struct Live {
-    /// Receives every event published to the topic from before the history was read.
-    pub receiver: broadcast::Receiver<Published>,
-    /// The position of the last event in the replay (or of the topic's newest event when
-    /// nothing was replayed): live events at or below it are dropped as duplicates.
-    pub after: Position,
+    /// Sets [`resume_after`](Gap::resume_after).
+    pub fn resume_after(mut self, id: impl Into<String>) -> Gap {
+        self.resume_after = Some(id.into());
+        self
+    }
+
+    /// Sets [`last_id`](Gap::last_id).
+    pub fn last_id(mut self, id: impl Into<String>) -> Gap {
+        self.last_id = Some(id.into());
+        self
+    }
 }
 
 /// What [`Backend::open`] returns.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Opened {
     /// Set when the client's id could not be resumed from exactly.
     pub gap: Option<Gap>,
     /// The events to send first, oldest first, at most [`ReplayOptions::max_replay`].
     pub replay: Vec<Event>,
-    /// The live events after the replay; `None` when the replay was cut at
-    /// [`ReplayOptions::max_replay`] and the client must reconnect for the rest.
-    pub live: Option<Live>,
+    /// What follows the replay.
+    pub rest: Rest,
+}
+
+impl Opened {
+    /// A subscription that sends `replay`, then `rest`.
+    pub fn new(replay: Vec<Event>, rest: Rest) -> Opened {
+        Opened {
+            gap: None,
+            replay,
+            rest,
+        }
+    }
+
+    /// Announces `gap` before the replay.
+    pub fn with_gap(mut self, gap: Gap) -> Opened {
+        self.gap = Some(gap);
+        self
+    }
+}
+
+/// What follows a subscription's replay.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Rest {
+    /// Live events, exactly after the replay.
+    Live(Live),
+    /// Nothing now: the replay was cut at [`ReplayOptions::max_replay`], and the client comes
+    /// back (after a `retry:` hint) for the rest.
+    More,
+    /// The topic is closed: this final event, then the stream's end.
+    End(Event),
+}
+
+/// The live part of a subscription: a feed of [`Delivery`] items from the backend, in order.
+///
+/// The stream ending means the backend lost the feed: the hub ends the client's stream with a
+/// `retry:` hint, and the client resumes by replay.
+pub struct Live {
+    feed: Pin<Box<dyn Stream<Item = Delivery> + Send + 'static>>,
+}
+
+impl Live {
+    /// A live part fed by `feed`.
+    pub fn new(feed: impl Stream<Item = Delivery> + Send + 'static) -> Live {
+        Live {
+            feed: Box::pin(feed),
+        }
+    }
+}
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+impl Stream for Live {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.feed.as_mut().poll_next(cx)
+    }
+}
+
+/// One item of a [`Live`] feed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The next event.
+    Event(Event),
+    /// The subscriber fell further behind than the backend keeps for it: its stream ends with
+    /// a `retry:` hint, and it catches up by replay when it reconnects.
+    Lagged,
+    /// The topic was closed: this final event, then the end.
+    End(Event),
+}
+
+/// What a topic holds now and who listens, from [`Backend::topic_info`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TopicInfo {
+    /// Live subscribers (of this process, for a backend shared by several).
+    pub subscribers: usize,
+    /// Events retained for replay.
+    pub retained_events: usize,
+    /// Encoded bytes of those events.
+    pub retained_bytes: usize,
+    /// The id of the newest event published, if it is known.
+    pub last_id: Option<String>,
+    /// Whether the topic is closed.
+    pub closed: bool,
+}
+
+impl TopicInfo {
+    /// A topic with this many subscribers, retained events and retained bytes.
+    pub fn new(subscribers: usize, retained_events: usize, retained_bytes: usize) -> TopicInfo {
+        TopicInfo {
+            subscribers,
+            retained_events,
+            retained_bytes,
+            ..TopicInfo::default()
+        }
+    }
+
+    /// Sets [`last_id`](TopicInfo::last_id).
+    pub fn last_id(mut self, id: impl Into<String>) -> TopicInfo {
+        self.last_id = Some(id.into());
+        self
+    }
+
+    /// Sets [`closed`](TopicInfo::closed).
+    pub fn closed(mut self, closed: bool) -> TopicInfo {
+        self.closed = closed;
+        self
+    }
 }
 
 /// Whether a backend can serve requests now.
@@ -208,8 +402,10 @@ impl fmt::Display for Health {
     }
 }
 
-/// Bounds on the history a backend keeps per topic. An event is evicted as soon as any bound
-/// is exceeded.
+/// Bounds on the history a backend keeps per topic, for replay. An event leaves the history
+/// as soon as any bound is exceeded, unless a live subscriber has not read it yet and is at
+/// most its queue behind (so a live subscriber that keeps up never misses an event to a short
+/// history). What the whole hub keeps is bounded by [`TopicLimits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryLimits {
     /// The most events kept per topic. Default 1000.
@@ -226,6 +422,41 @@ impl Default for HistoryLimits {
             max_events: 1000,
             max_bytes: 16 * 1024 * 1024,
             max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Bounds on the topics of a whole hub, and when an idle topic goes away.
+///
+/// When a new topic would exceed `max_topics`, or an event would take the retained history past
+/// `max_history_bytes`, the hub first drops idle topics (no subscriber), least recently used
+/// first; then, for an event, the oldest events of its own topic. If that is not enough, the
+/// call is refused ([`Error::too_many_topics`], [`Error::history_full`]): a publisher gets `503`
+/// with `Retry-After`, a subscriber a `retry:` hint (never a status an `EventSource` takes as
+/// final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicLimits {
+    /// The most topics at once. Default 100 000.
+    pub max_topics: usize,
+    /// The most bytes of retained events in all topics together, counting each event's encoded
+    /// size plus [`EVENT_OVERHEAD`] for its bookkeeping. Default 64 MiB.
+    pub max_history_bytes: usize,
+    /// A topic without subscribers that nobody published to for this long is dropped whole,
+    /// with its history. Default 1 hour.
+    pub idle_ttl: Duration,
+}
+
+/// What the hub counts per retained event besides its encoded bytes, towards
+/// [`TopicLimits::max_history_bytes`].
+pub const EVENT_OVERHEAD: usize = 128;
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        TopicLimits {
+            max_topics: 100_000,
+            max_history_bytes: 64 * 1024 * 1024,
+            idle_ttl: Duration::from_secs(3600),
         }
     }
 }

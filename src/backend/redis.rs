@@ -2,21 +2,27 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Script, Value};
-use tokio::sync::{Notify, broadcast};
-
-use super::{
-    Backend, Gap, GapReason, GapResume, Health, HistoryLimits, Live, Opened, Position, Published,
-    ReplayOptions,
+use redis::{
+    AsyncConnectionConfig, Client, FromRedisValue, RedisError, Script, ScriptInvocation, Value,
 };
-use crate::hub::HubError;
-use crate::{Event, LastEventId};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::log::{Log, Read, until_idle};
+use super::{
+    Backend, Delivery, END_ID_SUFFIX, Error, Gap, GapReason, GapResume, Health, HistoryLimits,
+    Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits,
+};
+use crate::Event;
 
 /// The default prefix of the stream keys: topic `news` is the stream `tower-sse:news`.
 pub const DEFAULT_KEY_PREFIX: &str = "tower-sse:";
@@ -27,68 +33,164 @@ const BLOCK: Duration = Duration::from_secs(1);
 const READ_COUNT: usize = 1000;
 /// Longest pause between two reconnection attempts of the reader.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the local logs drop what every subscriber has read (each delivery does too).
+const SWEEP: Duration = Duration::from_secs(1);
+/// The shortest interval between two renewals of the keys of the topics in use here.
+const MIN_RENEW: Duration = Duration::from_millis(10);
+/// Topics whose keys one renewal pipeline extends.
+const RENEW_BATCH: usize = 500;
+/// A local log keeps nothing for replay (Redis does): an entry stays only until every local
+/// subscriber has read it, or until a subscriber that has not is more than its queue behind.
+const LIVE_ONLY: HistoryLimits = HistoryLimits {
+    max_events: 0,
+    max_bytes: 0,
+    max_age: Duration::ZERO,
+};
 
-/// Lua shared by both scripts: trimming by `XDEL` of the oldest entries, because Redis records
-/// what `XDEL` removes in `XINFO STREAM`'s max-deleted-entry-id (and `XTRIM` does not), which is
-/// how a reconnect after a trimmed id is told apart from one that missed nothing.
-const TRIM: &str = r"
-local function drop(key, entries)
-  local ids = {}
-  for i, entry in ipairs(entries) do ids[i] = entry[1] end
+/// Lua shared by the scripts. KEYS[1] is a topic's stream, KEYS[2] its metadata hash; ARGV[1]
+/// to ARGV[4] are the history's count bound, the trim batch, the age bound in ms and the idle
+/// TTL in ms (see [`Shared::run`]), a script's own arguments follow. The metadata hash has the
+/// fields `b` (the instance's birth, see [`RedisBackend`]), `n` (entries ever added to the
+/// instance: each entry carries its ordinal, so a reader can tell that it missed some), `s`
+/// (encoded bytes of the events retained), `l` (the newest event's id) and, once the topic is
+/// closed, `x` (the close marker's id) and `end` (the final event, stored without id).
+///
+/// Trimming deletes the oldest entries with `XDEL`, because Redis records what `XDEL` removes
+/// in `XINFO STREAM`'s max-deleted-entry-id (and `XTRIM` does not), which is how a reconnect
+/// after a trimmed id is told apart from one that missed nothing.
+const LIB: &str = r"
+local function split(id) return string.match(id, '^(%d+)-(%d+)$') end
+local function cmpnum(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+-- Compares two stream ids exactly, as the decimal strings they are (a Lua number is a double).
+local function cmp(a, b)
+  local ams, aseq = split(a)
+  local bms, bseq = split(b)
+  local c = cmpnum(ams, bms)
+  if c ~= 0 then return c end
+  return cmpnum(aseq, bseq)
+end
+local function ms_of(id)
+  local ms = split(id)
+  return tonumber(ms)
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- An event's encoded size as the hub counts it: the stored body plus its 'id: ' line.
+local function size(id, body) return #body + #id + 5 end
+local function drop(key, meta, entries)
+  local ids, bytes = {}, 0
+  for i, entry in ipairs(entries) do
+    ids[i] = entry[1]
+    local fields = entry[2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'e' then bytes = bytes + size(entry[1], fields[j + 1]) end
+    end
+  end
   for i = 1, #ids, 500 do
     redis.call('XDEL', key, unpack(ids, i, math.min(i + 499, #ids)))
   end
+  if bytes > 0 and redis.call('EXISTS', meta) == 1 then
+    redis.call('HINCRBY', meta, 's', -bytes)
+  end
 end
-local function trim(key, maxlen, batch, minid_ms)
+local function trim(key, meta, maxlen, batch, minid_ms)
   if minid_ms > 0 then
     while true do
-      local old = redis.call('XRANGE', key, '-', '(' .. minid_ms .. '-0', 'COUNT', 1000)
+      local old = redis.call('XRANGE', key, '-', '(' .. string.format('%.0f', minid_ms) .. '-0',
+        'COUNT', 1000)
       if #old == 0 then break end
-      drop(key, old)
+      drop(key, meta, old)
       if #old < 1000 then break end
     end
   end
   local over = redis.call('XLEN', key) - maxlen
-  if over >= batch then drop(key, redis.call('XRANGE', key, '-', '+', 'COUNT', over)) end
+  if over >= batch then drop(key, meta, redis.call('XRANGE', key, '-', '+', 'COUNT', over)) end
+end
+-- The birth of the topic's instance, or nil when the topic does not exist. A stream without
+-- metadata (written by an earlier version) is an instance born at 0-0.
+local function birth_of(key, meta)
+  local b = redis.call('HGET', meta, 'b')
+  if b then return b end
+  if redis.call('EXISTS', key) == 1 then return '0-0' end
+  return nil
+end
+-- Makes sure the topic exists; returns the id its next entry is to be added with. A new
+-- instance is born now, on the Redis server's clock, and its first entry comes right after.
+local function create(key, meta)
+  if redis.call('EXISTS', meta) == 1 then return '*' end
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', meta, 'b', '0-0')
+    return '*'
+  end
+  local ms = string.format('%.0f', now_ms())
+  redis.call('HSET', meta, 'b', ms .. '-0')
+  return ms .. '-1'
+end
+local function expire(key, meta)
+  redis.call('PEXPIRE', key, ARGV[4])
+  redis.call('PEXPIRE', meta, ARGV[4])
+end
+-- Trims by count (once a batch over) and by age: what is older than `ms` minus the age bound.
+local function bound(key, meta, ms)
+  trim(key, meta, tonumber(ARGV[1]), tonumber(ARGV[2]), ms - tonumber(ARGV[3]))
 end
 ";
 
-/// Appends an event with its ordinal `n` (from the counter KEYS[2], so a reader can tell that
-/// it missed entries), then trims by count (once a batch over) and by age, measured on the
-/// Redis server's clock from the id it just gave. ARGV: max count, trim batch, max age in ms,
-/// the encoded event. Returns the id.
+/// Appends an event with its ordinal, trims by count (once a batch over) and by age (measured
+/// on the Redis server's clock from the id it just gave), and renews the topic's expiry.
+/// ARGV[5]: the encoded event. Returns the id, or false when the topic is closed.
 const PUBLISH: &str = r"
-local n = redis.call('INCR', KEYS[2])
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[4], 'n', n)
-local ms = tonumber(string.match(id, '^(%d+)'))
-trim(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ms - tonumber(ARGV[3]))
+local key, meta = KEYS[1], KEYS[2]
+local first = create(key, meta)
+if redis.call('HEXISTS', meta, 'x') == 1 then return false end
+local n = redis.call('HINCRBY', meta, 'n', 1)
+local id = redis.call('XADD', key, first, 'e', ARGV[5], 'n', n)
+redis.call('HSET', meta, 'l', id)
+redis.call('HINCRBY', meta, 's', size(id, ARGV[5]))
+bound(key, meta, ms_of(id))
+expire(key, meta)
 return id
+";
+
+/// Closes a topic: appends the close marker (field `end` instead of `e`) with its ordinal,
+/// records it in the metadata, trims and renews the expiry as a publish does. ARGV[5]: the
+/// encoded final event. Returns `{ marker id, final event }`, the existing ones when the topic
+/// was closed already.
+const CLOSE: &str = r"
+local key, meta = KEYS[1], KEYS[2]
+local first = create(key, meta)
+local closed = redis.call('HMGET', meta, 'x', 'end')
+if closed[1] then return closed end
+local n = redis.call('HINCRBY', meta, 'n', 1)
+local id = redis.call('XADD', key, first, 'end', ARGV[5], 'n', n)
+redis.call('HSET', meta, 'x', id, 'end', ARGV[5])
+bound(key, meta, ms_of(id))
+expire(key, meta)
+return { id, ARGV[5] }
 ";
 
 /// Opens a subscription atomically: drops entries older than the age bound, tells whether the
 /// client's id can be resumed from, and reads the replay.
 ///
-/// ARGV: after (a stream id, or '' for none), replay count, max age in ms, resume mode
-/// ('oldest' or 'live'), '1' when the client's id was malformed, max count, trim batch.
-/// Returns { last-generated-id, max-deleted-entry-id, gap reason or '', entries, ordinal of
-/// the last entry }.
+/// ARGV[5..]: after (a stream id, or '' for none), replay count, resume mode ('oldest' or
+/// 'live'), '1' when the client's id was malformed, '1' to start with the oldest retained
+/// entry. Returns { last-generated-id, max-deleted-entry-id,
+/// gap reason or '', entries, ordinal of the last entry, birth or '', newest event's id or '',
+/// close marker's id or '', final event or '' }.
 const OPEN: &str = r"
-local key = KEYS[1]
-local after, count, age, mode, malformed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function greater(a, b)
-  local ams, aseq = parse(a)
-  local bms, bseq = parse(b)
-  return ams > bms or (ams == bms and aseq > bseq)
-end
+local key, meta = KEYS[1], KEYS[2]
+local after, count, mode, malformed, oldest = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local birth = birth_of(key, meta)
+local exists = redis.call('EXISTS', key) == 1
 local last, deleted = '0-0', '0-0'
-if redis.call('EXISTS', key) == 1 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  trim(key, tonumber(ARGV[6]), tonumber(ARGV[7]), now - age)
+if exists then
+  bound(key, meta, now_ms())
   local info = redis.call('XINFO', 'STREAM', key)
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then last = info[i + 1] end
@@ -99,18 +201,42 @@ local reason = ''
 if malformed == '1' then
   reason = 'malformed'
 elseif after ~= '' then
-  if greater(after, last) then reason = 'unknown'
-  elseif greater(deleted, after) then reason = 'evicted' end
+  if not birth or cmp(after, birth) < 0 then reason = 'foreign'
+  elseif cmp(after, last) > 0 then reason = 'unknown'
+  elseif cmp(after, deleted) < 0 then reason = 'evicted'
+  elseif after ~= birth and after ~= deleted
+      and #redis.call('XRANGE', key, after, after) == 0 then reason = 'foreign'
+  end
 end
 local start = nil
 if reason ~= '' then
   if mode == 'oldest' then start = '-' end
 elseif after ~= '' then
   start = '(' .. after
+elseif oldest == '1' then
+  start = '-'
 end
 local entries = {}
-if start then entries = redis.call('XRANGE', key, start, '+', 'COUNT', count) end
-return { last, deleted, reason, entries, tonumber(redis.call('GET', KEYS[2]) or '0') }
+if start and exists then entries = redis.call('XRANGE', key, start, '+', 'COUNT', count) end
+local m = redis.call('HMGET', meta, 'n', 'l', 'x', 'end')
+return { last, deleted, reason, entries, tonumber(m[1] or '0'), birth or '', m[2] or '',
+  m[3] or '', m[4] or '' }
+";
+
+/// What a topic holds, after trimming by age. Returns false when the topic does not exist, else { events retained, their bytes, newest
+/// event's id or '', close marker's id or '' }.
+const INFO: &str = r"
+local key, meta = KEYS[1], KEYS[2]
+local exists = redis.call('EXISTS', key) == 1
+if not exists and redis.call('EXISTS', meta) == 0 then return false end
+local len = 0
+if exists then
+  bound(key, meta, now_ms())
+  len = redis.call('XLEN', key)
+end
+local m = redis.call('HMGET', meta, 's', 'l', 'x')
+if exists and m[3] and #redis.call('XRANGE', key, m[3], m[3]) > 0 then len = len - 1 end
+return { len, tonumber(m[1] or '0'), m[2] or '', m[3] or '' }
 ";
 
 /// A Redis stream entry id, `MS-SEQ`; the event id clients see.
@@ -133,8 +259,9 @@ impl StreamId {
         })
     }
 
-    fn position(self) -> Position {
-        (Position::from(self.ms) << 64) | Position::from(self.seq)
+    /// `Some` unless this is `0-0`, which the scripts give for "none".
+    fn nonzero(self) -> Option<StreamId> {
+        (self != StreamId::default()).then_some(self)
     }
 }
 
@@ -144,25 +271,74 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// The id of the final event whose close marker has stream id `marker`.
+fn end_id(marker: &str) -> String {
+    format!("{marker}{END_ID_SUFFIX}")
+}
+
 /// History and fan-out in Redis Streams, shared by every hub server on the same Redis.
 ///
-/// - `publish` runs `XADD` (the entry id is the event id every server hands out) and trims by
-///   count and age in one script, so nothing is half-done. Trimming deletes the oldest entries
-///   with `XDEL` once the stream is a batch (a tenth of the count bound, at most 100) over its
-///   bound, rather than with `XTRIM`: Redis records what `XDEL` removes, so a reconnect after a
-///   trimmed id is answered with a `gap` event, never with a silently partial replay.
-/// - Each process reads new entries of the topics it has subscribers for with one blocking
-///   `XREAD` on one dedicated connection, and fans them out locally, bytes shared; commands
-///   share one more, multiplexed, connection. Two connections per process in all.
-/// - A reconnect replays with `XRANGE` strictly after the client's id, capped; an id older than
-///   what the stream retains (per `XINFO STREAM`'s max-deleted-entry-id), ahead of it, or not a
-///   stream id at all gets the `gap` event, as in memory.
-/// - While Redis is unreachable, `publish` fails with an error that says so and nothing is
-///   stored; open streams stay up, and once Redis is back the reader continues each topic from
-///   the last entry it delivered, so every entry Redis accepted reaches every subscriber.
-///   Reconnection backs off up to 5 s; [`Backend::health`] and the logs tell the state.
+/// - **Keys.** Topic `t` is the stream `{prefix}t` and the hash `{prefix}t#m` (its metadata:
+///   the instance's birth, the entries ever added, the retained bytes, the newest event's id,
+///   and once closed the final event). Both are created by the first publish (or close), and
+///   both get a `PEXPIRE` of [`TopicLimits::idle_ttl`], renewed by every publish and close:
+///   a topic nobody publishes to is dropped whole by Redis. While this process has
+///   subscribers for a topic (or waits in [`wait_idle`](Backend::wait_idle) on it), it renews
+///   the topic's keys every third of the TTL, so a topic someone listens to is never idle;
+///   after the last one leaves, the keys go within the TTL.
+/// - **Ids and instances.** An event's id is its stream entry id, `MS-SEQ`, the same on every
+///   server. A topic's instance (from its first publish until its keys expire) records its
+///   birth, `MS-0` on the Redis server's clock when it was created, and its first entry gets
+///   `MS-1`, so every id of the instance is above its birth and `MS-0` is the position before
+///   its first event. An id below the birth is from an earlier instance (expired, or closed and
+///   expired) or from another topic: a `gap` event, reason `foreign`. This holds as long as the
+///   Redis server's clock does not go back between two instances of a topic. Stream ids are
+///   unique within a stream, not across streams, so an id from another topic is recognised as
+///   `foreign` when it is below the birth, or above the newest id this topic trimmed and at
+///   most its newest id while none of its entries. Nothing tells one at or below the newest
+///   trimmed id from an id of this topic that was trimmed (`evicted`), nor one above the
+///   newest id from an id not issued yet (`unknown`); and one that is also an entry of this
+///   topic (two streams can add the same id in the same millisecond) is taken as that entry.
+///   A stream without metadata, written by an earlier version, is adopted as born at `0-0`.
+/// - **Close.** [`close`](Backend::close) appends a close marker entry carrying the final event
+///   (stored without id, like events) and records it in the metadata, atomically in a script;
+///   from then on publishing fails with [`Error::closed`]. The final event's id is the marker's
+///   stream id followed by [`END_ID_SUFFIX`]. Every server's reader that reads the marker ends
+///   its local subscribers of the topic with the final event; a subscriber that opens later
+///   gets what is retained after its start, then the final event (the metadata keeps it even
+///   once the marker is trimmed), until the topic's keys expire.
+/// - **Publish** runs `XADD` and trims by count and age in one script, so nothing is
+///   half-done. Trimming deletes the oldest entries with `XDEL` once the stream is a batch (a
+///   tenth of the count bound, at most 100) over its bound, rather than with `XTRIM`: Redis
+///   records what `XDEL` removes, so a reconnect after a trimmed id is answered with a `gap`
+///   event, never with a silently partial replay.
+/// - **Fan-out.** Each process reads new entries of the topics it has subscribers for with one
+///   blocking `XREAD` on one dedicated connection, and pushes them into a small log per topic
+///   that is also its live queue (as in the in-memory backend): each local subscriber is a
+///   position in it, an entry stays until every local subscriber has read it (it goes at the
+///   next delivery, or within a second), and a subscriber more than its queue behind is
+///   disconnected with a `retry:` hint. A topic here costs a small constant plus the entries
+///   not yet read by everyone; a subscriber, its position.
+///   Commands share one more, multiplexed, connection: two connections per process in all.
+///   Should entries be trimmed before this process has read them, the topic's local
+///   subscribers are ended so that they reconnect and are told of the gap.
+/// - **Replay** is `XRANGE` strictly after the client's id, capped; an id older than what the
+///   stream retains (per `XINFO STREAM`'s max-deleted-entry-id), ahead of it, not a stream id,
+///   or foreign (above) gets the `gap` event, as in memory.
+/// - **Outages.** While Redis is unreachable, `publish` fails with an error that says so and
+///   nothing is stored; open streams stay up, and once Redis is back the reader continues each
+///   topic from the last entry it delivered, so every entry Redis accepted reaches every
+///   subscriber. Reconnection backs off up to 5 s; [`Backend::health`] and the logs tell the
+///   state. Errors given to clients never carry Redis's text; it is their source, for logs.
 ///
-/// The history's byte bound does not apply: Redis bounds by count and age.
+/// Bounds: the history's count and age bounds ([`HistoryLimits::max_events`],
+/// [`HistoryLimits::max_age`]) apply per topic in Redis; its byte bound
+/// ([`HistoryLimits::max_bytes`]) and the hub-wide [`TopicLimits::max_history_bytes`] do not:
+/// Redis bounds by count and age (and by its own `maxmemory`). [`TopicLimits::max_topics`]
+/// bounds the topics this process reads (those it has local subscribers or waiters for); a
+/// subscription to one more is refused with [`Error::too_many_topics`] (a `retry:` hint).
+/// [`topic_info`](Backend::topic_info) and [`wait_idle`](Backend::wait_idle) count this
+/// process's subscribers only.
 pub struct RedisBackend {
     shared: Arc<Shared>,
 }
@@ -172,10 +348,14 @@ struct Shared {
     manager: ConnectionManager,
     prefix: String,
     limits: HistoryLimits,
+    topics: TopicLimits,
     queue: usize,
     publish: Script,
+    close: Script,
     open: Script,
-    feeds: Mutex<HashMap<Arc<str>, Feed>>,
+    info: Script,
+    /// The topics this process reads. Lock order: `feeds`, then a topic's state.
+    feeds: Mutex<HashMap<Arc<str>, Arc<LocalTopic>>>,
     /// Woken when a topic is added to the reader's set.
     changed: Notify,
     /// The reader connection's `CLIENT ID`, to interrupt its blocking `XREAD`.
@@ -184,21 +364,78 @@ struct Shared {
     error: Mutex<Option<String>>,
 }
 
-/// One topic this process has subscribers for.
+/// A topic this process has subscribers (or waiters) for.
+struct LocalTopic {
+    name: Arc<str>,
+    state: Mutex<Feed>,
+}
+
 struct Feed {
-    sender: broadcast::Sender<Published>,
-    /// The last entry delivered to `sender` (or from which to start reading); `None` until the
-    /// first subscription has read its snapshot.
+    /// The entries read and not yet read by every local subscriber; each subscriber is a
+    /// reader of it. Closed once the close marker is read.
+    log: Log,
+    /// The last entry read into `log` (or from which to start reading); `None` until the first
+    /// subscription has read its snapshot.
     position: Option<StreamId>,
     /// The ordinal of the entry at `position`: the next one read must be one more, or entries
     /// were trimmed before this process read them.
     ordinal: u64,
+    /// Counts the times every reader was cut off because entries were missed: a reader that
+    /// finds itself cut in a later generation than its own lost its feed (it is not lagged).
+    generation: u64,
+    /// Created for `wait_idle`: the subscriber count, as it changes.
+    listeners: Option<watch::Sender<usize>>,
+}
+
+impl Feed {
+    /// A feed whose subscribers may fall `queue` events behind.
+    fn new(queue: usize, listeners: Option<watch::Sender<usize>>) -> Feed {
+        Feed {
+            log: Log::new(1, queue),
+            position: None,
+            ordinal: 0,
+            generation: 0,
+            listeners,
+        }
+    }
+
+    fn has_listeners(&self) -> bool {
+        self.listeners
+            .as_ref()
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// Nobody here subscribes or waits: the topic is no longer read.
+    fn is_unused(&self) -> bool {
+        self.log.readers() == 0 && !self.has_listeners()
+    }
+
+    fn readers_changed(&self) {
+        if let Some(tx) = &self.listeners {
+            tx.send_replace(self.log.readers());
+        }
+    }
+
+    /// Ends every subscriber's live part: each reconnects and replays.
+    fn cut(&mut self) {
+        self.generation += 1;
+        self.log.cut_all();
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks leaves the state consistent, so a panic elsewhere while
+    // one was held does not make it unusable.
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `d` in whole milliseconds, within what Redis takes for an expiry or an age.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(i64::MAX as u64 / 2)
 }
 
 impl fmt::Debug for RedisBackend {
@@ -206,14 +443,18 @@ impl fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("prefix", &self.shared.prefix)
             .field("limits", &self.shared.limits)
+            .field("topics", &self.shared.topics)
+            .field("queue", &self.shared.queue)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisBackend {
     /// A backend on the Redis server at `url` (`redis://host:port/db`), with streams named
-    /// `prefix` + topic. It connects lazily: Redis need not be up yet. Must be called within a
-    /// Tokio runtime (it starts the reader task).
+    /// `prefix` + topic, the count and age bounds of `limits`, the idle TTL and local topic
+    /// bound of `topics`, and `queue` as each subscriber's lag bound (clamped to
+    /// 1..=1 048 576). It connects lazily: Redis need not be up yet. Must be called within a
+    /// Tokio runtime (it starts its reader and its key keeper).
     ///
     /// # Errors
     ///
@@ -222,32 +463,85 @@ impl RedisBackend {
         url: &str,
         prefix: &str,
         limits: HistoryLimits,
+        topics: TopicLimits,
         queue: usize,
-    ) -> Result<RedisBackend, HubError> {
+    ) -> Result<RedisBackend, Error> {
         let client = Client::open(url)
-            .map_err(|err| HubError::config(format!("invalid Redis URL {url:?}: {err}")))?;
+            .map_err(|err| Error::config(format!("invalid Redis URL {url:?}: {err}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|err| HubError::config(format!("Redis client: {err}")))?;
+            .map_err(|err| Error::config(format!("Redis client: {err}")))?;
+        let script = |body: &str| Script::new(&format!("{LIB}{body}"));
         let shared = Arc::new(Shared {
             client,
             manager,
             prefix: prefix.to_owned(),
             limits,
+            topics,
             queue: queue.clamp(1, 1 << 20),
-            publish: Script::new(&format!("{TRIM}{PUBLISH}")),
-            open: Script::new(&format!("{TRIM}{OPEN}")),
+            publish: script(PUBLISH),
+            close: script(CLOSE),
+            open: script(OPEN),
+            info: script(INFO),
             feeds: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             reader_id: Mutex::new(None),
             error: Mutex::new(None),
         });
         tokio::spawn(read_loop(Arc::downgrade(&shared)));
+        tokio::spawn(keep(Arc::downgrade(&shared)));
         Ok(RedisBackend { shared })
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Nobody reads for the local subscribers any more: they reconnect (to another server).
+        for topic in lock(&self.feeds).values() {
+            lock(&topic.state).cut();
+        }
+    }
+}
+
+/// The open script's reply.
+struct OpenReply {
+    /// The stream's last generated id (`0-0` when there is no stream).
+    last: StreamId,
+    /// The largest id ever deleted from it (`0-0` when none was).
+    deleted: StreamId,
+    reason: Option<GapReason>,
+    entries: Vec<Value>,
+    /// The ordinal of the entry at `last`.
+    ordinal: u64,
+    /// The instance's birth; `None` when the topic does not exist.
+    birth: Option<StreamId>,
+    /// The newest event's id, when known.
+    newest: Option<String>,
+    /// The final event, when the topic is closed.
+    end: Option<Event>,
+}
+
+impl OpenReply {
+    /// The `gap` for the reply's reason, if any: where the stream continues, by an id that
+    /// resumes exactly there.
+    fn gap(&self, resume: GapResume) -> Option<Gap> {
+        let reason = self.reason?;
+        let mut gap = Gap::new(reason, resume);
+        if let Some(birth) = self.birth {
+            let before = match resume {
+                GapResume::Oldest => self.deleted,
+                GapResume::Live => self.last,
+            };
+            gap = gap.resume_after(before.max(birth).to_string());
+        }
+        if let Some(newest) = &self.newest {
+            gap = gap.last_id(newest);
+        }
+        Some(gap)
     }
 }
 
@@ -256,9 +550,9 @@ impl Shared {
         format!("{}{topic}", self.prefix)
     }
 
-    /// The counter of entries ever added to a topic's stream.
-    fn counter_key(&self, topic: &str) -> String {
-        format!("{}{topic}#n", self.prefix)
+    /// The topic's metadata hash (`#` is never in a topic name).
+    fn meta_key(&self, topic: &str) -> String {
+        format!("{}{topic}#m", self.prefix)
     }
 
     /// How far over its count bound a stream may grow before it is trimmed back, so trimming
@@ -267,14 +561,28 @@ impl Shared {
         (self.limits.max_events / 10).clamp(1, 100)
     }
 
-    fn failed(&self, what: &str, err: &redis::RedisError) -> HubError {
+    fn age_ms(&self) -> u64 {
+        millis(self.limits.max_age)
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        millis(self.topics.idle_ttl).max(1)
+    }
+
+    /// The error for a failed Redis call; a failure to reach Redis shows in the health too.
+    fn failed(&self, what: &str, err: RedisError) -> Error {
+        if err.code() == Some("WRONGTYPE") {
+            // A key of ours holds something else: no retrying will help.
+            tracing::error!("Redis {what} failed: {err}");
+            return Error::internal(err);
+        }
         let message = format!("Redis {what} failed: {err}");
         let mut error = lock(&self.error);
         if error.is_none() {
             tracing::warn!("{message}");
         }
-        *error = Some(message.clone());
-        HubError::unavailable(message)
+        *error = Some(message);
+        Error::unavailable(err)
     }
 
     fn succeeded(&self) {
@@ -284,160 +592,258 @@ impl Shared {
         }
     }
 
-    fn age_ms(&self) -> u64 {
-        u64::try_from(self.limits.max_age.as_millis())
-            .unwrap_or(u64::MAX)
-            .min(i64::MAX as u64 / 2)
-    }
-
-    async fn publish(&self, topic: &str, event: Event) -> Result<Event, HubError> {
-        let body = event.without_id();
-        let mut conn = self.manager.clone();
-        let id: String = self
-            .publish
-            .key(self.key(topic))
-            .key(self.counter_key(topic))
+    /// Runs `script` (one of [`LIB`]'s) on `topic`'s keys with the common arguments, then
+    /// those `args` adds.
+    async fn run<T: FromRedisValue>(
+        &self,
+        what: &str,
+        script: &Script,
+        topic: &str,
+        args: impl FnOnce(&mut ScriptInvocation<'_>),
+    ) -> Result<T, Error> {
+        let mut invocation = script.key(self.key(topic));
+        invocation
+            .key(self.meta_key(topic))
             .arg(self.limits.max_events)
             .arg(self.trim_batch())
             .arg(self.age_ms())
-            .arg(body.as_ref())
+            .arg(self.ttl_ms());
+        args(&mut invocation);
+        let mut conn = self.manager.clone();
+        let reply = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(|err| self.failed("XADD", &err))?;
+            .map_err(|err| self.failed(what, err))?;
         self.succeeded();
-        event.with_id(&id).map_err(HubError::event)
+        Ok(reply)
+    }
+
+    async fn publish(&self, topic: &str, event: Event) -> Result<Event, Error> {
+        let body = event.without_id();
+        let id: Option<String> = self
+            .run("publish", &self.publish, topic, |script| {
+                script.arg(body.as_ref());
+            })
+            .await?;
+        let id = id.ok_or_else(Error::closed)?;
+        event.with_id(&id).map_err(Error::internal)
+    }
+
+    async fn close(&self, topic: &str, end: Event) -> Result<Event, Error> {
+        let body = end.without_id();
+        let (marker, stored): (String, Vec<u8>) = self
+            .run("close", &self.close, topic, |script| {
+                script.arg(body.as_ref());
+            })
+            .await?;
+        Event::from_stored(Bytes::from(stored), &end_id(&marker))
+            .ok_or_else(|| Error::internal("the topic's stored final event is not an event"))
     }
 
     async fn open(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
-        after: Option<&LastEventId>,
+        start: &Start,
         options: &ReplayOptions,
-    ) -> Result<Opened, HubError> {
+    ) -> Result<Opened, Error> {
+        let after = match start {
+            Start::After(after) => Some(after),
+            Start::Live | Start::Oldest => None,
+        };
         let max_replay = options.max_replay.max(1);
         let parsed = after.map(|after| after.as_str().and_then(StreamId::parse));
         let malformed = matches!(parsed, Some(None));
 
-        // Live first: every entry this process delivers from now on reaches this receiver.
-        let (receiver, topic_key): (_, Arc<str>) = {
-            let mut feeds = lock(&self.feeds);
-            let key: Arc<str> = match feeds.get_key_value(topic) {
-                Some((key, _)) => key.clone(),
-                None => topic.into(),
-            };
-            let feed = feeds.entry(key.clone()).or_insert_with(|| Feed {
-                sender: broadcast::channel(self.queue).0,
-                position: None,
-                ordinal: 0,
-            });
-            (feed.sender.subscribe(), key)
-        };
+        // Live first: every entry this process reads for the topic from now on reaches this
+        // reader (dropped again on every way out but the live one).
+        let mut reader = self.reader(topic)?;
 
-        let mut conn = self.manager.clone();
+        let after = parsed
+            .flatten()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let flag = |set: bool| if set { "1" } else { "0" };
         let reply: Value = self
-            .open
-            .key(self.key(topic))
-            .key(self.counter_key(topic))
-            .arg(
-                parsed
-                    .flatten()
-                    .map(|id| id.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(max_replay + 1)
-            .arg(self.age_ms())
-            .arg(options.resume.as_str())
-            .arg(if malformed { "1" } else { "0" })
-            .arg(self.limits.max_events)
-            .arg(self.trim_batch())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|err| {
-                self.forget_if_unused(&topic_key);
-                self.failed("subscribe", &err)
-            })?;
-        self.succeeded();
-        let OpenReply {
-            last,
-            deleted,
-            reason,
-            entries,
-            ordinal,
-        } = parse_open(reply)
-            .ok_or_else(|| HubError::unavailable("unexpected reply to the open script"))?;
-
-        let gap = reason.map(|reason| Gap {
-            reason,
-            resume: options.resume,
-            resume_after: Some(match options.resume {
-                GapResume::Oldest => deleted.to_string(),
-                GapResume::Live => last.to_string(),
-            }),
-            last_id: (last != StreamId::default()).then(|| last.to_string()),
-        });
-        let mut replay = decode(entries);
-        let mut after = last;
-        if replay.len() <= max_replay {
-            // Position the topic's reader at this snapshot if it is new; if the reader is
-            // already past it, read the entries in between so none is missed.
-            let (reader_at, new_topic) = {
-                let mut feeds = lock(&self.feeds);
-                match feeds.get_mut(&topic_key) {
-                    Some(feed) => {
-                        let new_topic = feed.position.is_none();
-                        if new_topic {
-                            feed.ordinal = ordinal;
-                        }
-                        (*feed.position.get_or_insert(last), new_topic)
-                    }
-                    None => (last, false),
-                }
-            };
-            if new_topic {
-                self.wake_reader().await;
-            }
-            if reader_at > last {
-                let mut conn = self.manager.clone();
-                let between: Value = redis::cmd("XRANGE")
-                    .arg(self.key(topic))
-                    .arg(format!("({last}"))
-                    .arg(reader_at.to_string())
-                    .arg("COUNT")
-                    .arg(max_replay + 1 - replay.len())
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|err| self.failed("XRANGE", &err))?;
-                replay.extend(decode(items(between)));
-            }
-            // Whatever the receiver got at or before `after` is in the replay: the hub drops it.
-            after = last.max(reader_at);
-        }
+            .run("subscribe", &self.open, topic, |script| {
+                script
+                    .arg(after)
+                    .arg(max_replay + 1)
+                    .arg(options.resume.as_str())
+                    .arg(flag(malformed))
+                    .arg(flag(matches!(start, Start::Oldest)));
+            })
+            .await?;
+        let mut snapshot = parse_open(reply)
+            .ok_or_else(|| Error::internal("unexpected reply to the open script"))?;
+        let gap = snapshot.gap(options.resume);
+        let opened = |replay: Vec<Event>, rest: Rest| match gap.clone() {
+            Some(gap) => Opened::new(replay, rest).with_gap(gap),
+            None => Opened::new(replay, rest),
+        };
+        // The marker among the entries is left out: the final event comes from the metadata.
+        let mut replay: Vec<Event> = decode_entries(std::mem::take(&mut snapshot.entries))
+            .into_iter()
+            .filter_map(|entry| match entry.stored {
+                Stored::Event(event) => Some(event),
+                _ => None,
+            })
+            .collect();
         if replay.len() > max_replay {
             // Cut at the cap: the client comes back for the rest.
             replay.truncate(max_replay);
-            return Ok(Opened {
-                gap,
-                replay,
-                live: None,
-            });
+            return Ok(opened(replay, Rest::More));
         }
-        Ok(Opened {
-            gap,
-            replay,
-            live: Some(Live {
-                receiver,
-                after: after.position(),
-            }),
+        if let Some(end) = snapshot.end {
+            return Ok(opened(replay, Rest::End(end)));
+        }
+
+        // Position the topic's reader at this snapshot if it is new; if the reader is already
+        // past it, read the entries in between so none is missed.
+        let (reader_at, new_topic) = {
+            let mut feed = lock(&reader.topic.state);
+            let new_topic = feed.position.is_none();
+            if new_topic {
+                feed.ordinal = snapshot.ordinal;
+            }
+            (*feed.position.get_or_insert(snapshot.last), new_topic)
+        };
+        if new_topic {
+            self.wake_reader().await;
+        }
+        let mut end = None;
+        if reader_at > snapshot.last {
+            let mut conn = self.manager.clone();
+            let between: Value = redis::cmd("XRANGE")
+                .arg(self.key(topic))
+                .arg(format!("({}", snapshot.last))
+                .arg(reader_at.to_string())
+                .arg("COUNT")
+                .arg(max_replay + 1 - replay.len())
+                .query_async(&mut conn)
+                .await
+                .map_err(|err| self.failed("XRANGE", err))?;
+            let between = decode_entries(items(between));
+            if between
+                .first()
+                .is_none_or(|entry| entry.ordinal != snapshot.ordinal + 1)
+            {
+                // Trimmed meanwhile: the client reconnects and is told of the gap.
+                return Ok(opened(replay, Rest::More));
+            }
+            for entry in between {
+                match entry.stored {
+                    Stored::Event(event) => replay.push(event),
+                    Stored::End(event) => end = Some(event),
+                    Stored::Other => {}
+                }
+            }
+        }
+        if replay.len() > max_replay {
+            replay.truncate(max_replay);
+            return Ok(opened(replay, Rest::More));
+        }
+        if let Some(end) = end {
+            return Ok(opened(replay, Rest::End(end)));
+        }
+        // Whatever the reader gets at or before this is in the replay: it skips it.
+        reader.after = Some(snapshot.last.max(reader_at));
+        Ok(opened(replay, Rest::Live(Live::new(reader))))
+    }
+
+    async fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>, Error> {
+        let held: Option<(i64, i64, String, String)> =
+            self.run("topic info", &self.info, topic, |_| {}).await?;
+        let subscribers = lock(&self.feeds)
+            .get(topic)
+            .map_or(0, |topic| lock(&topic.state).log.readers());
+        let Some((events, bytes, newest, marker)) = held else {
+            return Ok((subscribers > 0).then(|| TopicInfo::new(subscribers, 0, 0)));
+        };
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
+        let mut info =
+            TopicInfo::new(subscribers, count(events), count(bytes)).closed(!marker.is_empty());
+        if !newest.is_empty() {
+            info = info.last_id(newest);
+        }
+        Ok(Some(info))
+    }
+
+    async fn wait_idle(self: &Arc<Self>, topic: &str, grace: Duration) -> Result<(), Error> {
+        let mut waiting = self.local(topic, |topic, feed| {
+            let readers = feed.log.readers();
+            let listener = feed
+                .listeners
+                .get_or_insert_with(|| watch::channel(readers).0)
+                .subscribe();
+            Waiting {
+                shared: Arc::downgrade(self),
+                topic: topic.clone(),
+                listener: Some(listener),
+            }
+        })?;
+        let listener = waiting.listener.as_mut().expect("set until dropped");
+        until_idle(listener, grace).await;
+        Ok(())
+    }
+
+    /// Runs `f` on the local topic `name`, created when missing (within
+    /// [`TopicLimits::max_topics`]), with the topics and its state locked. A closed one is
+    /// replaced: its readers finish with its final event, and whoever comes now reads the
+    /// topic's next instance.
+    fn local<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Arc<LocalTopic>, &mut Feed) -> R,
+    ) -> Result<R, Error> {
+        let mut feeds = lock(&self.feeds);
+        let mut listeners = None;
+        match feeds.get(name) {
+            Some(topic) => {
+                let mut feed = lock(&topic.state);
+                if feed.log.end().is_none() {
+                    return Ok(f(topic, &mut feed));
+                }
+                listeners = feed.listeners.take();
+            }
+            None if feeds.len() >= self.topics.max_topics => return Err(Error::too_many_topics()),
+            None => {}
+        }
+        let topic = Arc::new(LocalTopic {
+            name: name.into(),
+            state: Mutex::new(Feed::new(self.queue, listeners)),
+        });
+        feeds.insert(topic.name.clone(), topic.clone());
+        let mut feed = lock(&topic.state);
+        let result = f(&topic, &mut feed);
+        feed.readers_changed();
+        Ok(result)
+    }
+
+    /// A new local subscriber of `name`, at the end of its log.
+    fn reader(self: &Arc<Self>, name: &str) -> Result<Reader, Error> {
+        self.local(name, |topic, feed| {
+            let key = feed.log.add_reader(feed.log.next_seq());
+            feed.readers_changed();
+            Reader {
+                shared: Arc::downgrade(self),
+                topic: topic.clone(),
+                key,
+                after: None,
+                generation: feed.generation,
+                done: false,
+            }
         })
     }
 
-    fn forget_if_unused(&self, topic: &str) {
+    /// Stops reading `topic` if nobody here subscribes or waits any more.
+    fn forget_if_unused(&self, topic: &Arc<LocalTopic>) {
         let mut feeds = lock(&self.feeds);
         if feeds
-            .get(topic)
-            .is_some_and(|feed| feed.sender.receiver_count() <= 1 && feed.position.is_none())
+            .get(&topic.name)
+            .is_some_and(|current| Arc::ptr_eq(current, topic))
+            && lock(&topic.state).is_unused()
         {
-            feeds.remove(topic);
+            feeds.remove(&topic.name);
         }
     }
 
@@ -455,50 +861,95 @@ impl Shared {
         }
     }
 
-    /// Fans out the entries of one `XREAD` reply.
+    /// Pushes the entries of one `XREAD` reply into the local logs.
     fn deliver(&self, reply: Value) {
-        let mut feeds = lock(&self.feeds);
+        let now = Instant::now();
+        let feeds = lock(&self.feeds);
         for (key, entries) in streams_of(reply) {
-            let Some(topic) = key.strip_prefix(&self.prefix) else {
+            let Some(topic) = key.strip_prefix(&self.prefix).and_then(|t| feeds.get(t)) else {
                 continue;
             };
-            let Some(feed) = feeds.get_mut(topic) else {
-                continue;
-            };
-            for (id, ordinal, event) in decode_entries(entries) {
-                if feed.position.is_some_and(|position| id <= position) {
+            let mut feed = lock(&topic.state);
+            for entry in decode_entries(entries) {
+                if feed.log.end().is_some() {
+                    break;
+                }
+                if feed.position.is_some_and(|position| entry.id <= position) {
                     continue;
                 }
-                if ordinal != feed.ordinal + 1 {
-                    // Entries were trimmed before this process read them: its subscribers of
-                    // this topic must not go on as if nothing was missed. Their streams end
-                    // with a `retry:` hint; they reconnect and get the `gap` event.
+                if entry.ordinal != feed.ordinal + 1 {
+                    // Entries were trimmed before this process read them (or the topic's keys
+                    // expired and it started again): its subscribers of this topic must not
+                    // go on as if nothing was missed. Their streams end with a `retry:` hint;
+                    // they reconnect and get the `gap` event.
                     tracing::warn!(
-                        topic,
+                        topic = %topic.name,
                         "entries were trimmed before they were read; ending the topic's streams"
                     );
-                    feed.sender = broadcast::channel(self.queue).0;
+                    feed.cut();
                 }
-                feed.position = Some(id);
-                feed.ordinal = ordinal;
-                if let Some(event) = event {
-                    let _ = feed.sender.send(Published {
-                        position: id.position(),
-                        event,
-                    });
+                feed.position = Some(entry.id);
+                feed.ordinal = entry.ordinal;
+                match entry.stored {
+                    Stored::Event(event) => {
+                        feed.log.push(event, now);
+                    }
+                    Stored::End(end) => feed.log.close(end),
+                    Stored::Other => {}
                 }
             }
+            feed.log.evict(&LIVE_ONLY, now);
         }
     }
 
-    /// The topics to read and where from; forgets topics nobody here subscribes to any more.
+    /// The topics to read and where from: those with a position that are not closed.
     fn reading(&self) -> Vec<(String, StreamId)> {
-        let mut feeds = lock(&self.feeds);
-        feeds.retain(|_, feed| feed.sender.receiver_count() > 0);
+        let feeds = lock(&self.feeds);
         feeds
             .iter()
-            .filter_map(|(topic, feed)| Some((self.key(topic), feed.position?)))
+            .filter_map(|(name, topic)| {
+                let feed = lock(&topic.state);
+                if feed.log.end().is_some() {
+                    return None;
+                }
+                Some((self.key(name), feed.position?))
+            })
             .collect()
+    }
+
+    /// Drops from the local logs what every subscriber has read, and forgets topics nobody
+    /// here uses any more.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut feeds = lock(&self.feeds);
+        feeds.retain(|_, topic| {
+            let mut feed = lock(&topic.state);
+            feed.log.evict(&LIVE_ONLY, now);
+            !feed.is_unused()
+        });
+        if feeds.capacity() > 4 * feeds.len() + 1024 {
+            feeds.shrink_to_fit();
+        }
+    }
+
+    /// Renews the expiry of the keys of every topic in use here.
+    async fn renew(&self) {
+        let names: Vec<Arc<str>> = lock(&self.feeds).keys().cloned().collect();
+        let ttl = self.ttl_ms();
+        for batch in names.chunks(RENEW_BATCH) {
+            let mut pipe = redis::pipe();
+            for name in batch {
+                for key in [self.key(name), self.meta_key(name)] {
+                    // A no-op on a key that is gone: nothing is created again.
+                    pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+                }
+            }
+            let mut conn = self.manager.clone();
+            if let Err(err) = pipe.query_async::<()>(&mut conn).await {
+                self.failed("PEXPIRE", err);
+                return;
+            }
+        }
     }
 }
 
@@ -521,7 +972,7 @@ async fn read_loop(shared: Weak<Shared>) {
                     this.succeeded();
                 }
                 Err(err) => {
-                    this.failed("connection", &err);
+                    this.failed("connection", err);
                     drop(this);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -535,7 +986,7 @@ async fn read_loop(shared: Weak<Shared>) {
             match redis::cmd("PING").query_async::<String>(connection).await {
                 Ok(_) => this.succeeded(),
                 Err(err) => {
-                    this.failed("PING", &err);
+                    this.failed("PING", err);
                     *lock(&this.reader_id) = None;
                     conn = None;
                 }
@@ -562,13 +1013,37 @@ async fn read_loop(shared: Weak<Shared>) {
                 this.deliver(reply);
             }
             Err(err) => {
-                this.failed("XREAD", &err);
+                this.failed("XREAD", err);
                 *lock(&this.reader_id) = None;
                 conn = None;
                 drop(this);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// Until the backend is dropped: empties the local logs of what everyone has read, and renews
+/// the keys of the topics in use here every third of the idle TTL, so that they do not expire
+/// while someone listens.
+async fn keep(shared: Weak<Shared>) {
+    let Some(renew_every) = shared
+        .upgrade()
+        .map(|this| (this.topics.idle_ttl / 3).max(MIN_RENEW))
+    else {
+        return;
+    };
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(renew_every.min(SWEEP)).await;
+        let Some(this) = shared.upgrade() else {
+            return;
+        };
+        this.sweep();
+        if renewed.elapsed() >= renew_every {
+            renewed = Instant::now();
+            this.renew().await;
         }
     }
 }
@@ -603,27 +1078,17 @@ fn items(value: Value) -> Vec<Value> {
     }
 }
 
-/// The open script's reply.
-struct OpenReply {
-    /// The stream's last generated id.
-    last: StreamId,
-    /// The largest id ever deleted from it.
-    deleted: StreamId,
-    reason: Option<GapReason>,
-    entries: Vec<Value>,
-    /// The ordinal of the entry at `last`.
-    ordinal: u64,
-}
-
-/// `{ last, deleted, reason, entries, ordinal }` of the open script.
+/// Reads the open script's reply.
 fn parse_open(reply: Value) -> Option<OpenReply> {
     let mut parts = items(reply).into_iter();
-    let last = StreamId::parse(text(&parts.next()?)?)?;
-    let deleted = StreamId::parse(text(&parts.next()?)?)?;
-    let reason = match text(&parts.next()?)? {
+    let mut next_text = || -> Option<String> { text(&parts.next()?).map(str::to_owned) };
+    let last = StreamId::parse(&next_text()?)?;
+    let deleted = StreamId::parse(&next_text()?)?;
+    let reason = match next_text()?.as_str() {
         "" => None,
         "evicted" => Some(GapReason::Evicted),
         "unknown" => Some(GapReason::Unknown),
+        "foreign" => Some(GapReason::Foreign),
         _ => Some(GapReason::Malformed),
     };
     let entries = items(parts.next()?);
@@ -631,12 +1096,37 @@ fn parse_open(reply: Value) -> Option<OpenReply> {
         Value::Int(n) => u64::try_from(n).ok()?,
         _ => return None,
     };
+    let mut next_text = || -> Option<String> { text(&parts.next()?).map(str::to_owned) };
+    let birth = next_text()?;
+    let birth = if birth.is_empty() {
+        None
+    } else {
+        Some(StreamId::parse(&birth)?)
+    };
+    let newest = Some(next_text()?).filter(|id| !id.is_empty());
+    let marker = next_text()?;
+    let end = match parts.next()? {
+        Value::BulkString(body) if !marker.is_empty() => {
+            Some(Event::from_stored(Bytes::from(body), &end_id(&marker))?)
+        }
+        _ => None,
+    };
+    // A topic closed before any publish has no newest event.
+    let newest = newest.or_else(|| {
+        (end.is_none() && birth.is_some())
+            .then(|| last.nonzero())
+            .flatten()
+            .map(|last| last.to_string())
+    });
     Some(OpenReply {
         last,
         deleted,
         reason,
         entries,
         ordinal,
+        birth,
+        newest,
+        end,
     })
 }
 
@@ -658,8 +1148,24 @@ fn streams_of(reply: Value) -> Vec<(String, Vec<Value>)> {
     }
 }
 
-/// Each entry's id, ordinal and event (`None` for an entry that is not a stored event).
-fn decode_entries(entries: Vec<Value>) -> Vec<(StreamId, u64, Option<Event>)> {
+/// What a stream entry holds.
+enum Stored {
+    Event(Event),
+    /// The close marker's final event, with its id.
+    End(Event),
+    /// Something that is not a stored event.
+    Other,
+}
+
+/// A stream entry, decoded.
+struct Entry {
+    id: StreamId,
+    ordinal: u64,
+    stored: Stored,
+}
+
+/// Each entry's id, ordinal and content.
+fn decode_entries(entries: Vec<Value>) -> Vec<Entry> {
     entries
         .into_iter()
         .filter_map(|entry| {
@@ -667,12 +1173,18 @@ fn decode_entries(entries: Vec<Value>) -> Vec<(StreamId, u64, Option<Event>)> {
             let id_text = text(&entry.next()?)?.to_owned();
             let id = StreamId::parse(&id_text)?;
             let fields = items(entry.next()?);
-            let mut body = None;
+            let mut stored = None;
             let mut ordinal = 0;
             for pair in fields.chunks(2) {
                 match pair {
                     [name, Value::BulkString(value)] if text(name) == Some("e") => {
-                        body = Some(Bytes::copy_from_slice(value));
+                        stored = Event::from_stored(Bytes::copy_from_slice(value), &id_text)
+                            .map(Stored::Event);
+                    }
+                    [name, Value::BulkString(value)] if text(name) == Some("end") => {
+                        stored =
+                            Event::from_stored(Bytes::copy_from_slice(value), &end_id(&id_text))
+                                .map(Stored::End);
                     }
                     [name, value] if text(name) == Some("n") => {
                         ordinal = text(value).and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -680,39 +1192,126 @@ fn decode_entries(entries: Vec<Value>) -> Vec<(StreamId, u64, Option<Event>)> {
                     _ => {}
                 }
             }
-            let event = body.and_then(|body| Event::from_stored(body, &id_text));
-            if event.is_none() {
+            let stored = stored.unwrap_or_else(|| {
                 tracing::warn!(id = %id_text, "skipping a stream entry that is not a stored event");
-            }
-            Some((id, ordinal, event))
+                Stored::Other
+            });
+            Some(Entry {
+                id,
+                ordinal,
+                stored,
+            })
         })
         .collect()
 }
 
-/// The stored events among `entries`, in order.
-fn decode(entries: Vec<Value>) -> Vec<Event> {
-    decode_entries(entries)
-        .into_iter()
-        .filter_map(|(_, _, event)| event)
-        .collect()
+/// One local subscriber: a position in its topic's log.
+struct Reader {
+    shared: Weak<Shared>,
+    topic: Arc<LocalTopic>,
+    key: usize,
+    /// Entries at or below this were in the replay: skipped. Cleared past it.
+    after: Option<StreamId>,
+    /// The feed's generation when this reader was added.
+    generation: u64,
+    done: bool,
+}
+
+impl Stream for Reader {
+    type Item = Delivery;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut feed = lock(&this.topic.state);
+        loop {
+            let delivery = match ready!(feed.log.poll_read(this.key, cx)) {
+                Read::Event(event) => {
+                    if let Some(after) = this.after {
+                        let id = event.id().and_then(StreamId::parse);
+                        if id.is_some_and(|id| id <= after) {
+                            continue;
+                        }
+                        this.after = None;
+                    }
+                    return Poll::Ready(Some(Delivery::Event(event)));
+                }
+                // Cut off by a later generation: the feed was lost, not outrun.
+                Read::Lagged => (feed.generation == this.generation).then_some(Delivery::Lagged),
+                Read::End(end) => Some(Delivery::End(end)),
+            };
+            this.done = true;
+            return Poll::Ready(delivery);
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut feed = lock(&self.topic.state);
+        feed.log.remove_reader(self.key);
+        feed.readers_changed();
+        let unused = feed.is_unused();
+        drop(feed);
+        if let Some(shared) = self.shared.upgrade().filter(|_| unused) {
+            shared.forget_if_unused(&self.topic);
+        }
+    }
+}
+
+/// A `wait_idle` in progress: the topic stays in use (read, its keys renewed) until it ends or
+/// is given up.
+struct Waiting {
+    shared: Weak<Shared>,
+    topic: Arc<LocalTopic>,
+    listener: Option<watch::Receiver<usize>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        drop(self.listener.take());
+        let mut feed = lock(&self.topic.state);
+        if !feed.has_listeners() {
+            feed.listeners = None;
+        }
+        let unused = feed.is_unused();
+        drop(feed);
+        if let Some(shared) = self.shared.upgrade().filter(|_| unused) {
+            shared.forget_if_unused(&self.topic);
+        }
+    }
 }
 
 impl Backend for RedisBackend {
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        event: Event,
-    ) -> BoxFuture<'a, Result<Event, HubError>> {
+    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> BoxFuture<'a, Result<Event, Error>> {
         self.shared.publish(topic, event).boxed()
     }
 
     fn open<'a>(
         &'a self,
         topic: &'a str,
-        after: Option<&'a LastEventId>,
+        start: &'a Start,
         options: &'a ReplayOptions,
-    ) -> BoxFuture<'a, Result<Opened, HubError>> {
-        self.shared.open(topic, after, options).boxed()
+    ) -> BoxFuture<'a, Result<Opened, Error>> {
+        self.shared.open(topic, start, options).boxed()
+    }
+
+    fn close<'a>(&'a self, topic: &'a str, end: Event) -> BoxFuture<'a, Result<Event, Error>> {
+        self.shared.close(topic, end).boxed()
+    }
+
+    fn topic_info<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<TopicInfo>, Error>> {
+        self.shared.topic_info(topic).boxed()
+    }
+
+    fn wait_idle<'a>(
+        &'a self,
+        topic: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.shared.wait_idle(topic, grace).boxed()
     }
 
     fn health(&self) -> Health {

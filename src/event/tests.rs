@@ -387,3 +387,47 @@ mod json {
         assert_eq!(event.as_bytes(), &b"id: 9\ndata: {\"k\":\"v\"}\n\n"[..]);
     }
 }
+
+#[test]
+fn from_encoded_round_trips_every_built_event() {
+    let events = [
+        Event::data("hello"),
+        Event::data(""),
+        Event::data("a\r\nb\rc\nd"),
+        Event::retry(Duration::from_millis(1500)),
+        Event::builder().id("e-1").build().unwrap(),
+        Event::builder().comment("c").build().unwrap(),
+        Event::builder()
+            .id("x")
+            .event("price")
+            .retry(Duration::from_secs(1))
+            .comment("note")
+            .data("1\n2")
+            .build()
+            .unwrap(),
+    ];
+    for event in events {
+        let back = Event::from_encoded(event.as_bytes().clone()).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.id(), event.id());
+        assert_eq!(back.without_id(), event.without_id());
+    }
+}
+
+#[test]
+fn from_encoded_refuses_what_could_corrupt_a_stream() {
+    for (bytes, why) in [
+        (&b"data: a\n\ndata: b\n\n"[..], "more than one event"),
+        (b"data: a\r\n\r\n", "carriage return"),
+        (b"data: a\n", "blank line"),
+        (b"data: a", "blank line"),
+        (b"", "blank line"),
+        (b"\n", "blank line"),
+        (b"data: a\nid: 1\n\n", "first line"),
+        (b"id: 1\0\n\n", "NUL"),
+        (b"data: \xff\n\n", "UTF-8"),
+    ] {
+        let err = Event::from_encoded(Bytes::copy_from_slice(bytes)).unwrap_err();
+        assert!(err.to_string().contains(why), "{bytes:?}: {err}");
+    }
+}

@@ -1,32 +1,27 @@
 use std::fmt;
 
 use crate::EventError;
+use crate::backend;
 
-/// Why a [`Hub`](crate::Hub) call failed. The message says what was wrong.
+/// Why a [`Hub`](crate::Hub) call failed. The message says what was wrong, and never carries
+/// the backend's internals (the backend's own error is the [`source`](std::error::Error::source),
+/// for logs).
 ///
 /// As an axum response: `400 Bad Request` for an invalid topic or event, `413 Payload Too
-/// Large` for an event over the hub's cap, `503 Service Unavailable` (with `Retry-After`) when
-/// the backend cannot serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Large` for an event over the hub's cap, `409 Conflict` for a publish to a closed topic,
+/// `503 Service Unavailable` (with `Retry-After`) when the backend cannot serve or a bound of the
+/// hub refuses the call, `500` for a misconfigured or failing backend.
+#[derive(Debug)]
 pub struct HubError {
     kind: Kind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 enum Kind {
-    InvalidTopic {
-        topic: String,
-        reason: String,
-    },
-    TooLarge {
-        size: usize,
-        max: usize,
-    },
+    InvalidTopic { topic: String, reason: String },
+    TooLarge { size: usize, max: usize },
     Event(EventError),
-    Unavailable(String),
-    // Only the Redis backend has configuration that can fail at run time.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Config(String),
+    Backend(backend::Error),
 }
 
 impl HubError {
@@ -55,29 +50,37 @@ impl HubError {
         }
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn config(why: String) -> Self {
-        HubError {
-            kind: Kind::Config(why),
-        }
-    }
-
-    /// An error for a backend that cannot serve now; `why` is shown to the caller.
-    pub fn unavailable(why: impl Into<String>) -> Self {
-        HubError {
-            kind: Kind::Unavailable(why.into()),
-        }
-    }
-
-    /// Whether the caller's input was at fault (topic name, event size or fields, or the
-    /// hub's configuration).
+    /// Whether the caller's input was at fault (topic name, event size or fields).
     pub fn is_invalid_input(&self) -> bool {
-        !self.is_unavailable()
+        !matches!(self.kind, Kind::Backend(_))
     }
 
-    /// Whether the backend could not serve; trying again later may work.
+    /// Whether the backend could not serve, or a bound of the hub refused the call; trying
+    /// again later may work.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self.kind, Kind::Unavailable(_))
+        self.backend()
+            .is_some_and(|err| err.is_unavailable() || err.is_full())
+    }
+
+    /// Whether the topic is closed.
+    pub fn is_closed(&self) -> bool {
+        self.backend().is_some_and(backend::Error::is_closed)
+    }
+
+    /// The backend's error, when the backend failed the call.
+    pub fn backend(&self) -> Option<&backend::Error> {
+        match &self.kind {
+            Kind::Backend(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<backend::Error> for HubError {
+    fn from(err: backend::Error) -> Self {
+        HubError {
+            kind: Kind::Backend(err),
+        }
     }
 }
 
@@ -92,8 +95,7 @@ impl fmt::Display for HubError {
                 "event is {size} bytes encoded, more than the hub's limit of {max} bytes"
             ),
             Kind::Event(err) => write!(f, "invalid event: {err}"),
-            Kind::Unavailable(why) => write!(f, "the hub's backend is unavailable: {why}"),
-            Kind::Config(why) => write!(f, "hub configuration: {why}"),
+            Kind::Backend(err) => fmt::Display::fmt(err, f),
         }
     }
 }
@@ -102,6 +104,7 @@ impl std::error::Error for HubError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::Event(err) => Some(err),
+            Kind::Backend(err) => Some(err),
             _ => None,
         }
     }
@@ -111,11 +114,14 @@ impl std::error::Error for HubError {
 impl axum::response::IntoResponse for HubError {
     fn into_response(self) -> axum::response::Response {
         use http::StatusCode;
-        let status = match self.kind {
+        let status = match &self.kind {
             Kind::InvalidTopic { .. } | Kind::Event(_) => StatusCode::BAD_REQUEST,
             Kind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Kind::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Backend(err) if err.is_closed() => StatusCode::CONFLICT,
+            Kind::Backend(err) if err.is_unavailable() || err.is_full() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Kind::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, format!("{self}\n")).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

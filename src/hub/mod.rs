@@ -19,10 +19,17 @@
 //! gap event's own id, after which the stream continues exactly; `last_id` is the topic's
 //! newest id. A browser sees it with `source.addEventListener("gap", …)`.
 //!
-//! A subscriber whose queue overflows (it reads slower than events are published) gets a
-//! `retry:` hint and its stream ends; it reconnects with its `Last-Event-ID` and catches up
-//! from history. Replay per reconnect is capped ([`HubBuilder::max_replay`]); a client
-//! further behind gets one batch per connection.
+//! A subscriber that falls more than its queue behind (it reads slower than events are
+//! published) gets a `retry:` hint and its stream ends; it reconnects with its `Last-Event-ID`
+//! and catches up from history. Replay per reconnect is capped ([`HubBuilder::max_replay`]); a
+//! client further behind gets one batch per connection.
+//!
+//! Topics are cheap and mortal: a topic per user, per document or per job costs what it
+//! retains plus a small constant. A topic is created by its first publish or subscriber, and
+//! dropped when it holds nothing, when idle ([`HubBuilder::topic_idle_ttl`]), or when the
+//! hub's bounds need room ([`HubBuilder::max_topics`], [`HubBuilder::max_history_bytes`]).
+//! [`Hub::close`] ends a topic with a final event; [`Hub::subscribe_from`] chooses where a
+//! first connection starts; [`Hub::topic_info`] and [`Hub::wait_idle`] tell who listens.
 //!
 //! # Example
 //!
@@ -65,7 +72,8 @@ pub use error::HubError;
 pub use subscription::Subscription;
 
 use crate::backend::{
-    Backend, GapResume, Health, HistoryLimits, MemoryBackend, ReplayOptions, memory,
+    Backend, GapResume, Health, HistoryLimits, MemoryBackend, ReplayOptions, Start, TopicInfo,
+    TopicLimits, is_end_id, memory,
 };
 use crate::registry::Registry;
 use crate::{Event, LastEventId};
@@ -115,12 +123,14 @@ impl Hub {
     }
 
     /// Publishes `event` to `topic` and returns it as stored, with the id the hub gave it
-    /// (any id the event had is replaced).
+    /// (any id the event had is replaced). A topic is created by its first publish or
+    /// subscriber.
     ///
     /// # Errors
     ///
-    /// An invalid topic name, an event larger than the hub's cap, or a backend that cannot
-    /// store it (nothing is half-done then).
+    /// An invalid topic name, an event larger than the hub's cap, a closed topic, a hub at its
+    /// bounds ([`HubBuilder::max_topics`], [`HubBuilder::max_history_bytes`]) with nothing idle
+    /// to evict, or a backend that cannot store it (nothing is half-done then).
     pub async fn publish(&self, topic: &str, event: Event) -> Result<Event, HubError> {
         validate_topic(topic)?;
         if event.len() > self.inner.max_event_bytes {
@@ -132,11 +142,9 @@ impl Hub {
     }
 
     /// Subscribes to `topic` for a client that last saw `last` (`None` on a first connection,
-    /// which gets live events only). See the [module documentation](self).
-    ///
-    /// When the backend cannot serve (Redis unreachable), the subscription is a comment saying
-    /// so and a `retry:` hint, then its end: an `EventSource` comes back by itself, where an
-    /// error status would make it give up for good.
+    /// which gets live events only). The same as
+    /// [`subscribe_from`](Self::subscribe_from)`(topic, Start::from(last))`; see the
+    /// [module documentation](self).
     ///
     /// # Errors
     ///
@@ -146,22 +154,66 @@ impl Hub {
         topic: &str,
         last: Option<LastEventId>,
     ) -> Result<Subscription, HubError> {
+        self.subscribe_from(topic, Start::from(last)).await
+    }
+
+    /// Subscribes to `topic` from `start`: live events only, the oldest retained event on, or
+    /// right after a client's last event id.
+    ///
+    /// ```
+    /// use tower_sse::backend::Start;
+    /// # async fn handler(hub: tower_sse::Hub, last: Option<tower_sse::LastEventId>)
+    /// #     -> Result<tower_sse::Subscription, tower_sse::HubError> {
+    /// // A first connection gets everything retained; a reconnect resumes after its id.
+    /// hub.subscribe_from("job-42", Start::resume_or(last, Start::Oldest)).await
+    /// # }
+    /// ```
+    ///
+    /// - A client whose id is a closed topic's final event has seen the end: the subscription
+    ///   is [ended](Subscription::is_ended), a `204 No Content` that tells `EventSource` to
+    ///   stop reconnecting.
+    /// - On a closed topic, the subscription is what is retained after `start`, then the
+    ///   topic's final event, then its end.
+    /// - When the backend cannot serve (Redis unreachable), or the hub is at
+    ///   [`max_topics`](HubBuilder::max_topics) with no idle topic to evict, the
+    ///   subscription is a comment saying so and a `retry:` hint, then its end: an
+    ///   `EventSource` comes back by itself, where an error status would make it give up for
+    ///   good.
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name.
+    pub async fn subscribe_from(
+        &self,
+        topic: &str,
+        start: Start,
+    ) -> Result<Subscription, HubError> {
         validate_topic(topic)?;
+        if let Start::After(last) = &start
+            && last.as_str().is_some_and(is_end_id)
+        {
+            return Ok(Subscription::ended(topic.into()));
+        }
         let opened = match self
             .inner
             .backend
-            .open(topic, last.as_ref(), &self.inner.replay)
+            .open(topic, &start, &self.inner.replay)
             .await
         {
             Ok(opened) => opened,
-            Err(err) if err.is_unavailable() => {
+            Err(err) if err.is_unavailable() || err.is_full() => {
+                tracing::debug!(topic, error = %err, "subscription refused for now");
                 return Ok(Subscription::unavailable(
                     topic.into(),
                     &err,
                     self.inner.retry_after_lag,
                 ));
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
+        };
+        let last = match start {
+            Start::After(last) => Some(last),
+            _ => None,
         };
         Ok(Subscription::new(
             topic.into(),
@@ -170,6 +222,84 @@ impl Hub {
             self.inner.retry_after_lag,
             self.inner.slow_consumers.clone(),
         ))
+    }
+
+    /// Closes `topic`: every live subscription gets a final event named `end` (data
+    /// `{"reason":"closed"}`) and ends. Subscribers that come later get what is retained, then
+    /// that event; a client that has seen it gets `204 No Content`, which tells `EventSource`
+    /// to stop reconnecting. Publishing to a closed topic fails until the topic is gone (idle
+    /// for [`HubBuilder::topic_idle_ttl`], or evicted); a publish after that opens a new
+    /// instance of the topic, whose ids the old ones never match. Closing a closed topic
+    /// changes nothing. Returns the final event, with its id.
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name, or a backend that cannot serve.
+    pub async fn close(&self, topic: &str) -> Result<Event, HubError> {
+        let end = Event::builder()
+            .event("end")
+            .data(r#"{"reason":"closed"}"#)
+            .build()
+            .map_err(HubError::event)?;
+        self.close_with(topic, end).await
+    }
+
+    /// Closes `topic` with `end` as its final event (e.g. an event named `done` carrying a
+    /// result); the hub gives it its id. See [`close`](Self::close).
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name, an event larger than the hub's cap, or a backend that cannot
+    /// serve.
+    pub async fn close_with(&self, topic: &str, end: Event) -> Result<Event, HubError> {
+        validate_topic(topic)?;
+        if end.len() > self.inner.max_event_bytes {
+            return Err(HubError::too_large(end.len(), self.inner.max_event_bytes));
+        }
+        Ok(self.inner.backend.close(topic, end).await?)
+    }
+
+    /// What `topic` holds and who listens; `None` when it does not exist (never used, or
+    /// dropped). On a backend shared by several servers (Redis), `subscribers` counts this
+    /// server's.
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name, or a backend that cannot serve.
+    pub async fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>, HubError> {
+        validate_topic(topic)?;
+        Ok(self.inner.backend.topic_info(topic).await?)
+    }
+
+    /// Resolves once `topic` has had no subscriber for `grace`: a producer (an LLM answer, a
+    /// job) stops working for nobody. With subscribers now, it waits until the last has left
+    /// and none came back within `grace`; with none, it resolves after `grace` unless one
+    /// comes. While it waits, the topic counts as in use: it is not dropped as idle. On a
+    /// backend shared by several servers (Redis), it watches this server's subscribers: run
+    /// the producer where its clients connect (e.g. with sticky sessions) or give it a grace
+    /// period that covers a reconnect to another server.
+    ///
+    /// ```
+    /// # async fn producer(hub: tower_sse::Hub) -> Result<(), tower_sse::HubError> {
+    /// use std::time::Duration;
+    /// let nobody = hub.wait_idle("answer-7", Duration::from_secs(30));
+    /// tokio::pin!(nobody);
+    /// loop {
+    ///     tokio::select! {
+    ///         _ = &mut nobody => break, // cancel the work
+    ///         token = next_token() => { hub.publish("answer-7", tower_sse::Event::data(token)).await?; }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// # async fn next_token() -> String { String::new() }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic name, or a backend that cannot serve.
+    pub async fn wait_idle(&self, topic: &str, grace: Duration) -> Result<(), HubError> {
+        validate_topic(topic)?;
+        Ok(self.inner.backend.wait_idle(topic, grace).await?)
     }
 
     /// The registry to give the layer (`SseLayer::new().registry(hub.registry())`), so the
@@ -236,6 +366,7 @@ fn validate_topic(topic: &str) -> Result<(), HubError> {
 #[must_use]
 pub struct HubBuilder {
     history: HistoryLimits,
+    limits: TopicLimits,
     replay: ReplayOptions,
     queue: usize,
     max_event_bytes: usize,
@@ -249,6 +380,7 @@ impl Default for HubBuilder {
     fn default() -> Self {
         HubBuilder {
             history: HistoryLimits::default(),
+            limits: TopicLimits::default(),
             replay: ReplayOptions::default(),
             queue: memory::DEFAULT_QUEUE,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
@@ -278,6 +410,32 @@ impl HubBuilder {
         self
     }
 
+    /// The most topics at once in the whole hub. Default 100 000. When a new topic would
+    /// exceed it, idle topics (no subscriber) are dropped, least recently used first; if none
+    /// is idle, the new topic is refused (a publish fails with `503`, a subscriber gets a
+    /// `retry:` hint).
+    pub fn max_topics(mut self, max: usize) -> Self {
+        self.limits.max_topics = max.max(1);
+        self
+    }
+
+    /// The most bytes of retained events in all topics together (each event counts its
+    /// encoded size plus [`EVENT_OVERHEAD`](crate::backend::EVENT_OVERHEAD)). Default 64 MiB.
+    /// An event that would exceed it first evicts idle topics, least recently used first, then
+    /// its own topic's oldest events; if that is not enough, the publish fails with `503`.
+    pub fn max_history_bytes(mut self, max: usize) -> Self {
+        self.limits.max_history_bytes = max;
+        self
+    }
+
+    /// A topic without subscribers that nobody published to for this long is dropped whole,
+    /// with its history. Default 1 hour. (A topic with no subscriber and nothing retained is
+    /// dropped at once.)
+    pub fn topic_idle_ttl(mut self, ttl: Duration) -> Self {
+        self.limits.idle_ttl = ttl;
+        self
+    }
+
     /// The most events one reconnect replays. Default 1000.
     pub fn max_replay(mut self, max: usize) -> Self {
         self.replay.max_replay = max.max(1);
@@ -291,10 +449,11 @@ impl HubBuilder {
         self
     }
 
-    /// How many events a subscriber may fall behind before it is disconnected (and catches
-    /// up by replay when it reconnects). Default 1024. The queue is one ring per topic shared
-    /// by all its subscribers, so this costs memory per topic, not per subscriber. Clamped to
-    /// 1..=1 048 576.
+    /// How many events a subscriber may fall behind the newest before it is disconnected (and
+    /// catches up by replay when it reconnects). Default 1024. A topic's history is also its
+    /// live queue: a subscriber holds a position in it, and events it has not read yet are kept
+    /// past the history bounds for it, up to this many (within
+    /// [`max_history_bytes`](Self::max_history_bytes)). Clamped to 1..=1 048 576.
     pub fn subscriber_queue(mut self, events: usize) -> Self {
         self.queue = events;
         self
@@ -321,13 +480,15 @@ impl HubBuilder {
 
     /// The hub on the embedded in-memory backend.
     pub fn memory(self) -> Hub {
-        let backend = MemoryBackend::with_queue(self.history, self.queue);
+        let backend = MemoryBackend::with_limits(self.history, self.limits, self.queue);
         self.backend(backend)
     }
 
     /// The hub on a Redis Streams backend at `url` (`redis://host:port/db`), so several hub
     /// servers share history, ids and fan-out. Takes this builder's history count and age
-    /// bounds and queue size; streams are named `tower-sse:` + topic (see
+    /// bounds, topic idle TTL and queue size, and applies [`max_topics`](Self::max_topics) to
+    /// the topics this server reads (`max_history_bytes` and the per-topic byte bound do not
+    /// apply: Redis bounds history by count and age); streams are named `tower-sse:` + topic (see
     /// [`redis_key_prefix`](Self::redis_key_prefix)). It connects lazily: Redis need not be up.
     ///
     /// ```no_run
@@ -345,7 +506,8 @@ impl HubBuilder {
             .redis_prefix
             .clone()
             .unwrap_or_else(|| crate::backend::DEFAULT_KEY_PREFIX.to_owned());
-        let backend = crate::backend::RedisBackend::new(url, &prefix, self.history, self.queue)?;
+        let backend =
+            crate::backend::RedisBackend::new(url, &prefix, self.history, self.limits, self.queue)?;
         Ok(self.backend(backend))
     }
 

@@ -7,10 +7,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::stream::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
-use tokio_util::sync::ReusableBoxFuture;
 
-use crate::backend::{Gap, Opened, Position, Published};
+use crate::backend::{self, Delivery, Gap, Live, Opened, Rest};
 use crate::{Event, LastEventId};
 
 /// A client's subscription to a hub topic: the `gap` event if its id could not be resumed,
@@ -37,29 +35,21 @@ impl fmt::Debug for Subscription {
 
 /// The part of a subscription after its queued head events.
 enum Tail {
-    /// Live events from the topic's broadcast ring.
+    /// Live events from the backend.
     Live {
-        /// The pending receive. The box is allocated once per subscription and reused for
-        /// every event: a broadcast receiver can only be polled through a future that borrows
-        /// it, so the future owns the receiver and hands it back with what it received.
-        next: ReusableBoxFuture<'static, Received>,
-        /// Live events at or below this position were in the replay: dropped as duplicates.
-        after: Position,
+        live: Live,
         retry: Duration,
         slow_consumers: Arc<AtomicU64>,
     },
     /// A `retry:` hint with this delay, then the end: the replay was cut at its cap. (A live
     /// feed that ends sends its own `retry:` and goes to `Done`.)
     Retry(Duration),
+    /// The topic's final event, then the end.
+    End(Event),
     /// Nothing more.
     Done,
-}
-
-type Received = (Result<Published, RecvError>, broadcast::Receiver<Published>);
-
-async fn receive(mut receiver: broadcast::Receiver<Published>) -> Received {
-    let result = receiver.recv().await;
-    (result, receiver)
+    /// Nothing at all: the client has seen the topic end (`204 No Content`).
+    Ended,
 }
 
 impl Subscription {
@@ -75,22 +65,23 @@ impl Subscription {
         if let Some(gap) = opened.gap {
             head.push_front(gap_event(&gap, last.as_ref()));
         }
-        let tail = match opened.live {
-            Some(live) => Tail::Live {
-                next: ReusableBoxFuture::new(receive(live.receiver)),
-                after: live.after,
+        let tail = match opened.rest {
+            Rest::Live(live) => Tail::Live {
+                live,
                 retry,
                 slow_consumers,
             },
             // The replay was cut at its cap: come back for the rest.
-            None => Tail::Retry(retry),
+            Rest::More => Tail::Retry(retry),
+            Rest::End(end) => Tail::End(end),
         };
         record_topic(&topic);
         Subscription { topic, head, tail }
     }
 
-    /// A subscription the backend could not open: a comment saying why and a `retry:` hint.
-    pub(crate) fn unavailable(topic: Arc<str>, err: &super::HubError, retry: Duration) -> Self {
+    /// A subscription the backend could not open now: a comment saying why and a `retry:`
+    /// hint.
+    pub(crate) fn unavailable(topic: Arc<str>, err: &backend::Error, retry: Duration) -> Self {
         let why = err.to_string().replace(['\r', '\n'], " ");
         let notice = Event::builder()
             .comment(why)
@@ -102,6 +93,16 @@ impl Subscription {
             topic,
             head: VecDeque::from([notice]),
             tail: Tail::Done,
+        }
+    }
+
+    /// A subscription for a client that has seen its topic's final event.
+    pub(crate) fn ended(topic: Arc<str>) -> Self {
+        record_topic(&topic);
+        Subscription {
+            topic,
+            head: VecDeque::new(),
+            tail: Tail::Ended,
         }
     }
 
@@ -117,6 +118,9 @@ impl Subscription {
     /// # }
     /// ```
     pub fn prepend(mut self, events: impl IntoIterator<Item = Event>) -> Subscription {
+        if matches!(self.tail, Tail::Ended) {
+            return self;
+        }
         // Pushed in front one by one, so a long replay already queued is not moved.
         let events: Vec<Event> = events.into_iter().collect();
         self.head.reserve(events.len());
@@ -129,6 +133,13 @@ impl Subscription {
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Whether the client has already seen the topic's final event: the subscription yields
+    /// nothing, and as a response it is `204 No Content`, which tells `EventSource` to stop
+    /// reconnecting.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.tail, Tail::Ended)
     }
 }
 
@@ -202,52 +213,49 @@ impl Stream for Subscription {
         if let Some(event) = this.head.pop_front() {
             return Poll::Ready(Some(event));
         }
-        let end = match &mut this.tail {
+        let last = match &mut this.tail {
             Tail::Live {
-                next,
-                after,
+                live,
                 retry,
                 slow_consumers,
-            } => loop {
-                let (result, receiver) = ready!(next.poll(cx));
-                match result {
-                    Ok(published) => {
-                        // Same future type, so the box is reused, not reallocated.
-                        next.set(receive(receiver));
-                        if published.position > *after {
-                            return Poll::Ready(Some(published.event));
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        slow_consumers.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(missed, "subscriber fell behind; ending its stream");
-                        break Some(*retry);
-                    }
-                    // The backend ended the topic's feed (it missed entries): come back and
-                    // replay.
-                    Err(RecvError::Closed) => break Some(*retry),
+            } => match ready!(Pin::new(live).poll_next(cx)) {
+                Some(Delivery::Event(event)) => return Poll::Ready(Some(event)),
+                Some(Delivery::End(end)) => Some(end),
+                Some(Delivery::Lagged) => {
+                    slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(topic = %this.topic, "subscriber fell behind; ending its stream");
+                    Some(Event::retry(*retry))
                 }
+                // The backend lost the topic's feed: come back and replay.
+                None => Some(Event::retry(*retry)),
             },
-            Tail::Retry(retry) => Some(*retry),
-            Tail::Done => None,
+            Tail::Retry(retry) => Some(Event::retry(*retry)),
+            Tail::End(end) => Some(end.clone()),
+            Tail::Done | Tail::Ended => None,
         };
-        this.tail = Tail::Done;
-        Poll::Ready(end.map(Event::retry))
+        if !matches!(this.tail, Tail::Ended) {
+            this.tail = Tail::Done;
+        }
+        Poll::Ready(last)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let head = self.head.len();
         match self.tail {
             Tail::Live { .. } => (head, None),
-            Tail::Retry(_) => (head + 1, Some(head + 1)),
-            Tail::Done => (head, Some(head)),
+            Tail::Retry(_) | Tail::End(_) => (head + 1, Some(head + 1)),
+            Tail::Done | Tail::Ended => (head, Some(head)),
         }
     }
 }
 
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Subscription {
+    /// A `text/event-stream`, or `204 No Content` when [ended](Subscription::is_ended).
     fn into_response(self) -> axum::response::Response {
+        if self.is_ended() {
+            return http::StatusCode::NO_CONTENT.into_response();
+        }
         crate::EventStream::new(self).into_response()
     }
 }

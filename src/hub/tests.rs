@@ -637,3 +637,194 @@ async fn hub_errors_as_responses_are_400_and_413() {
         assert_eq!(body, format!("{message}\n").as_bytes());
     }
 }
+
+#[cfg(feature = "axum")]
+async fn response_parts(err: HubError) -> (http::StatusCode, Option<String>, String) {
+    use axum::response::IntoResponse;
+    let response = err.into_response();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    (
+        status,
+        retry_after,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn a_full_hub_is_503_with_retry_after_and_a_closed_topic_409() {
+    use http::StatusCode;
+
+    let hub = Hub::builder().max_topics(1).memory();
+    let _busy = subscribe(&hub, None).await;
+    let (status, retry_after, body) =
+        response_parts(hub.publish("other", Event::data("x")).await.unwrap_err()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body.contains("as many topics"), "{body}");
+
+    hub.close(TOPIC).await.unwrap();
+    let err = hub.publish(TOPIC, Event::data("x")).await.unwrap_err();
+    assert!(err.is_closed());
+    let (status, retry_after, _) = response_parts(err).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(retry_after, None);
+}
+
+/// A backend whose store is unreachable, with an error text that must stay in the logs.
+struct Unreachable;
+
+impl Backend for Unreachable {
+    fn publish<'a>(
+        &'a self,
+        _: &'a str,
+        _: Event,
+    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
+        let source = std::io::Error::other("connect to 10.1.2.3:6379: refused (secret)");
+        futures_util::future::ready(Err(crate::backend::Error::unavailable(source))).boxed()
+    }
+    fn open<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Start,
+        _: &'a ReplayOptions,
+    ) -> futures_util::future::BoxFuture<'a, Result<crate::backend::Opened, crate::backend::Error>>
+    {
+        let source = std::io::Error::other("connect to 10.1.2.3:6379: refused (secret)");
+        futures_util::future::ready(Err(crate::backend::Error::unavailable(source))).boxed()
+    }
+    fn close<'a>(
+        &'a self,
+        _: &'a str,
+        _: Event,
+    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
+        futures_util::future::ready(Err(crate::backend::Error::internal("secret"))).boxed()
+    }
+    fn topic_info<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<TopicInfo>, crate::backend::Error>> {
+        futures_util::future::ready(Ok(None)).boxed()
+    }
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn backend_errors_reach_clients_without_the_backends_internals() {
+    use http::StatusCode;
+    use std::error::Error as _;
+
+    let hub = Hub::builder().backend(Unreachable);
+    let err = hub.publish(TOPIC, Event::data("x")).await.unwrap_err();
+    assert!(err.is_unavailable());
+    // The logs can have it all.
+    let source = err.source().and_then(|backend| backend.source()).unwrap();
+    assert!(source.to_string().contains("10.1.2.3"));
+    let (status, retry_after, body) = response_parts(err).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        !body.contains("10.1.2.3") && !body.contains("secret"),
+        "{body}"
+    );
+
+    // A subscriber gets the same message as a comment, then a retry hint.
+    let mut sub = subscribe(&hub, None).await;
+    let notice = String::from_utf8(next_event(&mut sub).as_bytes().to_vec()).unwrap();
+    assert!(
+        notice.contains("\n: the hub's backend is unavailable"),
+        "{notice:?}"
+    );
+    assert!(notice.starts_with("retry: 1000\n"), "{notice:?}");
+    assert!(!notice.contains("secret"), "{notice:?}");
+    assert!(next_now(&mut sub).is_none());
+
+    let (status, _, body) = response_parts(hub.close(TOPIC).await.unwrap_err()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!body.contains("secret"), "{body}");
+}
+
+#[tokio::test]
+async fn close_sends_an_end_event_and_a_client_that_saw_it_is_ended() {
+    let hub = Hub::memory();
+    let mut sub = subscribe(&hub, None).await;
+    let epoch = publish_range(&hub, 1, 1).await;
+    let end = hub.close(TOPIC).await.unwrap();
+    assert_eq!(
+        parse(&end),
+        Parsed {
+            id: Some(format!("{epoch}-2:end")),
+            event: Some("end".into()),
+            data: Some(r#"{"reason":"closed"}"#.into()),
+            retry: None,
+        }
+    );
+    assert_eq!(take_seqs(&mut sub, 1), [1]);
+    assert_eq!(next_event(&mut sub), end);
+    assert!(next_now(&mut sub).is_none());
+
+    let ended = subscribe(&hub, last(end.id().unwrap())).await;
+    assert!(ended.is_ended());
+    // Even once the topic is gone, or on a topic that never existed.
+    let elsewhere = hub
+        .subscribe("elsewhere", last("anything:end"))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_ended());
+    #[cfg(feature = "axum")]
+    {
+        use axum::response::IntoResponse;
+        assert_eq!(ended.into_response().status(), http::StatusCode::NO_CONTENT);
+        let open = subscribe(&hub, last(&format!("{epoch}-1"))).await;
+        assert_eq!(open.into_response().status(), http::StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn close_with_a_custom_final_event() {
+    let hub = Hub::memory();
+    let mut sub = subscribe(&hub, None).await;
+    let done = Event::builder().event("done").data("42").build().unwrap();
+    let end = hub.close_with(TOPIC, done).await.unwrap();
+    let parsed = parse(&next_event(&mut sub));
+    assert_eq!(parsed.event.as_deref(), Some("done"));
+    assert_eq!(parsed.data.as_deref(), Some("42"));
+    assert_eq!(parsed.id.as_deref(), end.id());
+}
+
+#[tokio::test]
+async fn subscribe_from_oldest_replays_everything_retained_on_a_first_connection() {
+    let hub = Hub::memory();
+    publish_range(&hub, 1, 3).await;
+    let mut sub = hub
+        .subscribe_from(TOPIC, Start::resume_or(None, Start::Oldest))
+        .await
+        .unwrap();
+    assert_eq!(take_seqs(&mut sub, 3), [1, 2, 3]);
+    assert_waiting(&mut sub);
+}
+
+#[tokio::test]
+async fn a_subscriber_refused_by_max_topics_gets_a_retry_hint() {
+    let hub = Hub::builder()
+        .max_topics(1)
+        .retry_after_lag(Duration::from_millis(1500))
+        .memory();
+    let _busy = subscribe(&hub, None).await;
+    let mut refused = hub.subscribe("other", None).await.unwrap();
+    let notice = next_event(&mut refused);
+    let text = std::str::from_utf8(notice.as_bytes()).unwrap();
+    assert!(text.starts_with("retry: 1500\n"), "{text:?}");
+    assert!(
+        text.contains("\n: the hub holds as many topics"),
+        "{text:?}"
+    );
+    assert!(next_now(&mut refused).is_none());
+}

@@ -84,6 +84,11 @@ impl RedisServer {
         format!("tower-sse:{topic}")
     }
 
+    /// The key of `topic`'s metadata hash.
+    pub fn meta_key(topic: &str) -> String {
+        format!("tower-sse:{topic}#m")
+    }
+
     /// Kills the server (SIGKILL: what it acknowledged is on disk, `appendfsync always`) and
     /// waits for it to exit. Connections to it are refused from then on.
     pub fn stop(&mut self) {
@@ -239,7 +244,7 @@ impl Raw {
     }
 
     /// `XRANGE - +` over `topic`'s stream: each entry's id and its field `e` (the encoded event
-    /// without its id), oldest first.
+    /// without its id; `end`, the final event, for a close marker), oldest first.
     pub async fn entries(&mut self, topic: &str) -> Vec<(String, String)> {
         let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
             .arg(RedisServer::key(topic))
@@ -253,11 +258,38 @@ impl Raw {
             .map(|(id, fields)| {
                 let event = fields
                     .into_iter()
-                    .find_map(|(name, value)| (name == "e").then_some(value))
+                    .find_map(|(name, value)| (name == "e" || name == "end").then_some(value))
                     .unwrap_or_else(|| panic!("entry {id} has no field e"));
                 (id, event)
             })
             .collect()
+    }
+
+    /// How many of `keys` exist (`EXISTS`).
+    pub async fn exists(&mut self, keys: &[String]) -> usize {
+        redis::cmd("EXISTS")
+            .arg(keys)
+            .query_async(&mut self.connection)
+            .await
+            .unwrap()
+    }
+
+    /// `PTTL` of `key`: milliseconds left, -1 without expiry, -2 when it does not exist.
+    pub async fn pttl(&mut self, key: &str) -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut self.connection)
+            .await
+            .unwrap()
+    }
+
+    /// The Redis server's clock (`TIME`), in milliseconds.
+    pub async fn now_ms(&mut self) -> u64 {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+        secs * 1000 + micros / 1000
     }
 
     /// Kills the connections whose last command was `command` (`CLIENT LIST`'s `cmd=`), as a

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::TryRecvError;
+use futures_util::{FutureExt, StreamExt};
 
 use super::*;
+use crate::LastEventId;
 
 const TOPIC: &str = "news";
 
@@ -21,6 +22,14 @@ fn events(max_events: usize) -> HistoryLimits {
     }
 }
 
+fn topic_limits(max_topics: usize, max_history_bytes: usize, idle_ttl: Duration) -> TopicLimits {
+    TopicLimits {
+        max_topics,
+        max_history_bytes,
+        idle_ttl,
+    }
+}
+
 fn capped(max_replay: usize) -> ReplayOptions {
     ReplayOptions {
         max_replay,
@@ -35,8 +44,8 @@ fn live_on_gap() -> ReplayOptions {
     }
 }
 
-/// Publishes `n` events whose data is their sequence number (the topic must be new, or the
-/// data is off by what it already held).
+/// Publishes `n` events to `topic` whose data is their sequence number (the topic must be new,
+/// or the data is off by what it already held).
 async fn publish_n(backend: &MemoryBackend, topic: &str, n: u64) -> Vec<Event> {
     let mut published = Vec::new();
     for i in 1..=n {
@@ -52,80 +61,115 @@ async fn publish_n(backend: &MemoryBackend, topic: &str, n: u64) -> Vec<Event> {
 async fn open(
     backend: &MemoryBackend,
     topic: &str,
-    after: Option<&LastEventId>,
+    start: Start,
     options: &ReplayOptions,
 ) -> Opened {
     backend
-        .open(topic, after, options)
+        .open(topic, &start, options)
         .await
-        .expect("the memory backend always opens")
+        .expect("the memory backend opens")
 }
 
 fn last(id: &str) -> LastEventId {
     LastEventId::new(id).expect("a usable id")
 }
 
-fn id_of(backend: &MemoryBackend, seq: u64) -> String {
-    format!("{}-{seq}", backend.epoch())
+fn after(id: &str) -> Start {
+    Start::After(last(id))
 }
 
-fn last_at(backend: &MemoryBackend, seq: u64) -> LastEventId {
-    last(&id_of(backend, seq))
+/// The epoch of `topic`'s current instance.
+fn epoch(backend: &MemoryBackend, topic: &str) -> u64 {
+    let topic = lock(&backend.shared.topics)
+        .map
+        .get(topic)
+        .cloned()
+        .expect("the topic exists");
+    lock(&topic.state).epoch
 }
 
-/// The SEQ part of each event's id, checking the EPOCH part is `backend`'s.
+fn id_of(backend: &MemoryBackend, topic: &str, seq: u64) -> String {
+    id(epoch(backend, topic), seq)
+}
+
+fn after_seq(backend: &MemoryBackend, seq: u64) -> Start {
+    after(&id_of(backend, TOPIC, seq))
+}
+
+/// The SEQ part of each event's id, checking the EPOCH part is `TOPIC`'s.
 fn seqs(backend: &MemoryBackend, events: &[Event]) -> Vec<u64> {
+    let epoch = epoch(backend, TOPIC);
     events
         .iter()
         .map(|event| {
-            let id = event.id().expect("a stored event has an id");
-            let (epoch, seq) = id.rsplit_once('-').expect("EPOCH-SEQ");
-            assert_eq!(epoch, backend.epoch(), "id {id}");
-            seq.parse().expect("SEQ is a number")
+            let event_id = event.id().expect("a stored event has an id");
+            parse(event_id, epoch).unwrap_or_else(|reason| panic!("{event_id}: {reason:?}"))
         })
         .collect()
 }
 
 fn live_part(opened: Opened) -> Live {
-    opened.live.expect("the subscription has a live part")
+    match opened.rest {
+        Rest::Live(live) => live,
+        other => panic!("expected a live part, got {other:?}"),
+    }
+}
+
+/// The next delivery, if one is ready now.
+fn try_next(live: &mut Live) -> Option<Option<Delivery>> {
+    live.next().now_or_never()
+}
+
+fn next_event(live: &mut Live) -> Event {
+    match try_next(live) {
+        Some(Some(Delivery::Event(event))) => event,
+        other => panic!("expected a ready event, got {other:?}"),
+    }
+}
+
+fn assert_waiting(live: &mut Live) {
+    if let Some(item) = try_next(live) {
+        panic!("expected the feed to wait, got {item:?}");
+    }
+}
+
+/// Lets the reaper run everything due by now (paused time).
+async fn settle() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test]
-async fn ids_are_epoch_dash_seq_counting_from_1_per_topic() {
+async fn ids_are_epoch_dash_seq_counting_from_1_with_an_epoch_per_topic() {
     let backend = MemoryBackend::default();
-    let epoch = backend.epoch().to_owned();
-    assert_eq!(epoch.len(), 12);
-    assert!(
-        epoch
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        "{epoch}"
-    );
-
     let a = publish_n(&backend, "a", 3).await;
     let b = publish_n(&backend, "b", 2).await;
     let a4 = backend.publish("a", Event::data("4")).await.unwrap();
 
+    let (ea, eb) = (
+        format!("{:012x}", epoch(&backend, "a")),
+        format!("{:012x}", epoch(&backend, "b")),
+    );
+    assert_ne!(ea, eb, "each topic has its own epoch");
     let ids = |events: &[Event]| -> Vec<String> {
         events.iter().map(|e| e.id().unwrap().to_owned()).collect()
     };
     assert_eq!(
         ids(&a),
-        [
-            format!("{epoch}-1"),
-            format!("{epoch}-2"),
-            format!("{epoch}-3")
-        ]
+        [format!("{ea}-1"), format!("{ea}-2"), format!("{ea}-3")]
     );
-    assert_eq!(ids(&b), [format!("{epoch}-1"), format!("{epoch}-2")]);
-    assert_eq!(a4.id(), Some(format!("{epoch}-4").as_str()));
+    assert_eq!(ids(&b), [format!("{eb}-1"), format!("{eb}-2")]);
+    assert_eq!(a4.id(), Some(format!("{ea}-4").as_str()));
     assert_eq!(
         a[0].as_bytes(),
-        format!("id: {epoch}-1\ndata: 1\n\n").as_bytes()
+        format!("id: {ea}-1\ndata: 1\n\n").as_bytes()
     );
 
-    // Another instance (a restarted server) has its own epoch.
-    assert_ne!(MemoryBackend::default().epoch(), epoch);
+    // Another instance (a restarted server) has other epochs.
+    let other = MemoryBackend::default();
+    publish_n(&other, "a", 1).await;
+    assert_ne!(epoch(&other, "a"), epoch(&backend, "a"));
 }
 
 #[tokio::test]
@@ -134,12 +178,12 @@ async fn history_is_bounded_by_count() {
     publish_n(&backend, TOPIC, 5).await;
 
     // 3, 4 and 5 are retained: resuming after 2 is exact.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 2)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 2), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert_eq!(seqs(&backend, &opened.replay), [3, 4, 5]);
 
     // 2 is gone: resuming after 1 is not.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 1)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 1), &capped(100)).await;
     assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Evicted));
     assert_eq!(seqs(&backend, &opened.replay), [3, 4, 5]);
 }
@@ -158,16 +202,16 @@ async fn history_is_bounded_by_bytes() {
         assert_eq!(event.len(), size);
     }
 
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 2)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 2), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert_eq!(seqs(&backend, &opened.replay), [3, 4, 5]);
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 1)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 1), &capped(100)).await;
     assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Evicted));
 
     // One byte less and only two fit.
     let backend = MemoryBackend::new(limits(1000, 3 * size - 1, Duration::from_secs(3600)));
     publish_n(&backend, TOPIC, 5).await;
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 3)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 3), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert_eq!(seqs(&backend, &opened.replay), [4, 5]);
 }
@@ -180,72 +224,131 @@ async fn an_event_larger_than_the_byte_bound_is_not_retained_but_keeps_its_id() 
         .publish(TOPIC, Event::data("x".repeat(100)))
         .await
         .unwrap();
-    assert_eq!(big.id(), Some(id_of(&backend, 3).as_str()));
+    assert_eq!(big.id(), Some(id_of(&backend, TOPIC, 3).as_str()));
 
     // Resuming after the big one is exact (nothing was missed)...
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 3)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 3), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert!(opened.replay.is_empty());
     // ...resuming before it is not.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 2)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 2), &capped(100)).await;
     let gap = opened.gap.expect("a gap");
     assert_eq!(gap.reason, GapReason::Evicted);
-    assert_eq!(gap.resume_after, Some(id_of(&backend, 3)));
+    assert_eq!(gap.resume_after, Some(id_of(&backend, TOPIC, 3)));
     assert!(opened.replay.is_empty());
 
     let next = backend.publish(TOPIC, Event::data("y")).await.unwrap();
-    assert_eq!(next.id(), Some(id_of(&backend, 4).as_str()));
+    assert_eq!(next.id(), Some(id_of(&backend, TOPIC, 4).as_str()));
+}
+
+#[tokio::test]
+async fn a_live_subscriber_gets_an_event_over_the_byte_bound_before_it_leaves_the_history() {
+    let backend = MemoryBackend::new(limits(1000, 64, Duration::from_secs(3600)));
+    let mut live = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
+    let big = backend
+        .publish(TOPIC, Event::data("x".repeat(100)))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut live), big);
+    // Read by everyone: the next look at the history lets it go.
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(100)).await;
+    assert!(opened.replay.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn history_is_bounded_by_age() {
     let backend = MemoryBackend::new(limits(1000, usize::MAX, Duration::from_secs(10)));
+    // A subscriber that reads everything keeps the topic (and its epoch) while its history
+    // expires.
+    let mut keep = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
     publish_n(&backend, TOPIC, 1).await;
     tokio::time::advance(Duration::from_secs(5)).await;
     backend.publish(TOPIC, Event::data("2")).await.unwrap();
+    next_event(&mut keep);
+    next_event(&mut keep);
 
     // Exactly max_age old: still retained.
     tokio::time::advance(Duration::from_secs(5)).await;
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 0)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 0), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert_eq!(seqs(&backend, &opened.replay), [1, 2]);
 
     // Older: evicted, even without a publish to trigger it.
     tokio::time::advance(Duration::from_millis(1)).await;
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 0)), &capped(100)).await;
+    settle().await;
+    assert_eq!(
+        backend
+            .topic_info(TOPIC)
+            .await
+            .unwrap()
+            .unwrap()
+            .retained_events,
+        1
+    );
+    let opened = open(&backend, TOPIC, after_seq(&backend, 0), &capped(100)).await;
     let gap = opened.gap.expect("a gap");
     assert_eq!(gap.reason, GapReason::Evicted);
-    assert_eq!(gap.resume_after, Some(id_of(&backend, 1)));
+    assert_eq!(gap.resume_after, Some(id_of(&backend, TOPIC, 1)));
     assert_eq!(seqs(&backend, &opened.replay), [2]);
 
     tokio::time::advance(Duration::from_secs(5)).await;
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 1)), &capped(100)).await;
+    settle().await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 1), &capped(100)).await;
     assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Evicted));
     assert!(opened.replay.is_empty());
     // The newest id still resumes exactly: nothing after it was missed.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 2)), &capped(100)).await;
-    assert_eq!(opened.gap, None);
-    assert!(opened.replay.is_empty());
-    assert_eq!(live_part(opened).after, 2);
-}
-
-#[tokio::test]
-async fn open_without_an_id_is_live_only() {
-    let backend = MemoryBackend::default();
-    publish_n(&backend, TOPIC, 3).await;
-
-    let opened = open(&backend, TOPIC, None, &ReplayOptions::default()).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 2), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert!(opened.replay.is_empty());
     let mut live = live_part(opened);
-    assert_eq!(live.after, 3);
-    assert!(matches!(live.receiver.try_recv(), Err(TryRecvError::Empty)));
+    assert_waiting(&mut live);
+    backend.publish(TOPIC, Event::data("3")).await.unwrap();
+    assert_eq!(seqs(&backend, &[next_event(&mut live)]), [3]);
+}
 
-    let published = backend.publish(TOPIC, Event::data("4")).await.unwrap();
-    let received = live.receiver.try_recv().expect("the live event");
-    assert_eq!(received.position, 4);
-    assert_eq!(received.event, published);
-    assert!(matches!(live.receiver.try_recv(), Err(TryRecvError::Empty)));
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_that_keeps_up_gets_every_event_however_short_the_history() {
+    let backend = MemoryBackend::new(limits(1, usize::MAX, Duration::from_millis(1)));
+    let mut live = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
+    let published = publish_n(&backend, TOPIC, 5).await;
+    // The events expire and overflow the count bound before the subscriber reads them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for event in &published {
+        assert_eq!(&next_event(&mut live), event);
+    }
+    assert_waiting(&mut live);
+}
+
+#[tokio::test]
+async fn the_three_start_positions() {
+    let backend = MemoryBackend::default();
+    let published = publish_n(&backend, TOPIC, 5).await;
+
+    // Live: nothing replayed, the next event live.
+    let mut live = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
+    assert_waiting(&mut live);
+
+    // Oldest: everything retained, then live.
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(100)).await;
+    assert_eq!(opened.gap, None);
+    assert_eq!(opened.replay, published);
+    let mut oldest = live_part(opened);
+
+    // After an id: what follows it, then live.
+    let opened = open(&backend, TOPIC, after_seq(&backend, 3), &capped(100)).await;
+    assert_eq!(opened.replay, published[3..]);
+    let mut resumed = live_part(opened);
+
+    let six = backend.publish(TOPIC, Event::data("6")).await.unwrap();
+    for feed in [&mut live, &mut oldest, &mut resumed] {
+        assert_eq!(next_event(feed), six);
+        assert_waiting(feed);
+    }
+
+    // Oldest is capped like any replay.
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(4)).await;
+    assert_eq!(seqs(&backend, &opened.replay), [1, 2, 3, 4]);
+    assert!(matches!(opened.rest, Rest::More));
 }
 
 #[tokio::test]
@@ -253,39 +356,38 @@ async fn open_after_an_id_replays_exactly_what_follows_then_live() {
     let backend = MemoryBackend::default();
     let published = publish_n(&backend, TOPIC, 10).await;
 
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 7)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 7), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert_eq!(opened.replay, published[7..]);
     let mut live = live_part(opened);
-    assert_eq!(live.after, 10);
+    assert_waiting(&mut live);
 
     backend.publish(TOPIC, Event::data("11")).await.unwrap();
-    assert_eq!(live.receiver.try_recv().expect("live").position, 11);
-    assert!(matches!(live.receiver.try_recv(), Err(TryRecvError::Empty)));
+    assert_eq!(seqs(&backend, &[next_event(&mut live)]), [11]);
+    assert_waiting(&mut live);
 
     // The newest id: nothing to replay, live after it.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 11)), &capped(100)).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 11), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert!(opened.replay.is_empty());
-    assert_eq!(live_part(opened).after, 11);
+    assert_waiting(&mut live_part(opened));
 }
 
 #[tokio::test]
 async fn epoch_zero_replays_everything_retained() {
     let backend = MemoryBackend::default();
-    let epoch_zero = last_at(&backend, 0);
+    // A subscriber creates the topic: its epoch-0 is "before the first event".
+    let _first = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+    let epoch_zero = after_seq(&backend, 0);
 
-    // On a topic that has nothing yet: nothing, and no gap.
-    let opened = open(&backend, TOPIC, Some(&epoch_zero), &capped(100)).await;
+    let opened = open(&backend, TOPIC, epoch_zero.clone(), &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert!(opened.replay.is_empty());
-    assert_eq!(live_part(opened).after, 0);
 
     let published = publish_n(&backend, TOPIC, 5).await;
-    let opened = open(&backend, TOPIC, Some(&epoch_zero), &capped(100)).await;
+    let opened = open(&backend, TOPIC, epoch_zero, &capped(100)).await;
     assert_eq!(opened.gap, None);
     assert_eq!(opened.replay, published);
-    assert_eq!(live_part(opened).after, 5);
 }
 
 #[tokio::test]
@@ -296,21 +398,20 @@ async fn an_evicted_id_is_a_gap_that_resumes_from_the_oldest_retained() {
     let opened = open(
         &backend,
         TOPIC,
-        Some(&last_at(&backend, 3)),
+        after_seq(&backend, 3),
         &ReplayOptions::default(),
     )
     .await;
     assert_eq!(
         opened.gap,
-        Some(Gap {
-            reason: GapReason::Evicted,
-            resume: GapResume::Oldest,
-            resume_after: Some(id_of(&backend, 5)),
-            last_id: Some(id_of(&backend, 10)),
-        })
+        Some(
+            Gap::new(GapReason::Evicted, GapResume::Oldest)
+                .resume_after(id_of(&backend, TOPIC, 5))
+                .last_id(id_of(&backend, TOPIC, 10))
+        )
     );
     assert_eq!(seqs(&backend, &opened.replay), [6, 7, 8, 9, 10]);
-    assert_eq!(live_part(opened).after, 10);
+    assert_waiting(&mut live_part(opened));
 }
 
 #[tokio::test]
@@ -318,31 +419,28 @@ async fn an_evicted_id_with_gap_resume_live_replays_nothing() {
     let backend = MemoryBackend::new(events(5));
     publish_n(&backend, TOPIC, 10).await;
 
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 3)), &live_on_gap()).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 3), &live_on_gap()).await;
     assert_eq!(
         opened.gap,
-        Some(Gap {
-            reason: GapReason::Evicted,
-            resume: GapResume::Live,
-            resume_after: Some(id_of(&backend, 10)),
-            last_id: Some(id_of(&backend, 10)),
-        })
+        Some(
+            Gap::new(GapReason::Evicted, GapResume::Live)
+                .resume_after(id_of(&backend, TOPIC, 10))
+                .last_id(id_of(&backend, TOPIC, 10))
+        )
     );
     assert!(opened.replay.is_empty());
     let mut live = live_part(opened);
-    assert_eq!(live.after, 10);
     backend.publish(TOPIC, Event::data("11")).await.unwrap();
-    assert_eq!(live.receiver.try_recv().expect("live").position, 11);
+    assert_eq!(seqs(&backend, &[next_event(&mut live)]), [11]);
 }
 
 #[tokio::test]
 async fn presenting_resume_after_later_resumes_exactly() {
-    // A foreign id, so that the events published in between evict nothing.
-    let foreign = last_at(&MemoryBackend::default(), 3);
     for options in [ReplayOptions::default(), live_on_gap()] {
         let backend = MemoryBackend::default();
         publish_n(&backend, TOPIC, 10).await;
-        let opened = open(&backend, TOPIC, Some(&foreign), &options).await;
+        // A foreign id, so that the events published in between evict nothing.
+        let opened = open(&backend, TOPIC, after("000000000000-3"), &options).await;
         let resume_after = opened
             .gap
             .and_then(|gap| gap.resume_after)
@@ -350,7 +448,7 @@ async fn presenting_resume_after_later_resumes_exactly() {
         let continued = seqs(&backend, &opened.replay);
 
         backend.publish(TOPIC, Event::data("11")).await.unwrap();
-        let opened = open(&backend, TOPIC, Some(&last(&resume_after)), &options).await;
+        let opened = open(&backend, TOPIC, after(&resume_after), &options).await;
         assert_eq!(opened.gap, None, "{options:?}");
         let mut expected = continued;
         expected.push(11);
@@ -359,32 +457,28 @@ async fn presenting_resume_after_later_resumes_exactly() {
 }
 
 #[tokio::test]
-async fn an_id_from_another_instance_is_foreign() {
+async fn ids_from_another_instance_or_another_topic_are_foreign() {
     let backend = MemoryBackend::default();
     let other = MemoryBackend::default();
     publish_n(&backend, TOPIC, 3).await;
+    publish_n(&backend, "sports", 3).await;
     publish_n(&other, TOPIC, 3).await;
 
-    for seq in [0, 2, 3, 4] {
-        let opened = open(
-            &backend,
-            TOPIC,
-            Some(&last_at(&other, seq)),
-            &ReplayOptions::default(),
-        )
-        .await;
+    let foreign_ids = [0, 2, 3, 4]
+        .into_iter()
+        .flat_map(|seq| [id_of(&other, TOPIC, seq), id_of(&backend, "sports", seq)]);
+    for foreign in foreign_ids {
+        let opened = open(&backend, TOPIC, after(&foreign), &ReplayOptions::default()).await;
         assert_eq!(
             opened.gap,
-            Some(Gap {
-                reason: GapReason::Foreign,
-                resume: GapResume::Oldest,
-                resume_after: Some(id_of(&backend, 0)),
-                last_id: Some(id_of(&backend, 3)),
-            }),
-            "{}",
-            id_of(&other, seq)
+            Some(
+                Gap::new(GapReason::Foreign, GapResume::Oldest)
+                    .resume_after(id_of(&backend, TOPIC, 0))
+                    .last_id(id_of(&backend, TOPIC, 3))
+            ),
+            "{foreign}"
         );
-        assert_eq!(seqs(&backend, &opened.replay), [1, 2, 3]);
+        assert_eq!(seqs(&backend, &opened.replay), [1, 2, 3], "{foreign}");
     }
 }
 
@@ -396,47 +490,26 @@ async fn a_seq_beyond_the_last_is_unknown() {
     let opened = open(
         &backend,
         TOPIC,
-        Some(&last_at(&backend, 4)),
+        after_seq(&backend, 4),
         &ReplayOptions::default(),
     )
     .await;
     assert_eq!(
         opened.gap,
-        Some(Gap {
-            reason: GapReason::Unknown,
-            resume: GapResume::Oldest,
-            resume_after: Some(id_of(&backend, 0)),
-            last_id: Some(id_of(&backend, 3)),
-        })
+        Some(
+            Gap::new(GapReason::Unknown, GapResume::Oldest)
+                .resume_after(id_of(&backend, TOPIC, 0))
+                .last_id(id_of(&backend, TOPIC, 3))
+        )
     );
     assert_eq!(seqs(&backend, &opened.replay), [1, 2, 3]);
-
-    // A topic that never published has no last id.
-    let opened = open(
-        &backend,
-        "empty",
-        Some(&last_at(&backend, 1)),
-        &ReplayOptions::default(),
-    )
-    .await;
-    assert_eq!(
-        opened.gap,
-        Some(Gap {
-            reason: GapReason::Unknown,
-            resume: GapResume::Oldest,
-            resume_after: Some(id_of(&backend, 0)),
-            last_id: None,
-        })
-    );
-    assert!(opened.replay.is_empty());
-    assert_eq!(live_part(opened).after, 0);
 }
 
 #[tokio::test]
 async fn garbage_and_unusable_ids_are_malformed() {
     let backend = MemoryBackend::default();
     publish_n(&backend, TOPIC, 2).await;
-    let epoch = backend.epoch().to_owned();
+    let epoch = format!("{:012x}", epoch(&backend, TOPIC));
 
     let mut ids: Vec<LastEventId> = [
         "garbage".to_owned(),
@@ -461,20 +534,19 @@ async fn garbage_and_unusable_ids_are_malformed() {
             .map(|raw| LastEventId::from_bytes(raw).expect("not empty")),
     );
 
-    for id in &ids {
-        let opened = open(&backend, TOPIC, Some(id), &ReplayOptions::default()).await;
+    for id in ids {
+        let shown = id.to_string();
+        let opened = open(&backend, TOPIC, Start::After(id), &ReplayOptions::default()).await;
         assert_eq!(
             opened.gap,
-            Some(Gap {
-                reason: GapReason::Malformed,
-                resume: GapResume::Oldest,
-                resume_after: Some(id_of(&backend, 0)),
-                last_id: Some(id_of(&backend, 2)),
-            }),
-            "{id}"
+            Some(
+                Gap::new(GapReason::Malformed, GapResume::Oldest)
+                    .resume_after(id_of(&backend, TOPIC, 0))
+                    .last_id(id_of(&backend, TOPIC, 2))
+            ),
+            "{shown}"
         );
-        assert_eq!(seqs(&backend, &opened.replay), [1, 2], "{id}");
-        assert_eq!(live_part(opened).after, 2, "{id}");
+        assert_eq!(seqs(&backend, &opened.replay), [1, 2], "{shown}");
     }
 }
 
@@ -484,119 +556,486 @@ async fn max_replay_cuts_the_replay_and_leaves_out_the_live_part() {
     publish_n(&backend, TOPIC, 25).await;
     let options = capped(10);
 
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 0)), &options).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 0), &options).await;
     assert_eq!(opened.gap, None);
     assert_eq!(seqs(&backend, &opened.replay), (1..=10).collect::<Vec<_>>());
-    assert!(opened.live.is_none());
+    assert!(matches!(opened.rest, Rest::More));
 
     // Reconnecting with the last replayed id gets the next batch.
     let last_replayed = opened.replay.last().unwrap().id().unwrap().to_owned();
-    let opened = open(&backend, TOPIC, Some(&last(&last_replayed)), &options).await;
-    assert_eq!(opened.gap, None);
+    let opened = open(&backend, TOPIC, after(&last_replayed), &options).await;
     assert_eq!(
         seqs(&backend, &opened.replay),
         (11..=20).collect::<Vec<_>>()
     );
-    assert!(opened.live.is_none());
+    assert!(matches!(opened.rest, Rest::More));
 
     let last_replayed = opened.replay.last().unwrap().id().unwrap().to_owned();
-    let opened = open(&backend, TOPIC, Some(&last(&last_replayed)), &options).await;
-    assert_eq!(opened.gap, None);
+    let opened = open(&backend, TOPIC, after(&last_replayed), &options).await;
     assert_eq!(seqs(&backend, &opened.replay), [21, 22, 23, 24, 25]);
-    assert_eq!(live_part(opened).after, 25);
+    assert_waiting(&mut live_part(opened));
 
     // Exactly the cap behind: all of it, and live.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 15)), &options).await;
+    let opened = open(&backend, TOPIC, after_seq(&backend, 15), &options).await;
     assert_eq!(
         seqs(&backend, &opened.replay),
         (16..=25).collect::<Vec<_>>()
     );
-    assert_eq!(live_part(opened).after, 25);
-}
-
-#[tokio::test]
-async fn max_replay_caps_the_replay_after_a_gap_too() {
-    let backend = MemoryBackend::new(events(20));
-    publish_n(&backend, TOPIC, 30).await;
-
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 1)), &capped(10)).await;
-    assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Evicted));
-    assert_eq!(
-        seqs(&backend, &opened.replay),
-        (11..=20).collect::<Vec<_>>()
-    );
-    assert!(opened.live.is_none());
-}
-
-#[tokio::test]
-async fn live_after_is_the_position_of_the_last_replayed_event() {
-    let backend = MemoryBackend::default();
-    let opened = open(&backend, TOPIC, None, &ReplayOptions::default()).await;
-    assert_eq!(live_part(opened).after, 0);
-
-    publish_n(&backend, TOPIC, 4).await;
-    for seq in 0..=4 {
-        let opened = open(&backend, TOPIC, Some(&last_at(&backend, seq)), &capped(100)).await;
-        let replayed = seqs(&backend, &opened.replay);
-        assert_eq!(replayed.last().copied().unwrap_or(seq), 4);
-        assert_eq!(live_part(opened).after, 4);
-    }
+    assert_waiting(&mut live_part(opened));
 }
 
 #[tokio::test]
 async fn a_subscriber_more_than_its_queue_behind_is_lagged() {
-    let backend = MemoryBackend::with_queue(HistoryLimits::default(), 4);
-    let mut slow = live_part(open(&backend, TOPIC, None, &ReplayOptions::default()).await);
-    let mut fast = live_part(open(&backend, TOPIC, None, &ReplayOptions::default()).await);
+    let backend = MemoryBackend::with_limits(HistoryLimits::default(), TopicLimits::default(), 4);
+    let mut slow = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
+    let mut fast = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
 
     for i in 1..=10 {
         backend.publish(TOPIC, Event::data("x")).await.unwrap();
-        assert_eq!(fast.receiver.try_recv().expect("live").position, i);
+        assert_eq!(seqs(&backend, &[next_event(&mut fast)]), [i]);
     }
-    assert!(matches!(
-        slow.receiver.try_recv(),
-        Err(TryRecvError::Lagged(_))
-    ));
-}
-
-/// Opens (and drops) subscriptions to enough new, empty topics to make the map sweep.
-async fn force_sweep(backend: &MemoryBackend) {
-    for i in 0..=FIRST_SWEEP {
-        let opened = open(
-            backend,
-            &format!("empty-{i}"),
-            None,
-            &ReplayOptions::default(),
-        )
-        .await;
-        drop(opened);
-    }
+    assert!(matches!(try_next(&mut slow), Some(Some(Delivery::Lagged))));
+    assert!(matches!(try_next(&mut slow), Some(None)));
 }
 
 #[tokio::test]
-async fn the_sweep_drops_topics_that_hold_nothing() {
+async fn a_topic_with_no_subscriber_and_nothing_retained_is_dropped_at_once() {
     let backend = MemoryBackend::default();
-    publish_n(&backend, TOPIC, 1).await;
-    force_sweep(&backend).await;
-
-    let topics = lock(&backend.topics);
-    assert!(topics.map.len() < FIRST_SWEEP, "{}", topics.map.len());
-    assert!(topics.map.contains_key(TOPIC));
+    let opened = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+    assert_eq!(backend.topic_count(), 1);
+    drop(opened);
+    assert_eq!(backend.topic_count(), 0);
+    assert_eq!(backend.topic_info(TOPIC).await.unwrap(), None);
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_sweep_keeps_the_sequence_of_a_topic_that_has_published() {
-    let backend = MemoryBackend::new(limits(1000, usize::MAX, Duration::from_secs(1)));
-    publish_n(&backend, TOPIC, 3).await;
-    // Its history expires: the topic holds no event and has no subscriber.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    force_sweep(&backend).await;
-    assert!(lock(&backend.topics).map.len() < FIRST_SWEEP);
+async fn twenty_thousand_topics_opened_and_abandoned_leave_nothing_behind() {
+    let backend = MemoryBackend::new(limits(1000, usize::MAX, Duration::from_secs(10)));
+    for i in 0..10_000 {
+        // One event each, nobody listening.
+        backend
+            .publish(&format!("published-{i}"), Event::data("x"))
+            .await
+            .unwrap();
+        // A subscriber that comes and goes.
+        let mut live =
+            live_part(open(&backend, &format!("visited-{i}"), Start::Live, &capped(1)).await);
+        assert_waiting(&mut live);
+    }
+    assert_eq!(
+        backend.topic_count(),
+        10_000,
+        "the published topics retain their event"
+    );
+    assert!(backend.history_bytes() > 0);
 
-    let next = backend.publish(TOPIC, Event::data("4")).await.unwrap();
-    assert_eq!(next.id(), Some(id_of(&backend, 4).as_str()));
-    // An id issued before the sweep still means the same event.
-    let opened = open(&backend, TOPIC, Some(&last_at(&backend, 3)), &capped(100)).await;
-    assert_eq!(opened.gap, None);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    settle().await;
+    assert_eq!(backend.topic_count(), 0);
+    assert_eq!(backend.history_bytes(), 0);
+    let shared = &backend.shared;
+    assert!(
+        lock(&shared.deadlines).is_empty(),
+        "no reaper entry is left"
+    );
+    assert!(lock(&shared.topics).map.capacity() < 4096, "the map shrank");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_topic_is_dropped_whole_and_its_ids_become_foreign() {
+    let ttl = Duration::from_secs(60);
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(100, usize::MAX, ttl),
+        DEFAULT_QUEUE,
+    );
+    let published = publish_n(&backend, TOPIC, 3).await;
+
+    // A subscriber keeps it however long it stays.
+    let opened = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+    tokio::time::sleep(ttl * 3).await;
+    settle().await;
+    assert_eq!(
+        backend
+            .topic_info(TOPIC)
+            .await
+            .unwrap()
+            .unwrap()
+            .retained_events,
+        3
+    );
+
+    // It leaves: the topic is idle from now on; a publish resets the clock.
+    drop(opened);
+    tokio::time::sleep(ttl / 2).await;
+    let fourth = backend.publish(TOPIC, Event::data("4")).await.unwrap();
+    tokio::time::sleep(ttl / 2 + Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(backend.topic_count(), 1, "published to within the TTL");
+
+    tokio::time::sleep(ttl / 2).await;
+    settle().await;
+    assert_eq!(
+        backend.topic_count(),
+        0,
+        "idle for the TTL: dropped with its history"
+    );
+    assert_eq!(backend.history_bytes(), 0);
+
+    // A new instance: the old ids are foreign there.
+    publish_n(&backend, TOPIC, 1).await;
+    for old in published.iter().chain([&fourth]) {
+        let opened = open(&backend, TOPIC, after(old.id().unwrap()), &capped(100)).await;
+        assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Foreign));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_topic_whose_history_expires_is_dropped_and_a_new_one_has_a_new_epoch() {
+    let backend = MemoryBackend::new(limits(1000, usize::MAX, Duration::from_secs(1)));
+    let old = publish_n(&backend, TOPIC, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(backend.topic_count(), 0);
+
+    let next = backend.publish(TOPIC, Event::data("1")).await.unwrap();
+    assert!(next.id().unwrap().ends_with("-1"));
+    let opened = open(&backend, TOPIC, after(old[2].id().unwrap()), &capped(100)).await;
+    assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Foreign));
     assert_eq!(opened.replay, [next]);
+}
+
+fn end_event() -> Event {
+    Event::builder().event("end").data("bye").build().unwrap()
+}
+
+#[tokio::test]
+async fn close_ends_live_subscribers_and_later_ones_get_the_history_then_the_end() {
+    let backend = MemoryBackend::default();
+    let mut live = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
+    let published = publish_n(&backend, TOPIC, 2).await;
+
+    let end = backend.close(TOPIC, end_event()).await.unwrap();
+    let end_id = format!("{}{END_ID_SUFFIX}", id_of(&backend, TOPIC, 3));
+    assert_eq!(end.id(), Some(end_id.as_str()));
+    assert!(super::super::is_end_id(&end_id));
+
+    // The live one: what it had not read, then the end, then nothing.
+    assert_eq!(next_event(&mut live), published[0]);
+    assert_eq!(next_event(&mut live), published[1]);
+    assert!(matches!(try_next(&mut live), Some(Some(Delivery::End(e))) if e == end));
+    assert!(matches!(try_next(&mut live), Some(None)));
+
+    // Later ones: what is retained after their start, then the end.
+    for (start, replayed) in [
+        (Start::Oldest, &published[..]),
+        (after_seq(&backend, 1), &published[1..]),
+        (Start::Live, &[][..]),
+    ] {
+        let opened = open(&backend, TOPIC, start, &capped(100)).await;
+        assert_eq!(opened.replay, replayed);
+        assert!(matches!(opened.rest, Rest::End(ref e) if *e == end));
+    }
+    // Cut at the cap: the end comes with the last batch.
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(1)).await;
+    assert!(matches!(opened.rest, Rest::More));
+
+    // No more publishing; closing again changes nothing.
+    let err = backend.publish(TOPIC, Event::data("3")).await.unwrap_err();
+    assert!(err.is_closed(), "{err}");
+    let again = backend.close(TOPIC, Event::data("other")).await.unwrap();
+    assert_eq!(again, end);
+    let info = backend.topic_info(TOPIC).await.unwrap().unwrap();
+    assert!(info.closed);
+    assert_eq!(info.retained_events, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_topic_goes_away_after_its_idle_ttl_and_can_be_opened_again() {
+    let ttl = Duration::from_secs(30);
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(100, usize::MAX, ttl),
+        DEFAULT_QUEUE,
+    );
+    let old = publish_n(&backend, TOPIC, 2).await;
+    backend.close(TOPIC, end_event()).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(backend.topic_count(), 0);
+
+    let reopened = backend.publish(TOPIC, Event::data("new")).await.unwrap();
+    let opened = open(&backend, TOPIC, after(old[1].id().unwrap()), &capped(100)).await;
+    assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Foreign));
+    assert_eq!(opened.replay, [reopened]);
+    assert!(matches!(opened.rest, Rest::Live(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_racing_publish_and_subscribe_loses_and_duplicates_nothing() {
+    for round in 0..50 {
+        let backend = Arc::new(MemoryBackend::default());
+        let topic = format!("race-{round}");
+        let publisher = {
+            let backend = backend.clone();
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for i in 0..200 {
+                    match backend.publish(&topic, Event::data(i.to_string())).await {
+                        Ok(event) => accepted.push(event),
+                        Err(err) => {
+                            assert!(err.is_closed(), "{err}");
+                            break;
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                accepted
+            })
+        };
+        let subscribers: Vec<_> = (0..4)
+            .map(|i| {
+                let backend = backend.clone();
+                let topic = topic.clone();
+                tokio::spawn(async move {
+                    for _ in 0..i * 3 {
+                        tokio::task::yield_now().await;
+                    }
+                    let opened = backend
+                        .open(&topic, &Start::Oldest, &capped(10_000))
+                        .await
+                        .unwrap();
+                    let mut got = opened.replay;
+                    let end = match opened.rest {
+                        Rest::End(end) => end,
+                        Rest::Live(mut live) => loop {
+                            match live.next().await {
+                                Some(Delivery::Event(event)) => got.push(event),
+                                Some(Delivery::End(end)) => break end,
+                                other => panic!("unexpected {other:?}"),
+                            }
+                        },
+                        Rest::More => panic!("the cap is above what is published"),
+                    };
+                    (got, end)
+                })
+            })
+            .collect();
+        for _ in 0..round % 7 * 5 {
+            tokio::task::yield_now().await;
+        }
+        let end = backend.close(&topic, end_event()).await.unwrap();
+        let accepted = publisher.await.unwrap();
+        for subscriber in subscribers {
+            let (got, their_end) = subscriber.await.unwrap();
+            assert_eq!(their_end, end);
+            // From the oldest: every accepted event, in order, once.
+            assert_eq!(got, accepted, "round {round}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_topics_evicts_idle_topics_oldest_first_then_refuses() {
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(4, usize::MAX, Duration::from_secs(3600)),
+        DEFAULT_QUEUE,
+    );
+    // Two idle topics (history, no subscriber), oldest first, and two with subscribers.
+    let tick = || tokio::time::advance(Duration::from_secs(1));
+    publish_n(&backend, "idle-old", 1).await;
+    tick().await;
+    publish_n(&backend, "idle-new", 1).await;
+    let _a = open(&backend, "busy-a", Start::Live, &capped(100)).await;
+    let _b = open(&backend, "busy-b", Start::Live, &capped(100)).await;
+    tick().await;
+
+    publish_n(&backend, "fifth", 1).await;
+    assert_eq!(backend.topic_count(), 4);
+    assert_eq!(
+        backend.topic_info("idle-old").await.unwrap(),
+        None,
+        "oldest idle: evicted"
+    );
+    assert!(backend.topic_info("idle-new").await.unwrap().is_some());
+    tick().await;
+
+    publish_n(&backend, "sixth", 1).await;
+    assert_eq!(backend.topic_info("idle-new").await.unwrap(), None);
+    tick().await;
+
+    // The just-published topics are idle too: they go in their turn.
+    publish_n(&backend, "seventh", 1).await;
+    tick().await;
+    publish_n(&backend, "eighth", 1).await;
+    assert_eq!(backend.topic_count(), 4);
+    assert_eq!(backend.topic_info("fifth").await.unwrap(), None);
+    assert_eq!(backend.topic_info("sixth").await.unwrap(), None);
+
+    // All four busy: a new topic is refused, for publishers and subscribers alike.
+    let _c = open(&backend, "seventh", Start::Live, &capped(100)).await;
+    let _d = open(&backend, "eighth", Start::Live, &capped(100)).await;
+    let err = backend
+        .publish("ninth", Event::data("x"))
+        .await
+        .unwrap_err();
+    assert!(err.is_full(), "{err}");
+    let err = backend
+        .open("ninth", &Start::Live, &capped(100))
+        .await
+        .unwrap_err();
+    assert!(err.is_full(), "{err}");
+    // Existing topics still take events.
+    publish_n(&backend, "busy-a", 1).await;
+}
+
+#[tokio::test]
+async fn max_history_bytes_evicts_idle_topics_then_own_history_then_refuses() {
+    let size = MemoryBackend::default()
+        .publish(TOPIC, Event::data("x".repeat(100)))
+        .await
+        .unwrap()
+        .len();
+    let charge = size + EVENT_OVERHEAD;
+    // Room for exactly four events.
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(100, 4 * charge, Duration::from_secs(3600)),
+        DEFAULT_QUEUE,
+    );
+    let x = || Event::data("x".repeat(100));
+    backend.publish("idle", x()).await.unwrap();
+    let _busy = open(&backend, "busy", Start::Live, &capped(100)).await;
+    for _ in 0..3 {
+        backend.publish("busy", x()).await.unwrap();
+    }
+    assert_eq!(backend.history_bytes(), 4 * charge);
+
+    // Full: the idle topic goes first.
+    backend.publish("busy", x()).await.unwrap();
+    assert_eq!(backend.topic_info("idle").await.unwrap(), None);
+    assert_eq!(backend.history_bytes(), 4 * charge);
+
+    // Then the topic's own oldest events.
+    backend.publish("busy", x()).await.unwrap();
+    let info = backend.topic_info("busy").await.unwrap().unwrap();
+    assert_eq!(info.retained_events, 4);
+    assert_eq!(backend.history_bytes(), 4 * charge);
+
+    // Another topic with a subscriber and nothing to give up: refused.
+    let _other = open(&backend, "other", Start::Live, &capped(100)).await;
+    let err = backend.publish("other", x()).await.unwrap_err();
+    assert!(err.is_full(), "{err}");
+    // An event that could never fit: refused.
+    let err = backend
+        .publish("busy", Event::data("x".repeat(5 * charge)))
+        .await
+        .unwrap_err();
+    assert!(err.is_full(), "{err}");
+    assert_eq!(backend.history_bytes(), 4 * charge);
+}
+
+#[tokio::test]
+async fn no_sequence_of_publishes_takes_the_history_past_its_bound() {
+    let max = 64 * 1024;
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(50, max, Duration::from_secs(3600)),
+        DEFAULT_QUEUE,
+    );
+    let mut subscribers = Vec::new();
+    for i in 0..10 {
+        subscribers.push(open(&backend, &format!("t{i}"), Start::Live, &capped(1)).await);
+    }
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..5000 {
+        let topic = format!("t{}", rng.usize(..100));
+        let size = rng.usize(..4096);
+        let _ = backend.publish(&topic, Event::data("y".repeat(size))).await;
+        assert!(
+            backend.history_bytes() <= max,
+            "{}",
+            backend.history_bytes()
+        );
+        assert!(backend.topic_count() <= 50);
+    }
+    // What is counted is what is held.
+    let held: usize = lock(&backend.shared.topics)
+        .map
+        .values()
+        .map(|topic| {
+            let state = lock(&topic.state);
+            state.log.bytes() + state.log.len() * EVENT_OVERHEAD
+        })
+        .sum();
+    assert_eq!(held, backend.history_bytes());
+}
+
+#[tokio::test]
+async fn topic_info_says_who_listens_and_what_is_retained() {
+    let backend = MemoryBackend::default();
+    assert_eq!(backend.topic_info(TOPIC).await.unwrap(), None);
+    let published = publish_n(&backend, TOPIC, 3).await;
+    let a = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+    let b = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+
+    let info = backend.topic_info(TOPIC).await.unwrap().unwrap();
+    assert_eq!(info.subscribers, 2);
+    assert_eq!(info.retained_events, 3);
+    assert_eq!(
+        info.retained_bytes,
+        published.iter().map(Event::len).sum::<usize>()
+    );
+    assert_eq!(info.last_id.as_deref(), published[2].id());
+    assert!(!info.closed);
+
+    drop(a);
+    drop(b);
+    assert_eq!(
+        backend
+            .topic_info(TOPIC)
+            .await
+            .unwrap()
+            .unwrap()
+            .subscribers,
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_idle_resolves_once_nobody_has_listened_for_the_grace_period() {
+    let backend = Arc::new(MemoryBackend::default());
+    let grace = Duration::from_secs(10);
+    let waiting = |backend: Arc<MemoryBackend>| {
+        tokio::spawn(async move {
+            let started = Instant::now();
+            backend.wait_idle(TOPIC, grace).await.unwrap();
+            started.elapsed()
+        })
+    };
+
+    // Nobody ever comes: after the grace period.
+    let idle = waiting(backend.clone()).await.unwrap();
+    assert_eq!(idle, grace);
+    assert_eq!(backend.topic_count(), 0, "the wait leaves nothing behind");
+
+    // A subscriber for 25 s, away for 5 s, back for 10 s, then gone for good.
+    let task = waiting(backend.clone());
+    settle().await;
+    assert_eq!(
+        backend.topic_count(),
+        1,
+        "the waited-on topic exists while it waits"
+    );
+    let first = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let second = open(&backend, TOPIC, Start::Live, &capped(100)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!task.is_finished());
+    drop(second);
+    assert_eq!(task.await.unwrap(), Duration::from_secs(40) + grace);
 }

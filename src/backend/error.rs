@@ -1,0 +1,130 @@
+use std::error::Error as StdError;
+use std::fmt;
+
+/// Why a [`Backend`](super::Backend) call failed.
+///
+/// Its message is safe to show to a client: it says what kind of failure it was, never the
+/// backend's internals (a Redis error text, an address). The underlying error, when there is
+/// one, is kept as its [`source`](StdError::source) for logs.
+///
+/// ```
+/// use tower_sse::backend::Error;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "10.0.0.7:6379 refused");
+/// let err = Error::unavailable(io);
+/// assert!(err.is_unavailable());
+/// assert!(!err.to_string().contains("10.0.0.7")); // for clients
+/// assert!(std::error::Error::source(&err).unwrap().to_string().contains("10.0.0.7")); // for logs
+/// ```
+pub struct Error {
+    kind: Kind,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Unavailable,
+    TooManyTopics,
+    HistoryFull,
+    Closed,
+    Config,
+    Internal,
+}
+
+impl Error {
+    fn new(kind: Kind, source: Option<Box<dyn StdError + Send + Sync>>) -> Self {
+        Error { kind, source }
+    }
+
+    /// The backend cannot serve now (a store that is unreachable, a timeout); trying again later
+    /// may work.
+    pub fn unavailable(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Error::new(Kind::Unavailable, Some(source.into()))
+    }
+
+    /// The hub holds as many topics as it may, and none of them is idle: a new topic is refused.
+    pub fn too_many_topics() -> Self {
+        Error::new(Kind::TooManyTopics, None)
+    }
+
+    /// The hub's retained history is at its byte bound and nothing can be evicted to make room.
+    pub fn history_full() -> Self {
+        Error::new(Kind::HistoryFull, None)
+    }
+
+    /// The topic is closed: it takes no more events until it is gone.
+    pub fn closed() -> Self {
+        Error::new(Kind::Closed, None)
+    }
+
+    /// The backend's configuration is unusable (e.g. a malformed URL).
+    pub fn config(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Error::new(Kind::Config, Some(source.into()))
+    }
+
+    /// Anything else that went wrong inside the backend.
+    pub fn internal(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Error::new(Kind::Internal, Some(source.into()))
+    }
+
+    /// Whether the backend could not serve now; trying again later may work.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == Kind::Unavailable
+    }
+
+    /// Whether a bound of the hub (topics, history bytes) refused the call; trying again later
+    /// may work, once something has expired.
+    pub fn is_full(&self) -> bool {
+        matches!(self.kind, Kind::TooManyTopics | Kind::HistoryFull)
+    }
+
+    /// Whether the topic is closed.
+    pub fn is_closed(&self) -> bool {
+        self.kind == Kind::Closed
+    }
+
+    /// Whether the backend's configuration is at fault.
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Configuration is the developer's, at start-up: say what is wrong with it.
+        if let (Kind::Config, Some(source)) = (self.kind, &self.source) {
+            return write!(f, "the hub's backend is misconfigured: {source}");
+        }
+        f.write_str(match self.kind {
+            Kind::Unavailable => "the hub's backend is unavailable; try again shortly",
+            Kind::TooManyTopics => {
+                "the hub holds as many topics as it may and none is idle; try again later"
+            }
+            Kind::HistoryFull => {
+                "the hub's history is at its byte bound and nothing can be evicted; try again later"
+            }
+            Kind::Closed => "the topic is closed",
+            Kind::Config => "the hub's backend is misconfigured",
+            Kind::Internal => "the hub's backend failed",
+        })
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
