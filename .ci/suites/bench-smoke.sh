@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark harness smoke run (issue 6): tiny counts, tower-sse and the axum baseline only,
-# ~20 s. Fails if any scenario did not deliver. Writes target/bench-smoke.md (and
-# target/bench-smoke-plots/), never the committed BENCHMARKS.md. Needs taskset (util-linux).
+# every scenario (per-user and many-topics included), ~75 s on 2 cores. Fails if any scenario
+# did not deliver (a per-user stream without its own event, a many-topics publish refused).
+# Writes target/bench-smoke.md (and target/bench-smoke-plots/), never the committed
+# BENCHMARKS.md. Needs taskset (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

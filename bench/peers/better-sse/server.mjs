@@ -7,6 +7,12 @@
 //   GET  /plain           small text response
 //
 // One process, one event loop: no cluster, no worker threads.
+//
+// Topics are what a careful user writes so that per-user topics do not pile up: a topic's
+// channel is created by its first subscriber and forgotten when its last session leaves; a
+// publish to a topic without subscribers is dropped (better-sse keeps no history, so nobody
+// could have received it). HISTORY_AGE_MS and TOPIC_IDLE_TTL_MS therefore have nothing to
+// configure; when either is set, an `expiry: …` line says so.
 import http from "node:http";
 import express from "express";
 import { createChannel, createSession } from "better-sse";
@@ -41,9 +47,16 @@ function channelFor(topic) {
 	let channel = channels.get(topic);
 	if (channel === undefined) {
 		channel = createChannel();
+		channel.on("session-deregistered", () => {
+			if (channel.sessionCount === 0 && channels.get(topic) === channel) channels.delete(topic);
+		});
 		channels.set(topic, channel);
 	}
 	return channel;
+}
+
+if (process.env.HISTORY_AGE_MS !== undefined || process.env.TOPIC_IDLE_TTL_MS !== undefined) {
+	console.log("expiry: nothing to expire: no history, and a topic exists only while it has subscribers");
 }
 
 const app = express();
@@ -63,7 +76,7 @@ app.post(
 			res.status(400).type("text/plain").send("expected a text body\n");
 			return;
 		}
-		channelFor(req.params.topic).broadcast(req.body);
+		channels.get(req.params.topic)?.broadcast(req.body);
 		res.status(204).end();
 	},
 );

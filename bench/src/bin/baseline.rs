@@ -1,9 +1,19 @@
 //! The baseline a user hand-rolls: axum's `Sse` over one `tokio::sync::broadcast` channel per
-//! topic. `GET /events/{topic}`, `POST /publish/{topic}`, `GET /plain`. Env: `ADDR`, `WORKERS`.
+//! topic, in a map. `GET /events/{topic}`, `POST /publish/{topic}`, `GET /plain`. Env: `ADDR`,
+//! `WORKERS`.
+//!
+//! What a careful user writes so that per-user topics do not pile up: a topic's channel is
+//! created by its first subscriber and dropped from the map when its last subscriber leaves; a
+//! publish to a topic without subscribers finds no channel and is dropped (a broadcast channel
+//! keeps no history, so nobody could have received it anyway). So it has nothing to expire: the
+//! history age and idle TTL of the many-topics scenario do not apply. Each channel holds 1024
+//! slots from its creation.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,30 +25,69 @@ use tokio_stream::wrappers::BroadcastStream;
 
 type Topics = Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>;
 
-fn sender(topics: &Topics, topic: &str) -> broadcast::Sender<String> {
-    topics
-        .lock()
-        .unwrap()
-        .entry(topic.to_owned())
-        .or_insert_with(|| broadcast::channel(1024).0)
-        .clone()
+/// A subscriber's receiver; when the stream ends, it drops its topic's channel from the map if
+/// it was the last subscriber. Subscribing and leaving both hold the map's lock, so no one can
+/// subscribe to a channel as it is being dropped.
+struct Subscriber {
+    rx: BroadcastStream<String>,
+    topics: Topics,
+    topic: String,
+}
+
+impl Stream for Subscriber {
+    type Item = Result<String, tokio_stream::wrappers::errors::BroadcastStreamRecvError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let mut map = self.topics.lock().unwrap();
+        // This subscriber's receiver is still alive: it is the last one if it is the only one.
+        if map
+            .get(&self.topic)
+            .is_some_and(|tx| tx.receiver_count() == 1)
+        {
+            map.remove(&self.topic);
+        }
+    }
 }
 
 async fn events(
     State(topics): State<Topics>,
     Path(topic): Path<String>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = sender(&topics, &topic).subscribe();
-    let stream = BroadcastStream::new(rx)
-        .filter_map(|msg| async move { msg.ok().map(|data| Ok(Event::default().data(data))) });
+    let rx = topics
+        .lock()
+        .unwrap()
+        .entry(topic.clone())
+        .or_insert_with(|| broadcast::channel(1024).0)
+        .subscribe();
+    let stream = Subscriber {
+        rx: BroadcastStream::new(rx),
+        topics,
+        topic,
+    }
+    .filter_map(|msg| async move { msg.ok().map(|data| Ok(Event::default().data(data))) });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 async fn publish(State(topics): State<Topics>, Path(topic): Path<String>, body: String) {
-    let _ = sender(&topics, &topic).send(body);
+    if let Some(tx) = topics.lock().unwrap().get(&topic) {
+        let _ = tx.send(body);
+    }
 }
 
 fn main() -> std::io::Result<()> {
+    if std::env::var_os("HISTORY_AGE_MS").is_some()
+        || std::env::var_os("TOPIC_IDLE_TTL_MS").is_some()
+    {
+        println!(
+            "expiry: nothing to expire: no history, and a topic exists only while it has subscribers"
+        );
+    }
     tower_sse_bench::run_server(async {
         let app = Router::new()
             .route("/events/{topic}", get(events))

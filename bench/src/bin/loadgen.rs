@@ -4,7 +4,10 @@
 //! ```text
 //! loadgen subscribe --url URL --connections N [--source-ips 127.0.0.1,127.0.0.2] --report FILE
 //!                   [--duration S] [--last-event-id ID --expect N] [--connect-concurrency C]
+//!                   [--first K]
 //! loadgen publish   --url URL [--topic T] --rate R --size BYTES --duration S [--count N]
+//! loadgen publish-many --url URL --topics N [--prefix P] [--first K] [--connections C]
+//!                   [--pipeline D] [--size BYTES] [--duration S]
 //! loadgen plain     --url URL --connections C --duration S
 //! loadgen churn     --url URL --concurrency C --duration S [--source-ips ...]
 //! ```
@@ -15,7 +18,17 @@
 //! connection has its response headers (or failed). On SIGUSR1 it writes `FILE.K.json` (K = 1,
 //! 2, …; with `FILE.K.hist`, the histogram in HdrHistogram V2 form) and starts counting afresh;
 //! on SIGTERM, after `--duration` (default 600 s), or once every connection has seen `--expect`
-//! events, it writes `FILE` (and `FILE.hist`) and exits. The other modes print one JSON line.
+//! events, it writes `FILE` (and `FILE.hist`) and exits. A `{i}` in the URL's path makes a topic
+//! per connection: connection `i` (counted from `--first`) asks for the path with `{i}` replaced
+//! by `K + i`, and counts an event whose data does not name its topic (`…;TOPIC;…`) as misrouted;
+//! the reports also count the connections that received at least one event.
+//!
+//! `publish-many` publishes one event to each of the topics `P{K}` … `P{K+N-1}` (default prefix
+//! `m`, data `t=<nanos>;TOPIC;<padding>`) over C keep-alive connections (default 64), each with
+//! D requests written at once before their answers are read (HTTP/1.1 pipelining; default 1:
+//! a server without `TCP_NODELAY` holds the second answer of a pipelined pair until the
+//! client's delayed ACK, ~40 ms).
+//! The other modes print one JSON line.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -36,7 +49,7 @@ type Opts = HashMap<String, String>;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first().cloned() else {
-        eprintln!("usage: loadgen subscribe|publish|plain|churn --url URL ...");
+        eprintln!("usage: loadgen subscribe|publish|publish-many|plain|churn --url URL ...");
         std::process::exit(2);
     };
     let mut opts = Opts::new();
@@ -55,6 +68,7 @@ fn main() {
         match mode.as_str() {
             "subscribe" => subscribe(&opts).await,
             "publish" => publish(&opts).await,
+            "publish-many" => publish_many(&opts).await,
             "plain" => plain(&opts).await,
             "churn" => churn(&opts).await,
             other => {
@@ -264,6 +278,10 @@ struct SubState {
     closed: Cell<u64>,
     caught_up: Cell<u64>,
     catch_up_max: Cell<Duration>,
+    /// Connections that have received at least one event (never reset).
+    receiving: Cell<u64>,
+    /// Events whose data did not name the connection's own topic (never reset).
+    misrouted: Cell<u64>,
 }
 
 impl SubState {
@@ -303,6 +321,8 @@ impl SubState {
             "max_us": if hist.is_empty() { 0 } else { hist.max() },
             "caught_up": self.caught_up.get(),
             "catch_up_max_ms": self.catch_up_max.get().as_secs_f64() * 1000.0,
+            "receiving": self.receiving.get(),
+            "misrouted": self.misrouted.get(),
         });
         let mut bytes = Vec::new();
         let _ = V2Serializer::new().serialize(&hist, &mut bytes);
@@ -327,21 +347,34 @@ async fn subscribe(opts: &Opts) -> i32 {
     let duration = Duration::from_secs_f64(opt(opts, "duration", 600.0));
     let expect: u64 = opt(opts, "expect", 0);
     let ips = source_ips(opts);
-    let mut request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n");
+    let first: u64 = opt(opts, "first", 0);
+    let per_topic = path.contains("{i}");
+    let mut extra = String::new();
     if let Some(id) = opts.get("last-event-id") {
-        request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        extra.push_str(&format!("Last-Event-ID: {id}\r\n"));
     }
-    request.push_str("\r\n");
-    let request: Rc<[u8]> = request.into_bytes().into();
+    let request_for = |path: &str| -> Rc<[u8]> {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{extra}\r\n")
+            .into_bytes()
+            .into()
+    };
+    let shared = request_for(&path);
     let state = Rc::new(SubState::default());
     *state.hist.borrow_mut() = Some(new_hist());
     let sem = Rc::new(Semaphore::new(opt(opts, "connect-concurrency", 256)));
     let done = Rc::new(Notify::new());
     let start = Instant::now();
     for i in 0..n {
-        let (state, request, sem, done) =
-            (state.clone(), request.clone(), sem.clone(), done.clone());
+        // With a topic per connection: its request, and the `;TOPIC;` its events' data names.
+        let (request, mark) = if per_topic {
+            let own = path.replace("{i}", &(first + i).to_string());
+            let topic = own.rsplit('/').next().unwrap_or_default();
+            let mark = format!(";{topic};").into_bytes();
+            (request_for(&own), Some(mark))
+        } else {
+            (shared.clone(), None)
+        };
+        let (state, sem, done) = (state.clone(), sem.clone(), done.clone());
         let src = ips[i as usize % ips.len()];
         tokio::task::spawn_local(async move {
             let permit = sem.acquire().await;
@@ -363,6 +396,12 @@ async fn subscribe(opts: &Opts) -> i32 {
                 loop {
                     reader.feed(&data, |d| {
                         state.record(d);
+                        if mine == 0 {
+                            state.receiving.set(state.receiving.get() + 1);
+                        }
+                        if mark.as_ref().is_some_and(|m| find(d, m).is_none()) {
+                            state.misrouted.set(state.misrouted.get() + 1);
+                        }
                         mine += 1;
                     });
                     if expect > 0 && mine >= expect {
@@ -495,15 +534,9 @@ async fn publish(opts: &Opts) -> i32 {
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
-        let mut body = format!("t={};", now_nanos());
-        while body.len() < size {
-            body.push('x');
-        }
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(request.as_bytes()).await.is_err() {
+        let mut request = Vec::new();
+        post(&mut request, &path, &host, &event_data(size, ""));
+        if stream.write_all(&request).await.is_err() {
             errors += 1;
             break;
         }
@@ -528,6 +561,99 @@ async fn publish(opts: &Opts) -> i32 {
             "first_id": ids.first().cloned().unwrap_or_default()})
     );
     i32::from(errors > 0)
+}
+
+/// Waits for every task; returns the seconds since `start`.
+async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>, start: Instant) -> f64 {
+    for t in tasks {
+        let _ = t.await;
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Event data of `size` bytes (at least its stamp): `t=<unix nanos>;` then `tag` (if any)
+/// and `x` padding.
+fn event_data(size: usize, tag: &str) -> String {
+    let mut body = format!("t={};{tag}", now_nanos());
+    while body.len() < size {
+        body.push('x');
+    }
+    body
+}
+
+/// Appends `POST path` with `body` to `out`.
+fn post(out: &mut Vec<u8>, path: &str, host: &str, body: &str) {
+    let _ = write!(
+        out,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// One event to each of `--topics N` topics over keep-alive connections, pipelined.
+async fn publish_many(opts: &Opts) -> i32 {
+    let url = opts.get("url").expect("--url").clone();
+    let (addr, base, host) = parse_url(&url);
+    let base = base.trim_end_matches('/').to_owned();
+    let topics: u64 = opt(opts, "topics", 1);
+    let first: u64 = opt(opts, "first", 0);
+    let prefix = opts.get("prefix").cloned().unwrap_or_else(|| "m".into());
+    let conns: u64 = opt(opts, "connections", 64);
+    let depth: u64 = opt::<u64>(opts, "pipeline", 1).max(1);
+    let size: usize = opt(opts, "size", 64);
+    let duration = Duration::from_secs_f64(opt(opts, "duration", 600.0));
+    // The next topic (counted from 0) that no connection has taken yet.
+    let next = Rc::new(Cell::new(0u64));
+    let published = Rc::new(Cell::new(0u64));
+    let errors = Rc::new(Cell::new(0u64));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns.min(topics) {
+        let (next, published, errors) = (next.clone(), published.clone(), errors.clone());
+        let (base, host, prefix) = (base.clone(), host.clone(), prefix.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let Ok(mut stream) = connect(addr, "127.0.0.1".parse().unwrap()).await else {
+                errors.set(errors.get() + 1);
+                return;
+            };
+            let (mut buf, mut batch) = (Vec::new(), Vec::new());
+            while next.get() < topics && start.elapsed() < duration {
+                let (from, to) = (next.get(), (next.get() + depth).min(topics));
+                next.set(to);
+                batch.clear();
+                for i in from..to {
+                    let topic = format!("{prefix}{}", first + i);
+                    let data = event_data(size, &format!("{topic};"));
+                    post(&mut batch, &format!("{base}/publish/{topic}"), &host, &data);
+                }
+                let mut answered = 0;
+                if stream.write_all(&batch).await.is_ok() {
+                    while answered < to - from {
+                        match read_response(&mut stream, &mut buf).await {
+                            Ok((status, _)) if (200..300).contains(&status) => {
+                                published.set(published.get() + 1);
+                            }
+                            Ok(_) => errors.set(errors.get() + 1),
+                            Err(_) => break,
+                        }
+                        answered += 1;
+                    }
+                }
+                if answered < to - from {
+                    // The connection failed: what it did not answer is lost.
+                    errors.set(errors.get() + (to - from - answered));
+                    return;
+                }
+            }
+        }));
+    }
+    let elapsed = finish(tasks, start).await;
+    println!(
+        "{}",
+        serde_json::json!({"published": published.get(), "errors": errors.get(),
+            "elapsed_s": elapsed, "per_s": published.get() as f64 / elapsed})
+    );
+    i32::from(errors.get() > 0 || published.get() < topics)
 }
 
 async fn plain(opts: &Opts) -> i32 {
@@ -565,10 +691,7 @@ async fn plain(opts: &Opts) -> i32 {
             }
         }));
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = finish(tasks, start).await;
     println!(
         "{}",
         serde_json::json!({"requests": count.get(), "errors": errors.get(),
@@ -640,10 +763,7 @@ async fn churn(opts: &Opts) -> i32 {
             }
         }));
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = finish(tasks, start).await;
     let h = hist.borrow();
     println!(
         "{}",

@@ -9,6 +9,10 @@
 //!     --scenarios idle,plain,overhead --out target/part.md   # a part, while working on it
 //! ```
 //!
+//! Scenarios: `idle` (memory per idle stream, one shared topic), `per-user` (the same with a
+//! topic per stream, beside the shared figure), `fanout`, `storm`, `churn`, `plain`,
+//! `many-topics` (one event each to many topics, RSS after they expire) and `overhead`.
+//!
 //! Each server runs pinned to core 0 (`taskset -c 0`, `WORKERS=1`), the clients (`loadgen`) on
 //! core 1, all on loopback. Servers are rows of [`servers`]: a name, a command and its
 //! environment; a peer whose files or tools are missing is reported as not measured, with why.
@@ -30,6 +34,17 @@ use serde_json::Value;
 /// Connections per client process: the open-file limit is 20000 per process.
 const PER_PROCESS: u64 = 5000;
 
+/// The history age and idle-topic TTL of the many-topics scenario, ms (`HISTORY_AGE_MS`,
+/// `TOPIC_IDLE_TTL_MS` in the server's environment).
+const EXPIRY_MS: u64 = 2000;
+
+/// Keep-alive connections, and requests pipelined on each, when publishing to a topic each.
+/// Not pipelined: the axum servers do not set `TCP_NODELAY`, so the second of two pipelined
+/// answers waits for the client's delayed ACK (~40 ms): 1.4k publishes/s with two in flight
+/// against 120k/s with one, here.
+const PER_TOPIC_CONNS: u64 = 64;
+const PER_TOPIC_PIPELINE: u64 = 1;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Smoke,
@@ -47,6 +62,8 @@ struct Plan {
     storm_behind: u64,
     churn_secs: f64,
     plain_secs: f64,
+    /// Distinct topics of the many-topics scenario, one event each.
+    many_topics: u64,
 }
 
 impl Plan {
@@ -62,6 +79,7 @@ impl Plan {
                 storm_behind: 100,
                 churn_secs: 1.0,
                 plain_secs: 1.0,
+                many_topics: 2_000,
             },
             Mode::Quick => Plan {
                 idle: vec![1000],
@@ -73,6 +91,7 @@ impl Plan {
                 storm_behind: 1000,
                 churn_secs: 3.0,
                 plain_secs: 3.0,
+                many_topics: 20_000,
             },
             Mode::Full => Plan {
                 idle: vec![1000, 5000, 19000],
@@ -84,6 +103,7 @@ impl Plan {
                 storm_behind: 1000,
                 churn_secs: 5.0,
                 plain_secs: 5.0,
+                many_topics: 1_000_000,
             },
         }
     }
@@ -103,6 +123,9 @@ struct Server {
     replay: bool,
     /// Whether it is measured in `--smoke`.
     smoke: bool,
+    /// A path that answers the server's own count of topics, read after expiry in the
+    /// many-topics scenario.
+    status: Option<&'static str>,
 }
 
 fn servers(bin: &Path) -> Vec<Server> {
@@ -116,6 +139,7 @@ fn servers(bin: &Path) -> Vec<Server> {
             needs: vec![],
             replay: true,
             smoke: true,
+            status: None,
         },
         Server {
             name: "baseline",
@@ -124,6 +148,7 @@ fn servers(bin: &Path) -> Vec<Server> {
             needs: vec![],
             replay: false,
             smoke: true,
+            status: None,
         },
         Server {
             name: "nchan",
@@ -134,6 +159,7 @@ fn servers(bin: &Path) -> Vec<Server> {
             // `Last-Event-ID` resumes after.
             replay: true,
             smoke: false,
+            status: Some("/nchan_status"),
         },
         Server {
             name: "better-sse",
@@ -142,6 +168,7 @@ fn servers(bin: &Path) -> Vec<Server> {
             needs: vec!["bench/peers/better-sse/start.sh"],
             replay: false,
             smoke: false,
+            status: None,
         },
     ]
 }
@@ -159,6 +186,8 @@ struct Ctx {
 struct Running {
     child: Child,
     addr: String,
+    /// Its stdout and stderr.
+    log: PathBuf,
 }
 
 fn shell_words(cmd: &Command) -> String {
@@ -253,7 +282,7 @@ impl Ctx {
                 std::thread::sleep(Duration::from_millis(300));
                 // Still running: the listener that answered is this server's.
                 if let Ok(None) = child.try_wait() {
-                    return Ok(Running { child, addr });
+                    return Ok(Running { child, addr, log });
                 }
                 continue;
             }
@@ -409,6 +438,11 @@ fn settle(pid: u32, max: Duration) {
     }
 }
 
+/// Arguments as owned strings.
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// Subscriber client processes holding `n` connections between them.
 struct Subscribers {
     procs: Vec<(Child, String)>,
@@ -425,10 +459,13 @@ fn source_ips(first: u8, count: u8) -> String {
 }
 
 impl Subscribers {
+    /// A `{i}` in `url` gives each connection its own topic, `i` counting from 0 over all the
+    /// processes.
     fn open(ctx: &mut Ctx, url: &str, n: u64, tag: &str, bound_secs: f64) -> Subscribers {
         let count = n.div_ceil(PER_PROCESS).max(1);
         let mut procs = Vec::new();
         let (tx, rx) = mpsc::channel();
+        let mut first = 0;
         for i in 0..count {
             let share = n / count + u64::from(i < n % count);
             let report = ctx
@@ -436,7 +473,7 @@ impl Subscribers {
                 .join(format!("{tag}-{i}.json"))
                 .display()
                 .to_string();
-            let args: Vec<String> = [
+            let args = strings(&[
                 "subscribe",
                 "--url",
                 url,
@@ -448,10 +485,10 @@ impl Subscribers {
                 &report,
                 "--duration",
                 &bound_secs.to_string(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+                "--first",
+                &first.to_string(),
+            ]);
+            first += share;
             let mut child = match ctx.loadgen(&args).stdout(Stdio::piped()).spawn() {
                 Ok(c) => c,
                 Err(e) => {
@@ -535,6 +572,11 @@ struct Delivery {
     errors: u64,
     caught_up: u64,
     catch_up_ms: f64,
+    /// Connections that have received an event since they opened (not only since the last
+    /// snapshot).
+    receiving: u64,
+    /// Events whose data did not name the connection's own topic, since they opened.
+    misrouted: u64,
     hist: Option<Histogram<u64>>,
 }
 
@@ -555,6 +597,8 @@ impl Delivery {
             d.closed += u("closed_by_server");
             d.errors += u("errors");
             d.caught_up += u("caught_up");
+            d.receiving += u("receiving");
+            d.misrouted += u("misrouted");
             d.catch_up_ms = d
                 .catch_up_ms
                 .max(v["catch_up_max_ms"].as_f64().unwrap_or(0.0));
@@ -580,8 +624,18 @@ impl Delivery {
 
 // ---------------------------------------------------------------- results
 
+/// Which topics the idle streams subscribe to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Topics {
+    /// All to `/events/idle`.
+    Shared,
+    /// Each to its own, `/events/u{i}` (the per-user scenario).
+    Own,
+}
+
 struct IdleRow {
     server: String,
+    topics: Topics,
     connections: u64,
     established: u64,
     rss_kib_per_conn: f64,
@@ -590,6 +644,27 @@ struct IdleRow {
     rss_after_event_kib_per_conn: Option<f64>,
     sock_kib_per_conn: f64,
     slab_kib_per_conn: f64,
+    /// Streams that received their event, and events that reached a stream of another topic.
+    receiving: u64,
+    misrouted: u64,
+}
+
+struct ManyRow {
+    server: String,
+    topics: u64,
+    published: u64,
+    errors: u64,
+    per_s: f64,
+    /// Before anything, and after the warm-up on `/plain` (the start the others are read
+    /// against).
+    rss_fresh: u64,
+    rss_start: u64,
+    rss_published: u64,
+    rss_expired: u64,
+    /// From the start of the publishing until the RSS was read after expiry.
+    waited_s: f64,
+    /// What the server said it did with the expiry settings (its `expiry:` line).
+    expiry: String,
 }
 
 struct FanRow {
@@ -636,19 +711,33 @@ struct Results {
     storm: Vec<StormRow>,
     churn: Vec<ChurnRow>,
     plain: Vec<PlainRow>,
+    many: Vec<ManyRow>,
     skipped: Vec<(String, String)>,
     measured: Vec<String>,
 }
 
 // ---------------------------------------------------------------- scenarios
 
-fn idle(ctx: &mut Ctx, server: &Server, n: u64, res: &mut Results) -> Result<(), String> {
+/// `n` idle streams on a fresh server: RSS growth per stream once they are open, and again once
+/// each has received one event. With [`Topics::Own`] every stream has its own topic and every
+/// topic gets its own event (checked: each stream must receive one, naming its topic).
+fn idle(
+    ctx: &mut Ctx,
+    server: &Server,
+    n: u64,
+    topics: Topics,
+    res: &mut Results,
+) -> Result<(), String> {
     let running = ctx.start(server, &[])?;
     let pid = running.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let (rss0, sock0, slab0) = (rss_kib(pid), sockstat_pages(), slab_kib());
-    let url = format!("http://{}/events/idle", running.addr);
-    let subs = Subscribers::open(ctx, &url, n, &format!("idle-{}-{n}", server.name), 120.0);
+    let (path, label) = match topics {
+        Topics::Shared => ("idle", "idle"),
+        Topics::Own => ("u{i}", "per-user"),
+    };
+    let url = format!("http://{}/events/{path}", running.addr);
+    let subs = Subscribers::open(ctx, &url, n, &format!("{label}-{}-{n}", server.name), 120.0);
     std::thread::sleep(Duration::from_secs(2));
     let (rss1, sock1, slab1) = (rss_kib(pid), sockstat_pages(), slab_kib());
     let mut subs = subs;
@@ -656,33 +745,45 @@ fn idle(ctx: &mut Ctx, server: &Server, n: u64, res: &mut Results) -> Result<(),
     // Then one event to every connection: the figure after it is the steady state, where
     // each server has written to each connection (a first keep-alive would do the same).
     let _ = subs.snapshot();
-    let args: Vec<String> = [
-        "publish",
-        "--url",
-        &format!("http://{}", running.addr),
-        "--topic",
-        "idle",
-        "--rate",
-        "10",
-        "--size",
-        "64",
-        "--duration",
-        "5",
-        "--count",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let published = ctx.loadgen_json(&args)["published"].as_u64().unwrap_or(0);
-    let mut delivered = 0;
+    // How many streams an event was sent to.
+    let expected = match topics {
+        Topics::Shared => {
+            let args = strings(&[
+                "publish",
+                "--url",
+                &format!("http://{}", running.addr),
+                "--topic",
+                "idle",
+                "--rate",
+                "10",
+                "--size",
+                "64",
+                "--duration",
+                "5",
+                "--count",
+                "1",
+            ]);
+            // One event reaches every stream.
+            ctx.loadgen_json(&args)["published"]
+                .as_u64()
+                .unwrap_or(0)
+                .min(1)
+                * established
+        }
+        Topics::Own => ctx.loadgen_json(&publish_many_args(&running.addr, "u", n))["published"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(established),
+    };
+    let (mut delivered, mut last) = (0, Delivery::default());
     let waited = Instant::now();
-    while published > 0 && delivered < established && waited.elapsed() < Duration::from_secs(30) {
+    while expected > 0 && delivered < established && waited.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(500));
-        delivered += subs.snapshot().delivered;
+        last = subs.snapshot();
+        delivered += last.delivered;
     }
     std::thread::sleep(Duration::from_secs(1));
-    let rss2 = (published > 0 && delivered >= established).then(|| rss_kib(pid));
+    let rss2 = (expected > 0 && delivered >= established).then(|| rss_kib(pid));
     subs.close();
     stop(running);
     let per = |x: f64| {
@@ -692,23 +793,192 @@ fn idle(ctx: &mut Ctx, server: &Server, n: u64, res: &mut Results) -> Result<(),
             0.0
         }
     };
-    println!("  idle {n}: {established} established, RSS {rss0} → {rss1} KiB");
+    println!(
+        "  {label} {n}: {established} established, RSS {rss0} → {rss1} KiB, {} got their event",
+        last.receiving
+    );
     if established < n {
         ctx.failures.push(format!(
-            "{}: idle {n}: only {established} connections established",
+            "{}: {label} {n}: only {established} connections established",
             server.name
+        ));
+    }
+    if expected < established || last.receiving < established || last.misrouted > 0 {
+        ctx.failures.push(format!(
+            "{}: {label} {n}: {} of {established} streams got their event ({expected} sent, {} misrouted)",
+            server.name, last.receiving, last.misrouted
         ));
     }
     res.idle.push(IdleRow {
         server: server.name.into(),
+        topics,
         connections: n,
         established,
         rss_kib_per_conn: per(rss1.saturating_sub(rss0) as f64),
         rss_after_event_kib_per_conn: rss2.map(|rss2| per(rss2.saturating_sub(rss0) as f64)),
         sock_kib_per_conn: per(sock1.saturating_sub(sock0) as f64 * 4.0),
         slab_kib_per_conn: per(slab1 as f64 - slab0 as f64),
+        receiving: last.receiving,
+        misrouted: last.misrouted,
     });
     Ok(())
+}
+
+/// `loadgen publish-many`: one 64 B event to each of the topics `{prefix}0`…, over
+/// [`PER_TOPIC_CONNS`] keep-alive connections with [`PER_TOPIC_PIPELINE`] requests pipelined on
+/// each.
+fn publish_many_args(addr: &str, prefix: &str, topics: u64) -> Vec<String> {
+    strings(&[
+        "publish-many",
+        "--url",
+        &format!("http://{addr}"),
+        "--prefix",
+        prefix,
+        "--topics",
+        &topics.to_string(),
+        "--connections",
+        &PER_TOPIC_CONNS.to_string(),
+        "--pipeline",
+        &PER_TOPIC_PIPELINE.to_string(),
+        "--size",
+        "64",
+        "--duration",
+        "600",
+    ])
+}
+
+/// One event to each of `plan.many_topics` topics, no subscriber, on a server told to expire
+/// history after [`EXPIRY_MS`] and idle topics after as long: RSS at start, after the publishing
+/// and once it holds still past the expiry.
+fn many_topics(
+    ctx: &mut Ctx,
+    server: &Server,
+    plan: &Plan,
+    res: &mut Results,
+) -> Result<(), String> {
+    let expiry = EXPIRY_MS.to_string();
+    let env = [
+        ("HISTORY_AGE_MS", expiry.as_str()),
+        ("TOPIC_IDLE_TTL_MS", expiry.as_str()),
+        // nchan keeps ~0.6 KiB of shared memory per channel with one message: 1M topics do not
+        // fit in its default 128M (the others ignore this).
+        ("NCHAN_SHARED_MEMORY", "1024M"),
+    ];
+    let running = ctx.start(server, &env)?;
+    let pid = running.child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_fresh = rss_kib(pid);
+    // As many keep-alive connections on `/plain` first: what serving them costs (buffers the
+    // allocator keeps) is then in the start figure, and the growth after it is the topics'.
+    let _ = ctx.loadgen_json(&plain_args(&running.addr, PER_TOPIC_CONNS, 0.5));
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_start = rss_kib(pid);
+    let began = Instant::now();
+    let v = ctx.loadgen_json(&publish_many_args(&running.addr, "m", plan.many_topics));
+    let published = v["published"].as_u64().unwrap_or(0);
+    let errors = v["errors"].as_u64().unwrap_or(0);
+    settle(pid, Duration::from_secs(15));
+    let rss_published = rss_kib(pid);
+    // The last topic was published just now: its event expires after the history age, the
+    // topic after the idle TTL from then. From a second past that, wait for the RSS to hold
+    // still as long (a sweep may run late), at most 30 s more.
+    let expiry_time = Duration::from_millis(2 * EXPIRY_MS);
+    let expired_at = Instant::now() + expiry_time;
+    let bound = expired_at + Duration::from_secs(30);
+    let rss_expired = steady_rss(pid, expired_at + Duration::from_secs(1), expiry_time, bound);
+    let waited_s = began.elapsed().as_secs_f64();
+    let said = std::fs::read_to_string(&running.log).unwrap_or_default();
+    let mut expiry = said
+        .lines()
+        .find_map(|l| l.strip_prefix("expiry: "))
+        .unwrap_or("(the server did not say)")
+        .to_owned();
+    if let Some(status) = server.status {
+        // Its own count, once it has dropped every channel (or at the bound).
+        let counts = loop {
+            let counts = status_counts(&running.addr, status);
+            if counts.split(", ").any(|c| c == "channels: 0") || Instant::now() >= bound {
+                break counts;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let _ = write!(
+            expiry,
+            "; `GET {status}` {:.0} s after the publishing began: {counts}",
+            began.elapsed().as_secs_f64()
+        );
+    }
+    stop(running);
+    println!(
+        "  many topics {}: {published} published ({errors} errors) at {:.0}/s, RSS {rss_fresh} → {rss_start} → {rss_published} → {rss_expired} KiB",
+        plan.many_topics,
+        v["per_s"].as_f64().unwrap_or(0.0)
+    );
+    if published < plan.many_topics {
+        ctx.failures.push(format!(
+            "{}: many topics: {published} of {} published ({errors} errors)",
+            server.name, plan.many_topics
+        ));
+    }
+    res.many.push(ManyRow {
+        server: server.name.into(),
+        topics: plan.many_topics,
+        published,
+        errors,
+        per_s: v["per_s"].as_f64().unwrap_or(0.0),
+        rss_fresh,
+        rss_start,
+        rss_published,
+        rss_expired,
+        waited_s,
+        expiry,
+    });
+    Ok(())
+}
+
+/// The lines of `GET path` on `addr` that count topics and memory (nchan's stub status:
+/// `channels: N`, `stored messages: N`, `shared memory used: NK`), joined.
+fn status_counts(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut text = String::new();
+    let got = TcpStream::connect(addr).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        s.read_to_string(&mut text)
+    });
+    if let Err(e) = got {
+        return format!("no answer ({e})");
+    }
+    text.lines()
+        .filter(|l| {
+            ["channels:", "stored messages:", "shared memory used:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The RSS of `pid` once it has held still (within 1 %, or 64 KiB) for `window`, read every
+/// 0.5 s from `from` on; the last reading at `until` if it never does.
+fn steady_rss(pid: u32, from: Instant, window: Duration, until: Instant) -> u64 {
+    std::thread::sleep(from.saturating_duration_since(Instant::now()));
+    let mut readings: Vec<(Instant, u64)> = Vec::new();
+    loop {
+        let (now, rss) = (Instant::now(), rss_kib(pid));
+        readings.push((now, rss));
+        let recent: Vec<u64> = readings
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= window)
+            .map(|(_, r)| *r)
+            .collect();
+        let spread = recent.iter().max().unwrap_or(&0) - recent.iter().min().unwrap_or(&0);
+        let held = now.duration_since(readings[0].0) >= window && spread <= (rss / 100).max(64);
+        if held || now >= until {
+            return rss;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn fan_out(
@@ -742,7 +1012,7 @@ fn fan_out(
     for &rate in &plan.rates {
         for &size in &plan.sizes {
             let cpu0 = cpu_ticks(pid);
-            let args: Vec<String> = [
+            let args = strings(&[
                 "publish",
                 "--url",
                 &format!("http://{}", running.addr),
@@ -754,10 +1024,7 @@ fn fan_out(
                 &size.to_string(),
                 "--duration",
                 &plan.publish_secs.to_string(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            ]);
             let pubr = ctx.loadgen_json(&args);
             let published = pubr["published"].as_u64().unwrap_or(0);
             std::thread::sleep(Duration::from_millis(500));
@@ -809,7 +1076,7 @@ fn fan_out(
 fn storm(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
     let running = ctx.start(server, &[])?;
     let pid = running.child.id();
-    let args: Vec<String> = [
+    let args = strings(&[
         "publish",
         "--url",
         &format!("http://{}", running.addr),
@@ -823,10 +1090,7 @@ fn storm(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Resu
         &(plan.storm_behind + 1).to_string(),
         "--duration",
         "60",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let pubr = ctx.loadgen_json(&args);
     let first = pubr["first_id"].as_str().unwrap_or_default().to_owned();
     if first.is_empty() {
@@ -839,7 +1103,7 @@ fn storm(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Resu
         .display()
         .to_string();
     let cpu0 = cpu_ticks(pid);
-    let args: Vec<String> = [
+    let args = strings(&[
         "subscribe",
         "--url",
         &format!("http://{}/events/storm", running.addr),
@@ -857,10 +1121,7 @@ fn storm(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Resu
         &plan.storm_clients.to_string(),
         "--duration",
         "60",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let _ = ctx.loadgen(&args).stdout(Stdio::null()).status();
     let cpu_s = cpu_ticks(pid).saturating_sub(cpu0) as f64 / ctx.clk_tck;
     stop(running);
@@ -889,7 +1150,7 @@ fn storm(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Resu
 fn churn(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Result<(), String> {
     let running = ctx.start(server, &[])?;
     let base = format!("http://{}", running.addr);
-    let args: Vec<String> = [
+    let args = strings(&[
         "publish",
         "--url",
         &base,
@@ -901,17 +1162,14 @@ fn churn(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Resu
         "64",
         "--duration",
         &(plan.churn_secs + 3.0).to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let mut publisher = ctx
         .loadgen(&args)
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(300));
-    let args: Vec<String> = [
+    let args = strings(&[
         "churn",
         "--url",
         &format!("{base}/events/churn"),
@@ -921,10 +1179,7 @@ fn churn(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> Resu
         &plan.churn_secs.to_string(),
         "--source-ips",
         &source_ips(9, 16),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let v = ctx.loadgen_json(&args);
     let _ = publisher.kill();
     let _ = publisher.wait();
@@ -953,7 +1208,7 @@ fn plain(
     res: &mut Results,
 ) -> Result<(), String> {
     let running = ctx.start(server, env)?;
-    let args = plain_args(&running.addr, plan);
+    let args = plain_args(&running.addr, 50, plan.plain_secs);
     // Best of three runs: other load on the machine only ever lowers a run's rate.
     let rps = (0..3)
         .map(|_| ctx.loadgen_json(&args)["rps"].as_f64().unwrap_or(0.0))
@@ -963,20 +1218,17 @@ fn plain(
     Ok(())
 }
 
-/// `loadgen plain` against `addr` for the plan's duration, 50 keep-alive connections.
-fn plain_args(addr: &str, plan: &Plan) -> Vec<String> {
-    [
+/// `loadgen plain` against `addr`: `connections` keep-alive connections for `secs`.
+fn plain_args(addr: &str, connections: u64, secs: f64) -> Vec<String> {
+    strings(&[
         "plain",
         "--url",
         &format!("http://{addr}/plain"),
         "--connections",
-        "50",
+        &connections.to_string(),
         "--duration",
-        &plan.plain_secs.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+        &secs.to_string(),
+    ])
 }
 
 fn record_plain(ctx: &mut Ctx, res: &mut Results, label: &str, rps: f64) {
@@ -1022,7 +1274,7 @@ fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> R
     let mut best = vec![0.0f64; running.len()];
     for _ in 0..3 {
         for (i, (_, r)) in running.iter().enumerate() {
-            let args = plain_args(&r.addr, plan);
+            let args = plain_args(&r.addr, 50, plan.plain_secs);
             let rps = ctx.loadgen_json(&args)["rps"].as_f64().unwrap_or(0.0);
             best[i] = best[i].max(rps);
         }
@@ -1057,6 +1309,17 @@ fn machine() -> String {
         sh("rustc", &["--version"]),
         sh("bash", &["-c", "ulimit -n"]),
     )
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl ManyRow {
+    /// RSS after expiry against RSS at start: 0.1 is 10 % more.
+    fn after_vs_start(&self) -> f64 {
+        self.rss_expired as f64 / self.rss_start as f64 - 1.0
+    }
 }
 
 fn f(x: Option<f64>) -> String {
@@ -1233,23 +1496,30 @@ fn report(
         sep.push_str("---|");
     }
     let _ = writeln!(md, "{head}\n{sep}");
-    let get_idle = |s: &str, n: u64| {
+    let idle_row = |s: &str, n: u64, t: Topics| {
         res.idle
             .iter()
-            .find(|r| r.server == s && r.connections == n)
-            .map(|r| r.rss_kib_per_conn)
+            .find(|r| r.server == s && r.connections == n && r.topics == t)
     };
-    for &n in &plan.idle {
-        let mine = get_idle("tower-sse", n);
-        let mut row = format!("| idle RSS per connection, {n} conns |");
-        for p in &peers {
-            let _ = write!(
-                row,
-                " {} |",
-                ratio(mine.unwrap_or(f64::NAN), get_idle(p, n).unwrap_or(f64::NAN))
-            );
+    let get_idle = |s: &str, n: u64, t: Topics| idle_row(s, n, t).map(|r| r.rss_kib_per_conn);
+    for (t, what) in [
+        (Topics::Shared, "idle RSS per connection"),
+        (Topics::Own, "idle RSS per stream, a topic each"),
+    ] {
+        for &n in &plan.idle {
+            let Some(mine) = get_idle("tower-sse", n, t) else {
+                continue;
+            };
+            let mut row = format!("| {what}, {n} conns |");
+            for p in &peers {
+                let _ = write!(
+                    row,
+                    " {} |",
+                    ratio(mine, get_idle(p, n, t).unwrap_or(f64::NAN))
+                );
+            }
+            let _ = writeln!(md, "{row}");
         }
-        let _ = writeln!(md, "{row}");
     }
     let get_fan = |s: &str, n: u64, rate: f64, size: usize| {
         res.fan
@@ -1367,16 +1637,21 @@ fn report(
     let cpu_r = fan_ratio(&|r| Some(r.cpu_s_per_m));
     let p99_r = fan_ratio(&|r| r.p99);
     let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
-    let idle_d = get_idle("tower-sse", idle_n).unwrap_or(f64::NAN)
-        - get_idle("baseline", idle_n).unwrap_or(f64::NAN);
+    let idle_d = get_idle("tower-sse", idle_n, Topics::Shared).unwrap_or(f64::NAN)
+        - get_idle("baseline", idle_n, Topics::Shared).unwrap_or(f64::NAN);
     let get_idle_after = |s: &str, n: u64| {
-        res.idle
-            .iter()
-            .find(|r| r.server == s && r.connections == n)
-            .and_then(|r| r.rss_after_event_kib_per_conn)
+        idle_row(s, n, Topics::Shared).and_then(|r| r.rss_after_event_kib_per_conn)
     };
     let idle_after_d = get_idle_after("tower-sse", idle_n).unwrap_or(f64::NAN)
         - get_idle_after("baseline", idle_n).unwrap_or(f64::NAN);
+    // Own topic ÷ shared topic, RSS per stream, of one server at n streams.
+    let own_vs_shared = |s: &str, n: u64| {
+        get_idle(s, n, Topics::Own).unwrap_or(f64::NAN)
+            / get_idle(s, n, Topics::Shared).unwrap_or(f64::NAN)
+    };
+    let own_r = own_vs_shared("tower-sse", idle_n);
+    let many_tower = res.many.iter().find(|r| r.server == "tower-sse");
+    let many_r = many_tower.map_or(f64::NAN, ManyRow::after_vs_start);
     let churn_r = churn_of("tower-sse") / churn_of("baseline");
     let overhead = 1.0
         - plain_of("tower-sse with SseLayer (paired)")
@@ -1397,6 +1672,24 @@ fn report(
         md,
         "| idle memory ≤ baseline + 1 KiB per connection ({idle_n} conns) | {idle_d:+.2} KiB before any event; {idle_after_d:+.2} KiB after one | {} |",
         verdict(idle_d <= 1.0, idle_d.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "| a topic per stream: RSS per stream ≤ 1.15× one shared topic's ({idle_n} streams) | {own_r:.2}× | {} |",
+        verdict(own_r <= 1.15, own_r.is_finite())
+    );
+    let _ = writeln!(
+        md,
+        "| many topics: RSS after expiry within 10% of start ({} topics) | {} | {} |",
+        plan.many_topics,
+        many_tower.map_or("–".into(), |r| format!(
+            "{:+.1}% ({:.1} → {:.1} → {:.1} MiB)",
+            many_r * 100.0,
+            mib(r.rss_start),
+            mib(r.rss_published),
+            mib(r.rss_expired)
+        )),
+        verdict(many_r <= 0.10, many_r.is_finite())
     );
     let _ = writeln!(
         md,
@@ -1453,7 +1746,7 @@ fn report(
         md,
         "| server | connections | established | server RSS KiB/conn | after one event | kernel socket buffers KiB/conn | kernel slab KiB/conn |\n|---|---|---|---|---|---|---|"
     );
-    for r in &res.idle {
+    for r in res.idle.iter().filter(|r| r.topics == Topics::Shared) {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.2} | {} | {:.2} | {:.2} |",
@@ -1469,6 +1762,82 @@ fn report(
     }
     let mem_plot = plots.join("memory-per-connection.svg");
     let _ = writeln!(md, "\n![memory per connection]({})\n", rel(&mem_plot));
+
+    let publishing = format!(
+        "{PER_TOPIC_CONNS} keep-alive connections, {}",
+        if PER_TOPIC_PIPELINE > 1 {
+            format!("{PER_TOPIC_PIPELINE} requests pipelined on each")
+        } else {
+            "one request at a time on each: pipelined answers wait for delayed ACKs on servers without `TCP_NODELAY`".into()
+        }
+    );
+    let _ = writeln!(md, "## A topic per stream (per-user)\n");
+    let _ = writeln!(
+        md,
+        "The same measurement with every stream on its own topic (`GET /events/u{{i}}`), on a fresh server, beside the shared-topic figure of the table above (same run, same count); \"after one event each\" follows one 64 B event published to every topic (`loadgen publish-many`: {publishing}); a stream counts as served when it received an event naming its own topic (an event naming another is misrouted).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| server | streams | established | own topic RSS KiB/stream | shared topic KiB/conn | own ÷ shared | after one event each | streams that got their event | misrouted |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in res.idle.iter().filter(|r| r.topics == Topics::Own) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+            r.server,
+            r.connections,
+            r.established,
+            r.rss_kib_per_conn,
+            f(get_idle(&r.server, r.connections, Topics::Shared)),
+            ratio(
+                r.rss_kib_per_conn,
+                get_idle(&r.server, r.connections, Topics::Shared).unwrap_or(f64::NAN)
+            ),
+            f(r.rss_after_event_kib_per_conn),
+            r.receiving,
+            r.misrouted
+        );
+    }
+
+    let _ = writeln!(md, "\n## Many topics\n");
+    let _ = writeln!(
+        md,
+        "One 64 B event to each of {} distinct topics (`POST /publish/m{{i}}`), with no subscriber, from `loadgen publish-many` ({publishing}), on a fresh server started with `HISTORY_AGE_MS={EXPIRY_MS} TOPIC_IDLE_TTL_MS={EXPIRY_MS}` (what each server made of them is in the last column, from its own log). RSS (MiB) of the fresh server; at start, which is after a 0.5 s warm-up of as many keep-alive connections on `GET /plain` (so that what serving the publishing connections costs is not counted as the topics'); once the publishing is done and the server is idle; and after expiry: from {} ms (history age, then idle TTL) + 1 s after the last publish, read every 0.5 s until it holds still (within 1 %) for as long, at most 30 s after the expiry. \"Growth returned\" is how much of the growth from publishing is gone after expiry; RSS only shows what the server gives back to the operating system (an allocator may keep freed memory, and nchan's shared memory stays resident once touched).\n",
+        plan.many_topics,
+        2 * EXPIRY_MS
+    );
+    let _ = writeln!(
+        md,
+        "| server | topics | published | errors | published/s | RSS fresh | at start | after publishing | after expiry | after expiry vs start | growth returned | waited s | expiry, as the server says |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in &res.many {
+        let grew = r.rss_published.saturating_sub(r.rss_start);
+        let returned = if grew * 10 < r.rss_start {
+            "– (grew < 10%)".to_owned()
+        } else {
+            format!(
+                "{:.0}%",
+                r.rss_published.saturating_sub(r.rss_expired) as f64 / grew as f64 * 100.0
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1}% | {returned} | {:.0} | {} |",
+            r.server,
+            r.topics,
+            r.published,
+            r.errors,
+            r.per_s,
+            mib(r.rss_fresh),
+            mib(r.rss_start),
+            mib(r.rss_published),
+            mib(r.rss_expired),
+            r.after_vs_start() * 100.0,
+            r.waited_s,
+            r.expiry
+        );
+    }
+    let _ = writeln!(md);
 
     let _ = writeln!(md, "## Fan-out\n");
     let _ = writeln!(
@@ -1610,7 +1979,7 @@ fn write_plots(plan: &Plan, res: &Results, plots: &Path) -> std::io::Result<()> 
             let pts = res
                 .idle
                 .iter()
-                .filter(|r| &&r.server == n)
+                .filter(|r| &&r.server == n && r.topics == Topics::Shared)
                 .map(|r| (r.connections as f64, r.rss_kib_per_conn))
                 .collect();
             (n.to_string(), pts)
@@ -1708,7 +2077,8 @@ fn main() {
         failures: Vec::new(),
     };
     let plan = Plan::of(mode);
-    // `--servers a,b` and `--scenarios idle,fanout,storm,churn,plain,overhead` pick a part.
+    // `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,many-topics,overhead`
+    // pick a part.
     let picked = |flag: &str, name: &str| {
         value(flag).is_none_or(|list| list.split(',').any(|item| item.trim() == name))
     };
@@ -1738,9 +2108,15 @@ fn main() {
             tower_sse = Some(server);
         }
         let mut outcome = Vec::new();
-        if picked("--scenarios", "idle") {
+        // `per-user` also measures the shared topic at the same counts: its figure is read
+        // against that one, from the same run.
+        let per_user = picked("--scenarios", "per-user");
+        if picked("--scenarios", "idle") || per_user {
             for &n in &plan.idle {
-                outcome.push(idle(&mut ctx, server, n, &mut res));
+                outcome.push(idle(&mut ctx, server, n, Topics::Shared, &mut res));
+                if per_user {
+                    outcome.push(idle(&mut ctx, server, n, Topics::Own, &mut res));
+                }
             }
         }
         if picked("--scenarios", "fanout") {
@@ -1756,6 +2132,9 @@ fn main() {
         }
         if picked("--scenarios", "plain") {
             outcome.push(plain(&mut ctx, server, server.name, &[], &plan, &mut res));
+        }
+        if picked("--scenarios", "many-topics") {
+            outcome.push(many_topics(&mut ctx, server, &plan, &mut res));
         }
         for e in outcome.into_iter().filter_map(Result::err) {
             ctx.failures.push(format!("{}: {e}", server.name));

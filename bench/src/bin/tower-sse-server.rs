@@ -4,7 +4,12 @@
 //! topic, default 2000), `NO_LAYER=1` (the same router without `SseLayer`) and `NOOP_LAYER=1`
 //! (with a layer that does nothing instead, which shows what axum's routing charges for any
 //! layer) and `OUTER_LAYER=1` (`SseLayer` around the whole router rather than on its routes),
-//! for the overhead scenario on `/plain`.
+//! for the overhead scenario on `/plain`. `HISTORY_AGE_MS` (how long events are kept,
+//! `HubBuilder::history_age`) and `TOPIC_IDLE_TTL_MS` (how long a topic without subscribers
+//! outlives its last event, `HubBuilder::topic_idle_ttl`) are for the many-topics scenario; when
+//! either is set, the server prints an `expiry: …` line saying how it applied them.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -34,7 +39,26 @@ fn main() -> std::io::Result<()> {
             .ok()
             .and_then(|h| h.parse().ok())
             .unwrap_or(2000);
-        let hub = Hub::builder().history_events(history).memory();
+        let ms = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+        };
+        let mut builder = Hub::builder().history_events(history);
+        let mut expiry = Vec::new();
+        if let Some(age) = ms("HISTORY_AGE_MS") {
+            builder = builder.history_age(age);
+            expiry.push(format!("history_age {age:?}"));
+        }
+        if let Some(ttl) = ms("TOPIC_IDLE_TTL_MS") {
+            builder = builder.topic_idle_ttl(ttl);
+            expiry.push(format!("topic_idle_ttl {ttl:?}"));
+        }
+        if !expiry.is_empty() {
+            println!("expiry: {}", expiry.join(", "));
+        }
+        let hub = builder.memory();
         let sse = SseLayer::new().registry(hub.registry());
         let app = Router::new()
             .route("/events/{topic}", get(subscribe))
