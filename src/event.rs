@@ -119,7 +119,9 @@ impl Event {
         if self.id_line == 0 {
             return None;
         }
-        let value = &self.bytes[ID_PREFIX.len()..self.id_line - 1];
+        // `id:` and a value, or a bare `id` line (an empty id) from `from_encoded`.
+        let line = &self.bytes[..self.id_line - 1];
+        let value = line.get(ID_PREFIX.len()..).unwrap_or_default();
         let value = value.strip_prefix(b" ").unwrap_or(value);
         // The id was a `&str` when it was written, so this never fails.
         std::str::from_utf8(value).ok()

@@ -86,6 +86,11 @@ impl Log {
         self.next
     }
 
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -158,6 +163,10 @@ impl Log {
             }
             evicted.events += 1;
             evicted.bytes += self.pop_front();
+        }
+        // A burst leaves no large buffer behind.
+        if evicted.events > 0 && self.entries.capacity() > 4 * self.entries.len() + 64 {
+            self.entries.shrink_to_fit();
         }
         evicted
     }

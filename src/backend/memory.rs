@@ -269,7 +269,7 @@ impl Shared {
         }
         if topics.map.len() >= self.limits.max_topics {
             let goal = (self.limits.max_topics / 16).max(1);
-            self.evict_idle(&mut topics, Goal::Topics(goal));
+            self.evict_idle(&mut topics, Goal::Topics(goal), None);
             if topics.map.len() >= self.limits.max_topics {
                 return Err(Error::too_many_topics());
             }
@@ -312,6 +312,56 @@ impl Shared {
         bytes + events * EVENT_OVERHEAD
     }
 
+    /// What a topic holds, as charged: its retained events and its final event.
+    fn held(state: &TopicState) -> usize {
+        Self::charged_for(state.log.len(), state.log.bytes())
+            + state
+                .log
+                .end()
+                .map_or(0, |end| Self::charged_for(1, end.len()))
+    }
+
+    /// Charges `charge` bytes for an event of `state`'s topic, evicting its expired events
+    /// first. `Ok(false)` asks the caller to evict idle topics and try again; when it already
+    /// has (`tried_idle`), the topic's own oldest events make room, whoever still reads them.
+    fn reserve(
+        &self,
+        state: &mut TopicState,
+        charge: usize,
+        now: Instant,
+        tried_idle: bool,
+    ) -> Result<bool, Error> {
+        if charge > self.limits.max_history_bytes {
+            return Err(Error::history_full());
+        }
+        if self.charge(charge) {
+            return Ok(true);
+        }
+        self.evict(state, now);
+        if self.charge(charge) {
+            return Ok(true);
+        }
+        if !tried_idle {
+            // This topic is in use now: the least recently used of all.
+            state.last_active = now;
+            return Ok(false);
+        }
+        while !self.charge(charge) {
+            let freed = state.log.pop_front();
+            if freed == 0 {
+                return Err(Error::history_full());
+            }
+            self.uncharge(Self::charged_for(1, freed));
+        }
+        Ok(true)
+    }
+
+    /// Evicts idle topics other than `except` to make room for `charge` bytes.
+    fn make_room(&self, charge: usize, except: &str) {
+        let goal = charge.max(self.limits.max_history_bytes / 16);
+        self.evict_idle(&mut lock(&self.topics), Goal::Bytes(goal), Some(except));
+    }
+
     /// Applies the history bounds to a topic.
     fn evict(&self, state: &mut TopicState, now: Instant) {
         let evicted = state.log.evict(&self.history, now);
@@ -319,10 +369,11 @@ impl Shared {
     }
 
     /// Drops idle topics, least recently active first, until `goal` is met (or none is left).
-    fn evict_idle(&self, topics: &mut Topics, goal: Goal) {
+    fn evict_idle(&self, topics: &mut Topics, goal: Goal, except: Option<&str>) {
         let mut idle: Vec<(Instant, Arc<Topic>)> = topics
             .map
             .values()
+            .filter(|topic| except != Some(&*topic.name))
             .filter_map(|topic| {
                 let state = lock(&topic.state);
                 state.is_idle().then(|| (state.last_active, topic.clone()))
@@ -340,10 +391,15 @@ impl Shared {
                 break;
             }
             let mut state = lock(&topic.state);
-            freed_bytes += Self::charged_for(state.log.len(), state.log.bytes());
+            // A subscriber or an event may have come since the list was made.
+            if state.dead || !state.is_idle() {
+                continue;
+            }
+            freed_bytes += Self::held(&state);
             self.remove(topics, &topic, &mut state);
             freed_topics += 1;
         }
+        self.compact_deadlines(topics.map.len());
         if freed_topics > 0 {
             tracing::debug!(
                 topics = freed_topics,
@@ -356,7 +412,7 @@ impl Shared {
     /// Removes `topic` from the map (both locked by the caller) and releases its history.
     fn remove(&self, topics: &mut Topics, topic: &Arc<Topic>, state: &mut TopicState) {
         state.dead = true;
-        self.uncharge(Self::charged_for(state.log.len(), state.log.bytes()));
+        self.uncharge(Self::held(state));
         while state.log.pop_front() > 0 {}
         state.log.cut_all();
         if topics
@@ -384,15 +440,21 @@ impl Shared {
     /// Schedules the reaper's next visit to `topic`: when its oldest event expires, or when it
     /// has been idle for `idle_ttl`.
     fn schedule(&self, topic: &Arc<Topic>, state: &mut TopicState, now: Instant) {
-        let expiry = state.log.oldest_at().map(|at| {
-            // An event is expired once it is *older* than `max_age`.
-            let at = at + self.history.max_age + Duration::from_millis(1);
+        // An event is expired once it is *older* than `max_age`; a bound too far away to
+        // express is none.
+        let expiry = state.log.oldest_at().and_then(|at| {
+            let at = at.checked_add(
+                self.history
+                    .max_age
+                    .saturating_add(Duration::from_millis(1)),
+            )?;
             // Kept past its age for a subscriber that has not read it: look again soon.
-            if at <= now { now + RECHECK } else { at }
+            Some(if at <= now { now + RECHECK } else { at })
         });
         let idle = state
             .is_idle()
-            .then(|| state.last_active + self.limits.idle_ttl);
+            .then(|| state.last_active.checked_add(self.limits.idle_ttl))
+            .flatten();
         let Some(at) = [expiry, idle].into_iter().flatten().min() else {
             return;
         };
@@ -415,6 +477,13 @@ impl Shared {
     /// Handles the visits due at `now`; returns when the next one is due, `Some(now)` when
     /// there is more to do at once.
     fn reap_due(&self, now: Instant) -> Option<Instant> {
+        let next = self.visit_due(now);
+        let topics = lock(&self.topics).map.len();
+        self.compact_deadlines(topics);
+        next
+    }
+
+    fn visit_due(&self, now: Instant) -> Option<Instant> {
         for _ in 0..REAP_BATCH {
             let due = {
                 let mut deadlines = lock(&self.deadlines);
@@ -435,7 +504,12 @@ impl Shared {
             self.evict(&mut state, now);
             let idle_ttl = self.limits.idle_ttl;
             let expired = |state: &TopicState| {
-                state.is_unused() || (state.is_idle() && now >= state.last_active + idle_ttl)
+                state.is_unused()
+                    || (state.is_idle()
+                        && state
+                            .last_active
+                            .checked_add(idle_ttl)
+                            .is_some_and(|at| now >= at))
             };
             if expired(&state) {
                 drop(state);
@@ -444,13 +518,11 @@ impl Shared {
             }
             self.schedule(&topic, &mut state, now);
         }
-        self.compact_deadlines();
         Some(now)
     }
 
-    /// Drops stale reaper entries once they outnumber the topics.
-    fn compact_deadlines(&self) {
-        let topics = lock(&self.topics).map.len();
+    /// Drops stale reaper entries (of topics since removed) once they outnumber the topics.
+    fn compact_deadlines(&self, topics: usize) {
         let mut deadlines = lock(&self.deadlines);
         if deadlines.len() > 2 * topics + 1024 {
             deadlines.retain(|deadline| deadline.topic.strong_count() > 0);
@@ -470,9 +542,17 @@ impl Shared {
                 .topic(name, Lookup::Create)?
                 .expect("created when missing");
             let mut state = lock(&topic.state);
-            if !state.dead {
-                return f(&topic, &mut state);
+            if state.dead {
+                continue;
             }
+            let result = f(&topic, &mut state);
+            // E.g. a refused publish on a new topic, or an event not retained.
+            let unused = state.is_unused();
+            drop(state);
+            if unused {
+                self.remove_if(&topic, TopicState::is_unused);
+            }
+            return result;
         }
     }
 
@@ -489,27 +569,8 @@ impl Shared {
                     .with_id(&state.id(state.log.next_seq()))
                     .map_err(Error::internal)?;
                 let charge = Self::charged_for(1, event.len());
-                if charge > self.limits.max_history_bytes {
-                    return Err(Error::history_full());
-                }
-                if !self.charge(charge) {
-                    self.evict(state, now);
-                    if !self.charge(charge) {
-                        if !tried_idle {
-                            // Idle topics first, least recently used first (this one is in
-                            // use now): the caller evicts them, then this runs again.
-                            state.last_active = now;
-                            return Ok(Err(charge));
-                        }
-                        // Last, this topic's own oldest events, whoever still reads them.
-                        while !self.charge(charge) {
-                            let freed = state.log.pop_front();
-                            if freed == 0 {
-                                return Err(Error::history_full());
-                            }
-                            self.uncharge(Self::charged_for(1, freed));
-                        }
-                    }
+                if !self.reserve(state, charge, now, tried_idle)? {
+                    return Ok(Err(charge));
                 }
                 state.log.push(event.clone(), now);
                 state.last_active = now;
@@ -520,8 +581,7 @@ impl Shared {
             match published {
                 Ok(event) => return Ok(event),
                 Err(charge) => {
-                    let goal = charge.max(self.limits.max_history_bytes / 16);
-                    self.evict_idle(&mut lock(&self.topics), Goal::Bytes(goal));
+                    self.make_room(charge, name);
                     tried_idle = true;
                 }
             }
@@ -606,18 +666,33 @@ impl Shared {
 
     fn close(self: &Arc<Self>, name: &str, end: Event) -> Result<Event, Error> {
         self.start_reaper();
-        self.with_topic(name, |topic, state| {
-            if let Some(end) = state.log.end() {
-                return Ok(end.clone());
+        let mut tried_idle = false;
+        loop {
+            let closed = self.with_topic(name, |topic, state| {
+                if let Some(end) = state.log.end() {
+                    return Ok(Ok(end.clone()));
+                }
+                let id = format!("{}{END_ID_SUFFIX}", state.id(state.log.next_seq()));
+                let end = end.with_id(&id).map_err(Error::internal)?;
+                let now = Instant::now();
+                // The final event is kept as long as the topic: it counts like an event.
+                let charge = Self::charged_for(1, end.len());
+                if !self.reserve(state, charge, now, tried_idle)? {
+                    return Ok(Err(charge));
+                }
+                state.log.close(end.clone());
+                state.last_active = now;
+                self.schedule(topic, state, now);
+                Ok(Ok(end))
+            })?;
+            match closed {
+                Ok(end) => return Ok(end),
+                Err(charge) => {
+                    self.make_room(charge, name);
+                    tried_idle = true;
+                }
             }
-            let id = format!("{}{END_ID_SUFFIX}", state.id(state.log.next_seq()));
-            let end = end.with_id(&id).map_err(Error::internal)?;
-            let now = Instant::now();
-            state.log.close(end.clone());
-            state.last_active = now;
-            self.schedule(topic, state, now);
-            Ok(end)
-        })
+        }
     }
 
     fn topic_info(&self, name: &str) -> Option<TopicInfo> {
@@ -638,27 +713,47 @@ impl Shared {
 
     async fn wait_idle(self: &Arc<Self>, name: &str, grace: Duration) -> Result<(), Error> {
         self.start_reaper();
-        let (topic, mut listener) = self.with_topic(name, |topic, state| {
+        let mut waiting = self.with_topic(name, |topic, state| {
             let readers = state.log.readers();
             let listener = state
                 .listeners
                 .get_or_insert_with(|| watch::channel(readers).0)
                 .subscribe();
-            Ok((topic.clone(), listener))
+            Ok(Waiting {
+                shared: self.clone(),
+                topic: topic.clone(),
+                listener: Some(listener),
+            })
         })?;
-        until_idle(&mut listener, grace).await;
-        drop(listener);
-        let mut state = lock(&topic.state);
-        if !state.dead && !state.has_listeners() {
-            state.listeners = None;
-            let now = Instant::now();
-            self.schedule(&topic, &mut state, now);
-            if state.is_unused() {
-                drop(state);
-                self.remove_if(&topic, TopicState::is_unused);
-            }
+        if let Some(listener) = &mut waiting.listener {
+            until_idle(listener, grace).await;
         }
         Ok(())
+    }
+}
+
+/// A `wait_idle` in progress; when it ends or is cancelled, the topic no longer counts it.
+struct Waiting {
+    shared: Arc<Shared>,
+    topic: Arc<Topic>,
+    listener: Option<watch::Receiver<usize>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        drop(self.listener.take());
+        let mut state = lock(&self.topic.state);
+        if state.dead || state.has_listeners() {
+            return;
+        }
+        state.listeners = None;
+        if state.is_unused() {
+            drop(state);
+            self.shared.remove_if(&self.topic, TopicState::is_unused);
+        } else {
+            self.shared
+                .schedule(&self.topic, &mut state, Instant::now());
+        }
     }
 }
 

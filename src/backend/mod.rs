@@ -93,21 +93,30 @@ pub trait Backend: Send + Sync + 'static {
     /// What `topic` holds now and who listens; `None` when the topic does not exist.
     fn topic_info<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Option<TopicInfo>, Error>>;
 
-    /// Resolves once `topic` has had no subscriber for `grace` (at once after `grace` when
-    /// nobody subscribes in the meantime). The default asks [`topic_info`](Backend::topic_info)
-    /// every `grace`; backends that know when subscribers come and go do better.
+    /// Resolves once `topic` has had no subscriber for `grace` (after `grace` when nobody
+    /// subscribes in the meantime). The default asks [`topic_info`](Backend::topic_info) four
+    /// times per `grace` and resolves once every answer for `grace` said none, so a subscriber
+    /// that comes and goes between two questions is missed; backends that know when
+    /// subscribers come and go do better.
     fn wait_idle<'a>(
         &'a self,
         topic: &'a str,
         grace: Duration,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
+            let step = (grace / 4).max(Duration::from_millis(10));
+            let mut idle_since = None;
             loop {
-                tokio::time::sleep(grace).await;
                 let info = self.topic_info(topic).await?;
                 if info.is_none_or(|info| info.subscribers == 0) {
-                    return Ok(());
+                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= grace {
+                        return Ok(());
+                    }
+                } else {
+                    idle_since = None;
                 }
+                tokio::time::sleep(step).await;
             }
         })
     }

@@ -431,3 +431,10 @@ fn from_encoded_refuses_what_could_corrupt_a_stream() {
         assert!(err.to_string().contains(why), "{bytes:?}: {err}");
     }
 }
+
+#[test]
+fn a_bare_id_line_is_an_empty_id() {
+    let event = Event::from_encoded(Bytes::from_static(b"id\ndata: x\n\n")).unwrap();
+    assert_eq!(event.id(), Some(""));
+    assert_eq!(event.without_id(), &b"data: x\n\n"[..]);
+}

@@ -148,7 +148,7 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// An invalid topic name.
+    /// As [`subscribe_from`](Self::subscribe_from).
     pub async fn subscribe(
         &self,
         topic: &str,
@@ -182,7 +182,8 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// An invalid topic name.
+    /// An invalid topic name, or a backend failure that retrying will not mend (a
+    /// misconfigured or corrupt store: `500`, which an `EventSource` takes as final).
     pub async fn subscribe_from(
         &self,
         topic: &str,

@@ -828,3 +828,67 @@ async fn a_subscriber_refused_by_max_topics_gets_a_retry_hint() {
     );
     assert!(next_now(&mut refused).is_none());
 }
+
+/// The memory backend without its own `wait_idle`: the trait's default is used.
+struct DefaultWait(MemoryBackend);
+
+impl Backend for DefaultWait {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        event: Event,
+    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
+        self.0.publish(topic, event)
+    }
+    fn open<'a>(
+        &'a self,
+        topic: &'a str,
+        start: &'a Start,
+        options: &'a ReplayOptions,
+    ) -> futures_util::future::BoxFuture<'a, Result<crate::backend::Opened, crate::backend::Error>>
+    {
+        self.0.open(topic, start, options)
+    }
+    fn close<'a>(
+        &'a self,
+        topic: &'a str,
+        end: Event,
+    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
+        self.0.close(topic, end)
+    }
+    fn topic_info<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<TopicInfo>, crate::backend::Error>> {
+        self.0.topic_info(topic)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_wait_idle_waits_for_grace_without_subscribers() {
+    let hub = Hub::builder().backend(DefaultWait(MemoryBackend::default()));
+    let grace = Duration::from_secs(8);
+
+    let started = tokio::time::Instant::now();
+    hub.wait_idle(TOPIC, grace).await.unwrap();
+    assert!(started.elapsed() >= grace && started.elapsed() <= grace + grace / 4);
+
+    // A subscriber for 20 s: not before it has left and `grace` has passed.
+    let sub = subscribe(&hub, None).await;
+    let waiter = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            hub.wait_idle(TOPIC, grace).await.unwrap();
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    drop(sub);
+    let waited = waiter.await.unwrap();
+    assert!(
+        waited >= Duration::from_secs(20) + grace
+            && waited <= Duration::from_secs(20) + grace + grace / 2,
+        "{waited:?}"
+    );
+}

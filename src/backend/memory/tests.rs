@@ -219,12 +219,17 @@ async fn history_is_bounded_by_bytes() {
 #[tokio::test]
 async fn an_event_larger_than_the_byte_bound_is_not_retained_but_keeps_its_id() {
     let backend = MemoryBackend::new(limits(1000, 64, Duration::from_secs(3600)));
+    // A subscriber that reads everything keeps the topic while nothing is retained.
+    let mut keep = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
     publish_n(&backend, TOPIC, 2).await;
     let big = backend
         .publish(TOPIC, Event::data("x".repeat(100)))
         .await
         .unwrap();
     assert_eq!(big.id(), Some(id_of(&backend, TOPIC, 3).as_str()));
+    for _ in 0..3 {
+        next_event(&mut keep);
+    }
 
     // Resuming after the big one is exact (nothing was missed)...
     let opened = open(&backend, TOPIC, after_seq(&backend, 3), &capped(100)).await;
@@ -239,6 +244,17 @@ async fn an_event_larger_than_the_byte_bound_is_not_retained_but_keeps_its_id() 
 
     let next = backend.publish(TOPIC, Event::data("y")).await.unwrap();
     assert_eq!(next.id(), Some(id_of(&backend, TOPIC, 4).as_str()));
+}
+
+#[tokio::test]
+async fn a_topic_whose_only_event_is_not_retained_is_dropped_at_once() {
+    let backend = MemoryBackend::new(limits(1000, 64, Duration::from_secs(3600)));
+    backend
+        .publish(TOPIC, Event::data("x".repeat(100)))
+        .await
+        .unwrap();
+    assert_eq!(backend.topic_count(), 0);
+    assert_eq!(backend.history_bytes(), 0);
 }
 
 #[tokio::test]
@@ -740,6 +756,10 @@ async fn close_ends_live_subscribers_and_later_ones_get_the_history_then_the_end
     let opened = open(&backend, TOPIC, Start::Oldest, &capped(1)).await;
     assert!(matches!(opened.rest, Rest::More));
 
+    // The final event counts against the hub's bound as long as the topic holds it.
+    let held: usize = published.iter().map(|e| e.len() + EVENT_OVERHEAD).sum();
+    assert_eq!(backend.history_bytes(), held + end.len() + EVENT_OVERHEAD);
+
     // No more publishing; closing again changes nothing.
     let err = backend.publish(TOPIC, Event::data("3")).await.unwrap_err();
     assert!(err.is_closed(), "{err}");
@@ -953,7 +973,11 @@ async fn no_sequence_of_publishes_takes_the_history_past_its_bound() {
     for _ in 0..5000 {
         let topic = format!("t{}", rng.usize(..100));
         let size = rng.usize(..4096);
-        let _ = backend.publish(&topic, Event::data("y".repeat(size))).await;
+        if rng.usize(..50) == 0 {
+            let _ = backend.close(&topic, Event::data("z".repeat(size))).await;
+        } else {
+            let _ = backend.publish(&topic, Event::data("y".repeat(size))).await;
+        }
         assert!(
             backend.history_bytes() <= max,
             "{}",
@@ -965,10 +989,7 @@ async fn no_sequence_of_publishes_takes_the_history_past_its_bound() {
     let held: usize = lock(&backend.shared.topics)
         .map
         .values()
-        .map(|topic| {
-            let state = lock(&topic.state);
-            state.log.bytes() + state.log.len() * EVENT_OVERHEAD
-        })
+        .map(|topic| Shared::held(&lock(&topic.state)))
         .sum();
     assert_eq!(held, backend.history_bytes());
 }
@@ -1038,4 +1059,107 @@ async fn wait_idle_resolves_once_nobody_has_listened_for_the_grace_period() {
     assert!(!task.is_finished());
     drop(second);
     assert_eq!(task.await.unwrap(), Duration::from_secs(40) + grace);
+}
+
+#[tokio::test]
+async fn at_max_history_bytes_a_topic_without_subscribers_drops_its_own_oldest_not_itself() {
+    let size = MemoryBackend::default()
+        .publish(TOPIC, Event::data("x"))
+        .await
+        .unwrap()
+        .len();
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(100, 3 * (size + EVENT_OVERHEAD), Duration::from_secs(3600)),
+        DEFAULT_QUEUE,
+    );
+    let published = publish_n(&backend, TOPIC, 5).await;
+    // Same instance all along: the ids count on, and the newest three are retained.
+    assert_eq!(seqs(&backend, &published), [1, 2, 3, 4, 5]);
+    let opened = open(&backend, TOPIC, after_seq(&backend, 2), &capped(100)).await;
+    assert_eq!(opened.gap, None);
+    assert_eq!(seqs(&backend, &opened.replay), [3, 4, 5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bounds_too_far_away_to_express_are_no_bounds() {
+    let backend = MemoryBackend::with_limits(
+        limits(1000, usize::MAX, Duration::MAX),
+        topic_limits(100, usize::MAX, Duration::MAX),
+        DEFAULT_QUEUE,
+    );
+    publish_n(&backend, TOPIC, 2).await;
+    let end = backend.close("other", end_event()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)).await;
+    settle().await;
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(100)).await;
+    assert_eq!(seqs(&backend, &opened.replay), [1, 2]);
+    let opened = open(&backend, "other", Start::Live, &capped(100)).await;
+    assert!(matches!(opened.rest, Rest::End(ref e) if *e == end));
+}
+
+#[tokio::test(start_paused = true)]
+async fn topics_evicted_for_room_leave_no_reaper_entries_behind() {
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(100, usize::MAX, Duration::from_secs(3600)),
+        DEFAULT_QUEUE,
+    );
+    for i in 0..50_000 {
+        backend
+            .publish(&format!("t{i}"), Event::data("x"))
+            .await
+            .unwrap();
+    }
+    assert!(backend.topic_count() <= 100);
+    let deadlines = lock(&backend.shared.deadlines).len();
+    assert!(
+        deadlines <= 2 * 100 + 1024 + 1,
+        "{deadlines} reaper entries"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_wait_and_a_refused_publish_leave_nothing_behind() {
+    let backend = MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(100, 64, Duration::from_secs(3600)),
+        DEFAULT_QUEUE,
+    );
+    // The documented select! pattern: the wait is dropped when the work finishes first.
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1),
+        backend.wait_idle(TOPIC, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(waited.is_err(), "the work finished first");
+    assert_eq!(backend.topic_count(), 0);
+
+    // An event that can never fit the hub: refused, and its new topic is not kept.
+    let err = backend
+        .publish("fresh", Event::data("x".repeat(100)))
+        .await
+        .unwrap_err();
+    assert!(err.is_full(), "{err}");
+    assert_eq!(backend.topic_count(), 0);
+}
+
+#[tokio::test]
+async fn a_burst_leaves_no_large_buffer_behind() {
+    let backend = MemoryBackend::with_limits(events(10), TopicLimits::default(), 2000);
+    let mut live = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
+    // Retained for the subscriber while it has not read them.
+    publish_n(&backend, TOPIC, 1000).await;
+    for _ in 0..1000 {
+        next_event(&mut live);
+    }
+    backend.publish(TOPIC, Event::data("y")).await.unwrap();
+    let topic = lock(&backend.shared.topics)
+        .map
+        .get(TOPIC)
+        .cloned()
+        .unwrap();
+    let state = lock(&topic.state);
+    assert!(state.log.len() <= 10);
+    assert!(state.log.capacity() < 128, "{}", state.log.capacity());
 }
