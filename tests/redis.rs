@@ -27,8 +27,8 @@ use support::hub::{App, Config, Server};
 use support::redis_server::RedisServer;
 use support::whatwg::{Item, ParsedEvent, Parser};
 use tower_sse::backend::{
-    Backend, DEFAULT_KEY_PREFIX, Delivery, GapReason, Health, HistoryLimits, Live, Opened,
-    RedisBackend, ReplayOptions, Rest, Start, TopicLimits,
+    Backend, DEFAULT_KEY_PREFIX, Delivery, EVENT_OVERHEAD, GapReason, Health, HistoryLimits, Live,
+    Opened, RedisBackend, ReplayOptions, Rest, Start, TopicLimits,
 };
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
 
@@ -809,6 +809,10 @@ fn node_with(
     let mut topics = TopicLimits::default();
     topics.idle_ttl = idle_ttl;
     topics.max_topics = max_topics;
+    node_on(redis, topics, queue)
+}
+
+fn node_on(redis: &RedisServer, topics: TopicLimits, queue: usize) -> RedisBackend {
     RedisBackend::new(
         &redis.url(),
         DEFAULT_KEY_PREFIX,
@@ -817,6 +821,15 @@ fn node_with(
         queue,
     )
     .unwrap()
+}
+
+/// A node whose local logs hold at most `max_history_bytes`, with a queue (1024) that no
+/// subscriber here falls behind: only the byte bound cuts anyone off.
+fn node_holding(redis: &RedisServer, max_history_bytes: usize) -> RedisBackend {
+    let mut topics = TopicLimits::default();
+    topics.idle_ttl = HOUR;
+    topics.max_history_bytes = max_history_bytes;
+    node_on(redis, topics, 1024)
 }
 
 /// The default idle TTL: long enough that nothing expires during a test.
@@ -1181,6 +1194,58 @@ async fn a_topic_with_a_subscriber_is_kept_past_its_idle_ttl_and_goes_once_nobod
 }
 
 #[tokio::test]
+async fn opening_a_subscription_renews_the_topic_keys_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // A TTL long enough that no renewal by a keeper (every third of it) comes during the test.
+    let ttl = Duration::from_secs(30);
+    let a = node(&redis, ttl);
+    let b = node(&redis, ttl);
+    let first = publish_data(&a, "renewed", "one").await;
+    let mut raw = redis.raw().await;
+    let keys = [
+        RedisServer::key("renewed"),
+        RedisServer::meta_key("renewed"),
+    ];
+    let options = ReplayOptions::default();
+
+    // Each way of opening, on the server that did not publish, when the keys are about to go
+    // (as if nobody had published for most of the TTL): the keys get the whole TTL again.
+    let mut feeds = Vec::new();
+    for start in [Start::Live, after(id_of(&first)), Start::Oldest] {
+        for key in &keys {
+            assert!(raw.pexpire(key, 500).await, "{key} exists");
+            let pttl = raw.pttl(key).await;
+            assert!((0..=500).contains(&pttl), "{key}: PTTL {pttl}");
+        }
+        let opened = b.open("renewed", &start, &options).await.unwrap();
+        assert!(opened.gap.is_none(), "{start:?}: {:?}", opened.gap);
+        for key in &keys {
+            let pttl = raw.pttl(key).await;
+            assert!(
+                pttl > 20_000 && pttl <= 30_000,
+                "{key}: PTTL {pttl} after opening {start:?}"
+            );
+        }
+        feeds.push(live_part(opened));
+    }
+    // The same instance goes on: every subscriber gets the next event.
+    let second = publish_data(&a, "renewed", "two").await;
+    for feed in &mut feeds {
+        assert_eq!(next_event(feed).await, second);
+    }
+
+    // Opening a topic that does not exist renews nothing and creates nothing.
+    let missing = [
+        RedisServer::key("missing"),
+        RedisServer::meta_key("missing"),
+    ];
+    let _feed = b.open("missing", &Start::Live, &options).await.unwrap();
+    assert_eq!(raw.exists(&missing).await, 0);
+}
+
+#[tokio::test]
 async fn the_three_start_positions_on_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
@@ -1446,4 +1511,135 @@ async fn a_subscriber_more_than_its_queue_behind_is_lagged_and_the_others_go_on(
     assert!(slow.next().await.is_none(), "then its feed ends");
     let sixth = publish_data(&b, "busy", "6").await;
     assert_eq!(next_event(&mut fast).await, sixth);
+}
+
+/// What an event costs against `max_history_bytes`.
+fn cost(event: &Event) -> usize {
+    event.len() + EVENT_OVERHEAD
+}
+
+/// About 1 KiB of data, numbered.
+fn kib(n: usize) -> String {
+    format!("{n:04} {}", "x".repeat(1019))
+}
+
+#[tokio::test]
+async fn local_logs_stay_within_max_history_bytes_by_cutting_the_stalled_subscriber() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let bound = 16 * 1024;
+    let a = node_holding(&redis, bound);
+    let b = node(&redis, HOUR);
+    let options = ReplayOptions::default();
+    let mut stalled = live_part(a.open("big", &Start::Live, &options).await.unwrap());
+    let mut reader = live_part(a.open("big", &Start::Live, &options).await.unwrap());
+
+    // Forty events of 1 KiB, each read by the reader as it comes (so each is delivered before
+    // the next is published); the stalled subscriber reads none and would pin them all.
+    let mut published = Vec::new();
+    let mut most = 0;
+    for n in 0..40 {
+        let event = publish_data(&b, "big", &kib(n)).await;
+        assert_eq!(
+            next_event(&mut reader).await,
+            event,
+            "the reader gets everything"
+        );
+        let held = a.local_bytes();
+        assert!(held <= bound, "after event {n}: {held} bytes held");
+        most = most.max(held);
+        published.push(event);
+    }
+    assert!(40 * cost(&published[0]) > 2 * bound);
+    // Up to the bound, not cut early.
+    assert!(
+        most > bound - 2 * cost(&published[0]),
+        "at most {most} held"
+    );
+
+    // The stalled one was cut: its stream ends with a `retry:` hint...
+    assert!(matches!(
+        next_delivery(&mut stalled).await,
+        Delivery::Lagged
+    ));
+    assert!(stalled.next().await.is_none(), "then its feed ends");
+    // ...and when it reconnects it gets everything from Redis.
+    let opened = a.open("big", &Start::Oldest, &options).await.unwrap();
+    assert!(opened.gap.is_none());
+    assert_eq!(opened.replay, published);
+    drop(opened);
+
+    // The reader goes on, and only it counts now.
+    assert_eq!(a.topic_info("big").await.unwrap().unwrap().subscribers, 1);
+    let last = publish_data(&b, "big", &kib(40)).await;
+    assert_eq!(next_event(&mut reader).await, last);
+    assert!(a.local_bytes() <= 2 * cost(&last), "{}", a.local_bytes());
+
+    // Once the topic is closed and its subscribers are gone, nothing here is held.
+    let end = b.close("big", Event::data("done")).await.unwrap();
+    match next_delivery(&mut reader).await {
+        Delivery::End(got) => assert_eq!(got, end),
+        other => panic!("expected the end, got {other:?}"),
+    }
+    assert!(
+        a.local_bytes() >= cost(&end),
+        "the final event counts while held"
+    );
+    drop((reader, stalled));
+    assert_eq!(a.local_bytes(), 0);
+}
+
+#[tokio::test]
+async fn the_byte_bound_counts_every_local_topic_and_cuts_whoever_holds_the_oldest_first() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let bound = 16 * 1024;
+    let a = node_holding(&redis, bound);
+    let b = node(&redis, HOUR);
+    let options = ReplayOptions::default();
+    let open = |topic: &'static str| {
+        let a = &a;
+        let options = &options;
+        async move { live_part(a.open(topic, &Start::Live, options).await.unwrap()) }
+    };
+    let (mut old_stalled, mut old_reader) = (open("older").await, open("older").await);
+    let (mut new_stalled, mut new_reader) = (open("newer").await, open("newer").await);
+
+    // Three events on "older", which its stalled subscriber holds.
+    let mut older = Vec::new();
+    for n in 0..3 {
+        let event = publish_data(&b, "older", &kib(n)).await;
+        assert_eq!(next_event(&mut old_reader).await, event);
+        older.push(event);
+    }
+    let each = cost(&older[0]);
+    assert!(a.local_bytes() >= 3 * each);
+    // Then, on "newer", as many as the bound holds with room to spare: with "older"'s, more
+    // than it holds.
+    let count = bound / each - 1;
+    assert!((3 + count) * each > bound);
+    let mut newer = Vec::new();
+    for n in 0..count {
+        let event = publish_data(&b, "newer", &kib(n)).await;
+        assert_eq!(next_event(&mut new_reader).await, event);
+        assert!(a.local_bytes() <= bound, "{} bytes held", a.local_bytes());
+        newer.push(event);
+    }
+
+    // The subscriber that held the oldest entries was cut, on the other topic; the stalled
+    // one on "newer" was not, and gets everything.
+    assert_eq!(a.topic_info("older").await.unwrap().unwrap().subscribers, 1);
+    assert_eq!(a.topic_info("newer").await.unwrap().unwrap().subscribers, 2);
+    assert!(matches!(
+        next_delivery(&mut old_stalled).await,
+        Delivery::Lagged
+    ));
+    for event in &newer {
+        assert_eq!(next_event(&mut new_stalled).await, *event);
+    }
+    // The readers of both topics go on.
+    let next = publish_data(&b, "older", &kib(3)).await;
+    assert_eq!(next_event(&mut old_reader).await, next);
 }

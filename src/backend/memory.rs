@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::log::{Log, Read, until_idle};
 use super::{
     Backend, Delivery, END_ID_SUFFIX, EVENT_OVERHEAD, Error, Gap, GapReason, GapResume,
-    HistoryLimits, Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits,
+    HistoryLimits, Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits, charge_within,
 };
 use crate::Event;
 
@@ -296,12 +296,7 @@ impl Shared {
     }
 
     fn charge(&self, bytes: usize) -> bool {
-        let max = self.limits.max_history_bytes;
-        self.charged
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |charged| {
-                charged.checked_add(bytes).filter(|&total| total <= max)
-            })
-            .is_ok()
+        charge_within(&self.charged, bytes, self.limits.max_history_bytes)
     }
 
     fn uncharge(&self, bytes: usize) {

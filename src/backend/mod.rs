@@ -448,8 +448,10 @@ impl Default for HistoryLimits {
 pub struct TopicLimits {
     /// The most topics at once. Default 100 000.
     pub max_topics: usize,
-    /// The most bytes of retained events in all topics together, counting each event's encoded
-    /// size plus [`EVENT_OVERHEAD`] for its bookkeeping. Default 64 MiB.
+    /// The most bytes of events held in all topics together, counting each event's encoded
+    /// size plus [`EVENT_OVERHEAD`] for its bookkeeping (retained history and final events in
+    /// memory; with Redis, the events this process holds for its own subscribers). Default
+    /// 64 MiB.
     pub max_history_bytes: usize,
     /// A topic without subscribers that nobody published to for this long is dropped whole,
     /// with its history. Default 1 hour.
@@ -459,6 +461,21 @@ pub struct TopicLimits {
 /// What the hub counts per retained event besides its encoded bytes, towards
 /// [`TopicLimits::max_history_bytes`].
 pub const EVENT_OVERHEAD: usize = 128;
+
+/// Adds `bytes` to `counter` if the total stays within `max`: the hot path of the byte bound,
+/// one atomic update.
+pub(crate) fn charge_within(
+    counter: &std::sync::atomic::AtomicUsize,
+    bytes: usize,
+    max: usize,
+) -> bool {
+    use std::sync::atomic::Ordering;
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(bytes).filter(|&total| total <= max)
+        })
+        .is_ok()
+}
 
 impl Default for TopicLimits {
     fn default() -> Self {

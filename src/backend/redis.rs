@@ -1,8 +1,10 @@
 //! The Redis Streams backend: several hub servers share history, replay and fan-out.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -14,13 +16,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{
     AsyncConnectionConfig, Client, FromRedisValue, RedisError, Script, ScriptInvocation, Value,
 };
+use slab::Slab;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::log::{Log, Read, until_idle};
 use super::{
-    Backend, Delivery, END_ID_SUFFIX, Error, Gap, GapReason, GapResume, Health, HistoryLimits,
-    Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits,
+    Backend, Delivery, END_ID_SUFFIX, EVENT_OVERHEAD, Error, Gap, GapReason, GapResume, Health,
+    HistoryLimits, Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits,
 };
 use crate::Event;
 
@@ -175,8 +178,9 @@ expire(key, meta)
 return { id, ARGV[5] }
 ";
 
-/// Opens a subscription atomically: drops entries older than the age bound, tells whether the
-/// client's id can be resumed from, and reads the replay.
+/// Opens a subscription atomically: drops entries older than the age bound, renews the
+/// topic's expiry (someone listens: the topic is not idle; nothing is created when it does not
+/// exist), tells whether the client's id can be resumed from, and reads the replay.
 ///
 /// ARGV[5..]: after (a stream id, or '' for none), replay count, resume mode ('oldest' or
 /// 'live'), '1' when the client's id was malformed, '1' to start with the oldest retained
@@ -189,6 +193,7 @@ local after, count, mode, malformed, oldest = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local birth = birth_of(key, meta)
 local exists = redis.call('EXISTS', key) == 1
 local last, deleted = '0-0', '0-0'
+expire(key, meta)
 if exists then
   bound(key, meta, now_ms())
   local info = redis.call('XINFO', 'STREAM', key)
@@ -281,11 +286,12 @@ fn end_id(marker: &str) -> String {
 /// - **Keys.** Topic `t` is the stream `{prefix}t` and the hash `{prefix}t#m` (its metadata:
 ///   the instance's birth, the entries ever added, the retained bytes, the newest event's id,
 ///   and once closed the final event). Both are created by the first publish (or close), and
-///   both get a `PEXPIRE` of [`TopicLimits::idle_ttl`], renewed by every publish and close:
-///   a topic nobody publishes to is dropped whole by Redis. While this process has
-///   subscribers for a topic (or waits in [`wait_idle`](Backend::wait_idle) on it), it renews
-///   the topic's keys every third of the TTL, so a topic someone listens to is never idle;
-///   after the last one leaves, the keys go within the TTL.
+///   both get a `PEXPIRE` of [`TopicLimits::idle_ttl`], renewed by every publish, close and
+///   subscription ([`open`](Backend::open), in its script): a topic nobody publishes to or
+///   subscribes to is dropped whole by Redis. While this process has subscribers for a topic
+///   (or waits in [`wait_idle`](Backend::wait_idle) on it), it renews the topic's keys every
+///   third of the TTL, so a topic someone listens to is never idle; after the last one leaves,
+///   the keys go within the TTL.
 /// - **Ids and instances.** An event's id is its stream entry id, `MS-SEQ`, the same on every
 ///   server. A topic's instance (from its first publish until its keys expire) records its
 ///   birth, `MS-0` on the Redis server's clock when it was created, and its first entry gets
@@ -316,7 +322,8 @@ fn end_id(marker: &str) -> String {
 ///   blocking `XREAD` on one dedicated connection, and pushes them into a small log per topic
 ///   that is also its live queue (as in the in-memory backend): each local subscriber is a
 ///   position in it, an entry stays until every local subscriber has read it (it goes at the
-///   next delivery, or within a second), and a subscriber more than its queue behind is
+///   next delivery, or within a second), and a subscriber more than its queue behind, or
+///   holding the oldest entries when the logs reach their byte bound (below), is
 ///   disconnected with a `retry:` hint. A topic here costs a small constant plus the entries
 ///   not yet read by everyone; a subscriber, its position.
 ///   Commands share one more, multiplexed, connection: two connections per process in all.
@@ -333,8 +340,17 @@ fn end_id(marker: &str) -> String {
 ///
 /// Bounds: the history's count and age bounds ([`HistoryLimits::max_events`],
 /// [`HistoryLimits::max_age`]) apply per topic in Redis; its byte bound
-/// ([`HistoryLimits::max_bytes`]) and the hub-wide [`TopicLimits::max_history_bytes`] do not:
-/// Redis bounds by count and age (and by its own `maxmemory`). [`TopicLimits::max_topics`]
+/// ([`HistoryLimits::max_bytes`]) does not: Redis bounds by count and age (and by its own
+/// `maxmemory`). [`TopicLimits::max_history_bytes`] bounds what this process holds: the
+/// entries of all its local logs together, each counted as its encoded size plus
+/// [`EVENT_OVERHEAD`] (see [`local_bytes`](RedisBackend::local_bytes)). When a delivery would
+/// take them past it, the entries every local subscriber has read go first; then the local
+/// subscribers that hold the oldest entries, oldest first, are cut off ([`Delivery::Lagged`]:
+/// a `retry:` hint; they catch up by replay from Redis) and what only they held goes, until
+/// the entry fits. An event larger than the bound ends its topic's local subscribers, who get
+/// it by replay. What one `XREAD` brings (up to 1000 entries per topic) is in the log before
+/// anyone reads it, so the bound should be large beside such a batch: otherwise subscribers
+/// that keep up are cut too. [`TopicLimits::max_topics`]
 /// bounds the topics this process reads (those it has local subscribers or waiters for); a
 /// subscription to one more is refused with [`Error::too_many_topics`] (a `retry:` hint).
 /// [`topic_info`](Backend::topic_info) and [`wait_idle`](Backend::wait_idle) count this
@@ -354,8 +370,17 @@ struct Shared {
     close: Script,
     open: Script,
     info: Script,
-    /// The topics this process reads. Lock order: `feeds`, then a topic's state.
+    /// The topics this process reads. Lock order: `feeds`, then a topic's state. `retired` and
+    /// a second topic's state are only ever locked with `feeds` held (in
+    /// [`Shared::make_room`], which holds one topic's state meanwhile), so no two threads
+    /// take them at once.
     feeds: Mutex<HashMap<Arc<str>, Arc<LocalTopic>>>,
+    /// Closed topics replaced in `feeds` whose subscribers have not all finished: their logs
+    /// still hold entries, so the sweep and the byte bound look at them too.
+    retired: Mutex<Vec<Weak<LocalTopic>>>,
+    /// Bytes held by every local log, counted as [`TopicLimits::max_history_bytes`] counts
+    /// them (each entry's encoded size plus [`EVENT_OVERHEAD`]); never more than that bound.
+    held: Arc<AtomicUsize>,
     /// Woken when a topic is added to the reader's set.
     changed: Notify,
     /// The reader connection's `CLIENT ID`, to interrupt its blocking `XREAD`.
@@ -385,18 +410,98 @@ struct Feed {
     generation: u64,
     /// Created for `wait_idle`: the subscriber count, as it changes.
     listeners: Option<watch::Sender<usize>>,
+    /// Each local subscriber's place in `log`, as the byte bound needs it.
+    slots: Slab<Slot>,
+    /// The backend's count of held bytes, and this log's share of it.
+    held: Arc<AtomicUsize>,
+    charged: usize,
+}
+
+/// A local subscriber, as the bound on held bytes sees it.
+struct Slot {
+    /// Its key in the log, until it is shed.
+    key: usize,
+    /// The sequence number of the next event it reads (the log's count, kept here as it
+    /// reads); [`u64::MAX`] once it holds nothing any more (finished, cut off or shed).
+    next: u64,
+    /// Cut off to free what it held: removed from the log, it gets `Lagged` next.
+    shed: bool,
 }
 
 impl Feed {
-    /// A feed whose subscribers may fall `queue` events behind.
-    fn new(queue: usize, listeners: Option<watch::Sender<usize>>) -> Feed {
+    /// A feed whose subscribers may fall `queue` events behind, whose bytes count in `held`.
+    fn new(queue: usize, listeners: Option<watch::Sender<usize>>, held: Arc<AtomicUsize>) -> Feed {
         Feed {
             log: Log::new(1, queue),
             position: None,
             ordinal: 0,
             generation: 0,
             listeners,
+            slots: Slab::new(),
+            held,
+            charged: 0,
         }
+    }
+
+    /// Brings this log's share of the held bytes up to date after entries left it: its
+    /// entries and, once closed, its final event, each with [`EVENT_OVERHEAD`] (as the
+    /// in-memory backend counts them).
+    fn settle(&mut self) {
+        let end = self.log.end().map_or(0, |end| end.len() + EVENT_OVERHEAD);
+        let now = self.log.bytes() + self.log.len() * EVENT_OVERHEAD + end;
+        if now < self.charged {
+            self.held.fetch_sub(self.charged - now, Ordering::AcqRel);
+        } else if now > self.charged {
+            self.held.fetch_add(now - self.charged, Ordering::AcqRel);
+        }
+        self.charged = now;
+    }
+
+    /// Drops what every local subscriber has read.
+    fn evict(&mut self, now: Instant) {
+        self.log.evict(&LIVE_ONLY, now);
+        self.settle();
+    }
+
+    /// Appends `event`, whose `cost` the caller has charged to the held bytes.
+    fn push(&mut self, event: Event, cost: usize, now: Instant) {
+        self.log.push(event, now);
+        self.charged += cost;
+    }
+
+    /// Closes the log with `end`, whose `cost` the caller has charged to the held bytes.
+    fn close(&mut self, end: Event, cost: usize) {
+        self.log.close(end);
+        self.charged += cost;
+    }
+
+    /// Sheds the subscribers that `which` picks: each gets `Lagged` next, and what only they
+    /// had yet to read goes. Returns how many were shed.
+    fn shed(&mut self, now: Instant, which: impl Fn(&Slot) -> bool) -> usize {
+        let mut shed = 0;
+        for (_, slot) in &mut self.slots {
+            if !slot.shed && which(slot) {
+                self.log.remove_reader(slot.key);
+                slot.shed = true;
+                slot.next = u64::MAX;
+                shed += 1;
+            }
+        }
+        // A subscriber that holds entries has been woken since its last `Pending` (by the
+        // push of the first of them), so it polls again without a wake from here.
+        if shed > 0 {
+            self.readers_changed();
+        }
+        self.evict(now);
+        shed
+    }
+
+    /// Sheds the subscribers that hold the oldest entry. Returns how many were shed and
+    /// whether anything was freed.
+    fn shed_oldest(&mut self, now: Instant) -> (usize, bool) {
+        let (first, before) = (self.log.first_seq(), self.charged);
+        let shed = self.shed(now, |slot| slot.next <= first);
+        (shed, shed > 0 || self.charged < before)
     }
 
     fn has_listeners(&self) -> bool {
@@ -420,6 +525,15 @@ impl Feed {
     fn cut(&mut self) {
         self.generation += 1;
         self.log.cut_all();
+        for (_, slot) in &mut self.slots {
+            slot.next = u64::MAX;
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.charged, Ordering::AcqRel);
     }
 }
 
@@ -450,11 +564,19 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
+    /// Bytes held now by this process's local logs (the entries some local subscriber has
+    /// yet to read, and those read since the last delivery or sweep), each counted as its
+    /// encoded size plus [`EVENT_OVERHEAD`]: never more than
+    /// [`TopicLimits::max_history_bytes`].
+    pub fn local_bytes(&self) -> usize {
+        self.shared.held.load(Ordering::Relaxed)
+    }
+
     /// A backend on the Redis server at `url` (`redis://host:port/db`), with streams named
-    /// `prefix` + topic, the count and age bounds of `limits`, the idle TTL and local topic
-    /// bound of `topics`, and `queue` as each subscriber's lag bound (clamped to
-    /// 1..=1 048 576). It connects lazily: Redis need not be up yet. Must be called within a
-    /// Tokio runtime (it starts its reader and its key keeper).
+    /// `prefix` + topic, the count and age bounds of `limits`, the idle TTL and the bounds of
+    /// `topics` on what this process reads and holds, and `queue` as each subscriber's lag
+    /// bound (clamped to 1..=1 048 576). It connects lazily: Redis need not be up yet. Must be
+    /// called within a Tokio runtime (it starts its reader and its key keeper).
     ///
     /// # Errors
     ///
@@ -488,6 +610,8 @@ impl RedisBackend {
             open: script(OPEN),
             info: script(INFO),
             feeds: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
+            held: Arc::new(AtomicUsize::new(0)),
             changed: Notify::new(),
             reader_id: Mutex::new(None),
             error: Mutex::new(None),
@@ -804,13 +928,15 @@ impl Shared {
                     return Ok(f(topic, &mut feed));
                 }
                 listeners = feed.listeners.take();
+                drop(feed);
+                lock(&self.retired).push(Arc::downgrade(topic));
             }
             None if feeds.len() >= self.topics.max_topics => return Err(Error::too_many_topics()),
             None => {}
         }
         let topic = Arc::new(LocalTopic {
             name: name.into(),
-            state: Mutex::new(Feed::new(self.queue, listeners)),
+            state: Mutex::new(Feed::new(self.queue, listeners, self.held.clone())),
         });
         feeds.insert(topic.name.clone(), topic.clone());
         let mut feed = lock(&topic.state);
@@ -822,12 +948,18 @@ impl Shared {
     /// A new local subscriber of `name`, at the end of its log.
     fn reader(self: &Arc<Self>, name: &str) -> Result<Reader, Error> {
         self.local(name, |topic, feed| {
-            let key = feed.log.add_reader(feed.log.next_seq());
+            let next = feed.log.next_seq();
+            let key = feed.log.add_reader(next);
+            let slot = feed.slots.insert(Slot {
+                key,
+                next,
+                shed: false,
+            });
             feed.readers_changed();
             Reader {
                 shared: Arc::downgrade(self),
                 topic: topic.clone(),
-                key,
+                slot,
                 after: None,
                 generation: feed.generation,
                 done: false,
@@ -890,16 +1022,119 @@ impl Shared {
                 }
                 feed.position = Some(entry.id);
                 feed.ordinal = entry.ordinal;
-                match entry.stored {
-                    Stored::Event(event) => {
-                        feed.log.push(event, now);
+                let (event, end) = match entry.stored {
+                    Stored::Event(event) => (event, false),
+                    Stored::End(event) => (event, true),
+                    Stored::Other => continue,
+                };
+                let cost = event.len() + EVENT_OVERHEAD;
+                let room = self.charge(cost) || self.make_room(&feeds, topic, &mut feed, cost, now);
+                if !room {
+                    // Larger than the bound: no local log can hold it. Its subscribers here
+                    // get it by replay from Redis when they reconnect.
+                    let shed = feed.shed(now, |_| true);
+                    tracing::debug!(
+                        topic = %topic.name,
+                        subscribers = shed,
+                        "an event larger than max_history_bytes: cut the topic's local \
+                         subscribers"
+                    );
+                }
+                if end {
+                    if !room {
+                        // Closed all the same, so that the topic is read no more and whoever
+                        // subscribes next reads its next instance: held over the bound until
+                        // the topic, with nobody left to read it, is forgotten.
+                        feed.held.fetch_add(cost, Ordering::AcqRel);
                     }
-                    Stored::End(end) => feed.log.close(end),
-                    Stored::Other => {}
+                    feed.close(event, cost);
+                } else if room {
+                    feed.push(event, cost, now);
                 }
             }
-            feed.log.evict(&LIVE_ONLY, now);
+            feed.evict(now);
         }
+    }
+
+    /// Counts `cost` more bytes as held, if that stays within
+    /// [`TopicLimits::max_history_bytes`]: the hot path of the bound, one atomic update.
+    fn charge(&self, cost: usize) -> bool {
+        super::charge_within(&self.held, cost, self.topics.max_history_bytes)
+    }
+
+    /// The slow path of the bound on held bytes: makes room for `cost` more and charges it.
+    /// First drops from every local log what its subscribers have all read; if that is not
+    /// enough, cuts off the subscribers that hold the oldest entries, oldest first (they get
+    /// `Lagged`, reconnect and catch up by replay from Redis), until `cost` fits with a
+    /// sixteenth of the bound to spare, so that the next deliveries do not all come here.
+    /// `feed` is `current`'s state, locked by the caller with `feeds`. Returns whether `cost`
+    /// is charged (never when it is larger than the bound).
+    fn make_room(
+        &self,
+        feeds: &HashMap<Arc<str>, Arc<LocalTopic>>,
+        current: &Arc<LocalTopic>,
+        feed: &mut Feed,
+        cost: usize,
+        now: Instant,
+    ) -> bool {
+        if cost > self.topics.max_history_bytes {
+            return false;
+        }
+        let mut others: Vec<Arc<LocalTopic>> = feeds
+            .values()
+            .filter(|topic| !Arc::ptr_eq(topic, current))
+            .cloned()
+            .collect();
+        others.extend(lock(&self.retired).iter().filter_map(Weak::upgrade));
+        feed.evict(now);
+        for topic in &others {
+            lock(&topic.state).evict(now);
+        }
+        if self.charge(cost) {
+            return true;
+        }
+        // The topics that still hold entries, by their oldest (`others.len()` is `current`).
+        let mut oldest = BinaryHeap::new();
+        if let Some(at) = feed.log.oldest_at() {
+            oldest.push(Reverse((at, others.len())));
+        }
+        for (index, topic) in others.iter().enumerate() {
+            if let Some(at) = lock(&topic.state).log.oldest_at() {
+                oldest.push(Reverse((at, index)));
+            }
+        }
+        let max = self.topics.max_history_bytes;
+        let goal = cost.saturating_add(max / 16).min(max);
+        let room = || self.held.load(Ordering::Acquire) <= max - goal;
+        let mut shed = 0;
+        while let Some(Reverse((_, index))) = oldest.pop() {
+            let mut other;
+            let topic: &mut Feed = match others.get(index) {
+                Some(topic) => {
+                    other = lock(&topic.state);
+                    &mut other
+                }
+                None => &mut *feed,
+            };
+            let (cut, progressed) = topic.shed_oldest(now);
+            shed += cut;
+            let next = topic.log.oldest_at();
+            if room() {
+                break;
+            }
+            if let Some(at) = next.filter(|_| progressed) {
+                oldest.push(Reverse((at, index)));
+            }
+        }
+        if shed > 0 {
+            tracing::debug!(
+                subscribers = shed,
+                max_history_bytes = self.topics.max_history_bytes,
+                "cut the local subscribers holding the oldest entries to stay within \
+                 max_history_bytes"
+            );
+        }
+        self.charge(cost)
     }
 
     /// The topics to read and where from: those with a position that are not closed.
@@ -924,8 +1159,15 @@ impl Shared {
         let mut feeds = lock(&self.feeds);
         feeds.retain(|_, topic| {
             let mut feed = lock(&topic.state);
-            feed.log.evict(&LIVE_ONLY, now);
+            feed.evict(now);
             !feed.is_unused()
+        });
+        lock(&self.retired).retain(|topic| match topic.upgrade() {
+            Some(topic) => {
+                lock(&topic.state).evict(now);
+                true
+            }
+            None => false,
         });
         if feeds.capacity() > 4 * feeds.len() + 1024 {
             feeds.shrink_to_fit();
@@ -1209,7 +1451,8 @@ fn decode_entries(entries: Vec<Value>) -> Vec<Entry> {
 struct Reader {
     shared: Weak<Shared>,
     topic: Arc<LocalTopic>,
-    key: usize,
+    /// Its slot in the feed, which holds its key in the log.
+    slot: usize,
     /// Entries at or below this were in the replay: skipped. Cleared past it.
     after: Option<StreamId>,
     /// The feed's generation when this reader was added.
@@ -1225,10 +1468,18 @@ impl Stream for Reader {
         if this.done {
             return Poll::Ready(None);
         }
-        let mut feed = lock(&this.topic.state);
+        let mut guard = lock(&this.topic.state);
+        let feed = &mut *guard;
+        let slot = &mut feed.slots[this.slot];
+        if slot.shed {
+            // Cut off to keep the local logs within their byte bound: outrun.
+            this.done = true;
+            return Poll::Ready((feed.generation == this.generation).then_some(Delivery::Lagged));
+        }
         loop {
-            let delivery = match ready!(feed.log.poll_read(this.key, cx)) {
+            let delivery = match ready!(feed.log.poll_read(slot.key, cx)) {
                 Read::Event(event) => {
+                    slot.next += 1;
                     if let Some(after) = this.after {
                         let id = event.id().and_then(StreamId::parse);
                         if id.is_some_and(|id| id <= after) {
@@ -1242,6 +1493,7 @@ impl Stream for Reader {
                 Read::Lagged => (feed.generation == this.generation).then_some(Delivery::Lagged),
                 Read::End(end) => Some(Delivery::End(end)),
             };
+            slot.next = u64::MAX;
             this.done = true;
             return Poll::Ready(delivery);
         }
@@ -1251,7 +1503,12 @@ impl Stream for Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         let mut feed = lock(&self.topic.state);
-        feed.log.remove_reader(self.key);
+        let slot = feed.slots.remove(self.slot);
+        if !slot.shed {
+            feed.log.remove_reader(slot.key);
+            // What only this subscriber had yet to read no longer counts as held.
+            feed.evict(Instant::now());
+        }
         feed.readers_changed();
         let unused = feed.is_unused();
         drop(feed);

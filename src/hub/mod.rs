@@ -488,9 +488,11 @@ impl HubBuilder {
     /// The hub on a Redis Streams backend at `url` (`redis://host:port/db`), so several hub
     /// servers share history, ids and fan-out. Takes this builder's history count and age
     /// bounds, topic idle TTL and queue size, and applies [`max_topics`](Self::max_topics) to
-    /// the topics this server reads (`max_history_bytes` and the per-topic byte bound do not
-    /// apply: Redis bounds history by count and age); streams are named `tower-sse:` + topic (see
-    /// [`redis_key_prefix`](Self::redis_key_prefix)). It connects lazily: Redis need not be up.
+    /// the topics this server reads and [`max_history_bytes`](Self::max_history_bytes) to the
+    /// events it holds until its subscribers have read them, cutting off the ones furthest
+    /// behind (the per-topic byte bound does not apply: Redis bounds history by count and age);
+    /// streams are named `tower-sse:` + topic (see [`redis_key_prefix`](Self::redis_key_prefix)).
+    /// It connects lazily: Redis need not be up.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), tower_sse::HubError> {

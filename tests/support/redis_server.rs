@@ -283,6 +283,16 @@ impl Raw {
             .unwrap()
     }
 
+    /// Sets `key` to expire in `ms` milliseconds (`PEXPIRE`); whether it exists.
+    pub async fn pexpire(&mut self, key: &str, ms: u64) -> bool {
+        redis::cmd("PEXPIRE")
+            .arg(key)
+            .arg(ms)
+            .query_async(&mut self.connection)
+            .await
+            .unwrap()
+    }
+
     /// The Redis server's clock (`TIME`), in milliseconds.
     pub async fn now_ms(&mut self) -> u64 {
         let (secs, micros): (u64, u64) = redis::cmd("TIME")
