@@ -127,6 +127,26 @@ impl Event {
         std::str::from_utf8(value).ok()
     }
 
+    /// The event's name (its `event:` field), if it has one; a browser dispatches an event
+    /// without one as `message`.
+    ///
+    /// ```
+    /// use tower_sse::Event;
+    /// let event = Event::builder().event("done").data("{}").build()?;
+    /// assert_eq!(event.name(), Some("done"));
+    /// assert_eq!(Event::data("x").name(), None);
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.bytes[self.id_line..]
+            .split(|&b| b == b'\n')
+            .take_while(|line| !line.is_empty())
+            .find_map(|line| line.strip_prefix(b"event:"))
+            .map(|value| value.strip_prefix(b" ").unwrap_or(value))
+            // Written from a `&str`, or checked by `from_encoded`: always UTF-8.
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
     /// The encoded event, ending with the blank line that dispatches it.
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes

@@ -21,6 +21,8 @@ enum Kind {
     InvalidTopic { topic: String, reason: String },
     TooLarge { size: usize, max: usize },
     Event(EventError),
+    InvalidStreamId(String),
+    StreamExists(String),
     Backend(backend::Error),
 }
 
@@ -44,6 +46,18 @@ impl HubError {
         }
     }
 
+    pub(crate) fn invalid_stream_id(id: &str) -> Self {
+        HubError {
+            kind: Kind::InvalidStreamId(id.chars().take(80).collect()),
+        }
+    }
+
+    pub(crate) fn stream_exists(id: &str) -> Self {
+        HubError {
+            kind: Kind::StreamExists(id.to_owned()),
+        }
+    }
+
     pub(crate) fn event(err: EventError) -> Self {
         HubError {
             kind: Kind::Event(err),
@@ -60,6 +74,11 @@ impl HubError {
     pub fn is_unavailable(&self) -> bool {
         self.backend()
             .is_some_and(|err| err.is_unavailable() || err.is_full())
+    }
+
+    /// Whether a response stream with that id already exists.
+    pub fn is_stream_exists(&self) -> bool {
+        matches!(self.kind, Kind::StreamExists(_))
     }
 
     /// Whether the topic is closed.
@@ -95,6 +114,11 @@ impl fmt::Display for HubError {
                 "event is {size} bytes encoded, more than the hub's limit of {max} bytes"
             ),
             Kind::Event(err) => write!(f, "invalid event: {err}"),
+            Kind::InvalidStreamId(id) => write!(
+                f,
+                "invalid stream id {id:?}: use 1 to 64 ASCII letters, digits, - and _"
+            ),
+            Kind::StreamExists(id) => write!(f, "a stream with id {id:?} already exists"),
             Kind::Backend(err) => fmt::Display::fmt(err, f),
         }
     }
@@ -115,7 +139,10 @@ impl axum::response::IntoResponse for HubError {
     fn into_response(self) -> axum::response::Response {
         use http::StatusCode;
         let status = match &self.kind {
-            Kind::InvalidTopic { .. } | Kind::Event(_) => StatusCode::BAD_REQUEST,
+            Kind::InvalidTopic { .. } | Kind::Event(_) | Kind::InvalidStreamId(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Kind::StreamExists(_) => StatusCode::CONFLICT,
             Kind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::Backend(err) if err.is_closed() => StatusCode::CONFLICT,
             Kind::Backend(err) if err.is_unavailable() || err.is_full() => {

@@ -62,6 +62,7 @@
 //! ```
 
 mod error;
+pub mod stream;
 mod subscription;
 
 use std::sync::Arc;
@@ -69,6 +70,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use error::HubError;
+pub use stream::{Spawned, StreamOptions};
 pub use subscription::Subscription;
 
 use crate::backend::{
@@ -100,6 +102,7 @@ struct Inner {
     retry_after_lag: Duration,
     published: AtomicU64,
     slow_consumers: Arc<AtomicU64>,
+    producers: stream::Producers,
 }
 
 impl std::fmt::Debug for Hub {
@@ -534,6 +537,7 @@ impl HubBuilder {
                 retry_after_lag: self.retry_after_lag,
                 published: AtomicU64::new(0),
                 slow_consumers: Arc::new(AtomicU64::new(0)),
+                producers: stream::Producers::default(),
             }),
         }
     }
