@@ -194,9 +194,10 @@ fn done() -> Event {
     end_event(DONE, "{}")
 }
 
-/// `event: error`: the producer failed; what failed is for the logs, not the client.
+/// `event: error`: the producer failed; what failed is for the logs, not the client. The
+/// same event a failing [`TryEventStream`](crate::TryEventStream) ends with.
 fn failed() -> Event {
-    end_event(ERROR, r#"{"message":"the stream failed"}"#)
+    crate::response::default_error_event()
 }
 
 /// `event: cancelled`, with why: `cancelled` (asked to) or `abandoned` (nobody listened).

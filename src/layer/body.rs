@@ -43,6 +43,10 @@ struct StreamState {
     /// When the last bytes were written; the keep-alive is due one interval after it.
     last_write: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// When the stream reaches [`SseLayer::max_lifetime`](crate::SseLayer::max_lifetime), if
+    /// it has one, and the timer that wakes an idle stream then.
+    lifetime_end: Option<Instant>,
+    lifetime_timer: Option<Pin<Box<Sleep>>>,
     /// The task waker the body was last polled with, which the registry entry holds
     /// (`ConnShared::set_waker`).
     waker: Option<Waker>,
@@ -74,6 +78,10 @@ impl<B> SseBody<B> {
                     keep_alive: config.keep_alive,
                     last_write: None,
                     timer: None,
+                    lifetime_end: config
+                        .max_lifetime
+                        .and_then(|lifetime| Instant::now().checked_add(lifetime)),
+                    lifetime_timer: None,
                     waker: None,
                     done: false,
                 },
@@ -108,14 +116,17 @@ where
                 }
                 state.track_waker(cx.waker());
                 if let Some(reason) = state.registration.shared.close_reason() {
-                    return Poll::Ready(state.close(reason).map(|bytes| Ok(Frame::data(bytes))));
+                    return Poll::Ready(state.close(reason == CloseReason::Shutdown));
                 }
-                if state.boundary.at_event_end()
-                    && let Some(event) = state.registration.shared.pop_outbox()
-                {
-                    let bytes = event.into_bytes();
-                    state.wrote(&bytes, true);
-                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                if state.boundary.at_event_end() {
+                    if state.lifetime_is_over() {
+                        return Poll::Ready(state.close(true));
+                    }
+                    if let Some(event) = state.registration.shared.pop_outbox() {
+                        let bytes = event.into_bytes();
+                        state.wrote(&bytes, true);
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
                 }
                 match body.poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -133,7 +144,7 @@ where
                         state.finish();
                         Poll::Ready(None)
                     }
-                    Poll::Pending => state.poll_keep_alive(cx),
+                    Poll::Pending => state.poll_timers(cx),
                 }
             }
         }
@@ -190,17 +201,41 @@ impl StreamState {
         }
     }
 
-    /// Ends the stream because the server asked it to. Between two events, a shutdown first
-    /// sends a jittered `retry:` hint; inside an event the stream just ends (the client drops
-    /// the partial event and resumes after the last complete one).
-    fn close(&mut self, reason: CloseReason) -> Option<Bytes> {
-        let retry = (reason == CloseReason::Shutdown && self.boundary.at_event_end()).then(|| {
+    /// Ends the stream because the server asked it to: closed, shut down, or at its maximum
+    /// lifetime. With `retry` (shutdown and lifetime) and between two events, it first sends a
+    /// jittered `retry:` hint, so that clients told at once do not all come back at once;
+    /// inside an event the stream just ends (the client drops the partial event and resumes
+    /// after the last complete one).
+    fn close<E>(&mut self, retry: bool) -> Option<Result<Frame<Bytes>, E>> {
+        let retry = (retry && self.boundary.at_event_end()).then(|| {
             let retry = crate::Event::retry(super::future::jitter(self.shutdown_retry));
             self.registration.shared.record(0, retry.len() as u64);
-            retry.into_bytes()
+            Ok(Frame::data(retry.into_bytes()))
         });
         self.finish();
         retry
+    }
+
+    /// Whether the stream has reached its maximum lifetime. A clock read, only for streams
+    /// that have one.
+    fn lifetime_is_over(&self) -> bool {
+        self.lifetime_end.is_some_and(|end| Instant::now() >= end)
+    }
+
+    /// Called while the inner body has nothing to send: ends the stream at its maximum
+    /// lifetime, else sends a keep-alive comment when one is due.
+    fn poll_timers<E>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+        if let Some(end) = self.lifetime_end {
+            let timer = self
+                .lifetime_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(end)));
+            // Inside an event the stream ends at the event's end instead, when the inner body
+            // has delivered it (and woken the task).
+            if timer.as_mut().poll(cx).is_ready() && self.boundary.at_event_end() {
+                return Poll::Ready(self.close(true));
+            }
+        }
+        self.poll_keep_alive(cx)
     }
 
     /// Ends the stream. It leaves the registry now, not when the body is dropped: an ended

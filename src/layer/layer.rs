@@ -50,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) shutdown_retry: Duration,
     pub(crate) over_limit_retry: Duration,
+    pub(crate) max_lifetime: Option<Duration>,
+    shutdown_grace: Duration,
 }
 
 impl Default for SseLayer {
@@ -80,6 +82,8 @@ impl SseLayer {
             limits: Limits::default(),
             shutdown_retry: DEFAULT_SHUTDOWN_RETRY,
             over_limit_retry: DEFAULT_OVER_LIMIT_RETRY,
+            max_lifetime: None,
+            shutdown_grace: Duration::ZERO,
         };
         config.refresh();
         SseLayer {
@@ -225,22 +229,77 @@ impl SseLayer {
         self.update(|c| c.over_limit_retry = retry)
     }
 
-    /// The `retry:` hint every stream ends with at shutdown, before jitter (±50 %, so clients
-    /// do not all come back at once). Default 2 s.
+    /// The `retry:` hint every stream ends with at shutdown and at its
+    /// [`max_lifetime`](Self::max_lifetime), before jitter (±50 %, so clients do not all come
+    /// back at once). Default 2 s.
     pub fn shutdown_retry(self, retry: Duration) -> Self {
         self.update(|c| c.shutdown_retry = retry)
+    }
+
+    /// Ends every event stream once it has been open for `lifetime`, with the jittered
+    /// `retry:` hint a [`shutdown`](Self::shutdown) sends
+    /// ([`shutdown_retry`](Self::shutdown_retry)), so the reconnects of streams opened together
+    /// spread out. It ends between two events: a stream in the middle of one ends once that
+    /// event is complete. The client reconnects by itself (with its `Last-Event-ID`).
+    ///
+    /// Long-lived connections pin a server and the load balancer's choice; ending them now and
+    /// then lets load rebalance and lets a credential checked at connect time be checked again
+    /// (Mercure ends its streams every 600 s by default). Off by default; `Duration::ZERO`
+    /// switches it off too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sse::SseLayer;
+    ///
+    /// let layer = SseLayer::new().max_lifetime(Duration::from_secs(600));
+    /// # let _ = layer;
+    /// ```
+    pub fn max_lifetime(self, lifetime: Duration) -> Self {
+        self.update(|c| c.max_lifetime = (!lifetime.is_zero()).then_some(lifetime))
+    }
+
+    /// Lets open streams run for up to `grace` once shutdown starts
+    /// ([`shutdown`](Self::shutdown), [`shutdown_on`](Self::shutdown_on)), so that a short
+    /// answer can finish.
+    ///
+    /// New streams are refused from the start of the shutdown (with a `retry:` hint, as
+    /// always), while open ones keep flowing: one that ends by itself within `grace` ends
+    /// normally, with its own last event; the rest end at `grace` the way shutdown ends every
+    /// stream, with a jittered `retry:` hint. So a graceful shutdown still completes, within
+    /// `grace`. Default: zero, every stream ends when shutdown starts.
+    ///
+    /// The grace is counted by a task on the tokio runtime that starts the shutdown; one
+    /// started outside a runtime ends every stream at once.
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router, listener: tokio::net::TcpListener) {
+    /// use std::time::Duration;
+    ///
+    /// let sse = tower_sse::SseLayer::new().shutdown_grace(Duration::from_secs(10));
+    /// axum::serve(listener, app.layer(sse.clone()))
+    ///     // On SIGTERM: no new streams, open ones have 10 s to finish, then `serve` returns.
+    ///     .with_graceful_shutdown(sse.shutdown_on(tower_sse::shutdown_signal()))
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn shutdown_grace(self, grace: Duration) -> Self {
+        self.update(|c| c.shutdown_grace = grace)
     }
 
     /// Ends every open stream of this layer's registry, each with a final jittered `retry:`
     /// hint written between two events, and answers every new stream with such a hint and an
     /// immediate end. Streams end on their next poll, so a graceful shutdown that waits for
-    /// open responses completes promptly.
+    /// open responses completes promptly; with a [`shutdown_grace`](Self::shutdown_grace),
+    /// open streams end by themselves or when it is over.
     pub fn shutdown(&self) {
-        self.config.registry.close_all();
+        shut_down(&self.config.registry, self.config.shutdown_grace);
     }
 
-    /// A future for `axum::serve(..).with_graceful_shutdown(..)`: waits for `signal`, ends
-    /// every stream (see [`shutdown`](Self::shutdown)), then resolves so the server stops.
+    /// A future for `axum::serve(..).with_graceful_shutdown(..)`: waits for `signal`, starts
+    /// the shutdown (see [`shutdown`](Self::shutdown)), then resolves so the server stops
+    /// accepting connections and waits for the open ones, whose streams end at once or, with a
+    /// [`shutdown_grace`](Self::shutdown_grace), within it.
     ///
     /// ```no_run
     /// # async fn run(app: axum::Router, listener: tokio::net::TcpListener) {
@@ -256,14 +315,16 @@ impl SseLayer {
         F: Future<Output = ()> + Send + 'static,
     {
         let registry = self.config.registry.clone();
+        let grace = self.config.shutdown_grace;
         async move {
             signal.await;
-            registry.close_all();
+            shut_down(&registry, grace);
         }
     }
 
     /// Methods that allowed origins may use, besides the default `GET` and `HEAD` (say, `POST`
-    /// for a publish route under the same layer).
+    /// for a publish route under the same layer, or for a stream that answers a `POST` read
+    /// with `fetch`; see the [module documentation](crate::layer#streams-that-answer-a-post)).
     pub fn allow_methods<I: IntoIterator<Item = Method>>(self, methods: I) -> Self {
         self.update(|c| {
             for method in methods {
@@ -275,7 +336,7 @@ impl SseLayer {
     }
 
     /// Request headers that allowed origins may send, besides the default `Last-Event-ID` and
-    /// `Cache-Control` (say, `Content-Type` for a JSON publish route under the same layer).
+    /// `Cache-Control` (say, `Content-Type` for a JSON body, which `fetch` preflights).
     pub fn allow_headers<I: IntoIterator<Item = HeaderName>>(self, headers: I) -> Self {
         self.update(|c| {
             for name in headers {
@@ -285,6 +346,26 @@ impl SseLayer {
             }
         })
     }
+}
+
+/// Starts a shutdown: no new streams from now on, and every open one ended now or, given a
+/// grace, when it is over.
+fn shut_down(registry: &Registry, grace: Duration) {
+    if grace.is_zero() {
+        registry.close_all();
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("shutdown outside a tokio runtime: streams end now, without their grace");
+        registry.close_all();
+        return;
+    };
+    registry.stop_admitting();
+    let registry = registry.clone();
+    runtime.spawn(async move {
+        tokio::time::sleep(grace).await;
+        registry.close_all();
+    });
 }
 
 impl Config {

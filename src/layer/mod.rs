@@ -15,9 +15,49 @@
 //! - CORS with credentials for the origins you list: the origin echoed with
 //!   `Access-Control-Allow-Credentials: true` and `Vary: Origin`, preflights for
 //!   `Last-Event-ID` answered; an unlisted or `null` origin gets no CORS headers and a
-//!   `403 Forbidden` instead of the stream.
+//!   `403 Forbidden` instead of the stream;
+//! - an entry in the [`Registry`](crate::registry::Registry), the connection limits, an
+//!   optional [maximum lifetime](SseLayer::max_lifetime), and an end with a jittered `retry:`
+//!   hint at [shutdown](SseLayer::shutdown), after an optional
+//!   [grace period](SseLayer::shutdown_grace).
 //!
 //! Every other response passes through untouched, byte for byte.
+//!
+//! # Streams that answer a `POST`
+//!
+//! A stream does not have to answer a `GET` from `EventSource`: the layer treats any response
+//! that is an event stream the same, whatever the method and the `Accept` header (`fetch`
+//! sends `*/*`). The [`LastEventId`](crate::LastEventId) extractor reads the header a `fetch`
+//! client sets by hand, and the connection limits count these streams too. For pages on other
+//! origins, allow the method and the JSON body's content type, so that the preflight succeeds:
+//!
+//! ```
+//! use axum::{Json, Router, routing::post};
+//! use futures_util::stream;
+//! use http::{Method, header};
+//! use tower_sse::{Event, EventStream, LastEventId, SseLayer};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Prompt { prompt: String }
+//!
+//! async fn answer(
+//!     last: Option<LastEventId>,
+//!     Json(prompt): Json<Prompt>,
+//! ) -> EventStream<impl futures_util::Stream<Item = Event>> {
+//!     let _ = (last, prompt.prompt);
+//!     EventStream::new(stream::iter([Event::data("Hello")]))
+//! }
+//!
+//! // fetch("https://api.example.com/answer", { method: "POST", credentials: "include",
+//! //   headers: { "content-type": "application/json", "last-event-id": "7" }, body })
+//! let app: Router = Router::new().route("/answer", post(answer)).layer(
+//!     SseLayer::new()
+//!         .allow_origins(["https://app.example.com"])
+//!         .allow_methods([Method::POST])
+//!         .allow_headers([header::CONTENT_TYPE]),
+//! );
+//! # let _ = app;
+//! ```
 //!
 //! # Example
 //!
@@ -59,5 +99,9 @@ pub use signal::shutdown_signal;
 
 pub(crate) use future::CACHE_CONTROL;
 
+#[cfg(test)]
+mod ending_tests;
+#[cfg(test)]
+mod post_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -46,7 +46,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Scanned {
             origin,
-            accepts_event_stream,
+            accept,
             user_agent,
             last_event_id,
         } = scan(req.headers());
@@ -74,10 +74,13 @@ where
             user_agent,
             last_event_id,
         );
-        // A request that asks for an event stream, as `EventSource`'s do, and the registry
-        // would refuse anyway is refused before the handler runs, so a reconnect storm against
-        // a full or stopping server costs no handler work (a replay read, say).
-        let early = if origin_allowed && accepts_event_stream {
+        // A request that takes nothing but an event stream, as `EventSource`'s do, and the
+        // registry would refuse anyway is refused before the handler runs, so a reconnect storm
+        // against a full or stopping server costs no handler work (a replay read, say). Any
+        // other request runs its handler: one that may be answered otherwise (`Accept: */*`
+        // from `fetch`, `application/json, text/event-stream` from an MCP client) must be, and
+        // if its answer is an event stream the limits apply to it when it is registered.
+        let early = if origin_allowed && accept == Accept::OnlyEventStream {
             self.config
                 .registry
                 .admits(self.config.limits, slot.peer_ip())
@@ -146,8 +149,7 @@ fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
 /// The request headers the layer reads.
 struct Scanned {
     origin: Option<HeaderValue>,
-    /// Whether an `Accept` value names `text/event-stream`, as `EventSource`'s always does.
-    accepts_event_stream: bool,
+    accept: Accept,
     user_agent: Option<HeaderValue>,
     last_event_id: Option<HeaderValue>,
 }
@@ -158,7 +160,7 @@ struct Scanned {
 fn scan(headers: &http::HeaderMap) -> Scanned {
     let mut scanned = Scanned {
         origin: None,
-        accepts_event_stream: false,
+        accept: Accept::Unsaid,
         user_agent: None,
         last_event_id: None,
     };
@@ -169,10 +171,7 @@ fn scan(headers: &http::HeaderMap) -> Scanned {
         if name == header::ORIGIN {
             first(&mut scanned.origin);
         } else if name == header::ACCEPT {
-            scanned.accepts_event_stream |= value
-                .as_bytes()
-                .windows(b"text/event-stream".len())
-                .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"));
+            scanned.accept = scanned.accept.and(value.as_bytes());
         } else if name == header::USER_AGENT {
             first(&mut scanned.user_agent);
         } else if name == LAST_EVENT_ID {
@@ -180,6 +179,36 @@ fn scan(headers: &http::HeaderMap) -> Scanned {
         }
     }
     scanned
+}
+
+/// What the `Accept` headers of a request take, as far as the layer cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// No media range yet.
+    Unsaid,
+    /// `text/event-stream` and nothing else (parameters aside), as `EventSource` sends.
+    OnlyEventStream,
+    /// Some other media range (`*/*` among them).
+    Other,
+}
+
+impl Accept {
+    /// Adds the media ranges of one `Accept` value.
+    fn and(self, value: &[u8]) -> Accept {
+        value.split(|&b| b == b',').fold(self, |accept, range| {
+            let essence = range
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or(range)
+                .trim_ascii();
+            match accept {
+                _ if essence.is_empty() => accept,
+                Accept::Other => Accept::Other,
+                _ if essence.eq_ignore_ascii_case(b"text/event-stream") => Accept::OnlyEventStream,
+                _ => Accept::Other,
+            }
+        })
+    }
 }
 
 /// The CORS headers an allowed cross-origin request gets on a response that does not go

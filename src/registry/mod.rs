@@ -169,11 +169,17 @@ impl Registry {
     /// a `retry:` hint and an immediate end, so clients come back after the restart. Used by
     /// [`SseLayer::shutdown`](crate::SseLayer::shutdown).
     pub(crate) fn close_all(&self) {
-        self.inner.closing.store(true, Ordering::SeqCst);
+        self.stop_admitting();
         let open: Vec<Arc<ConnShared>> = self.state().open.values().cloned().collect();
         for shared in open {
             shared.close(CloseReason::Shutdown);
         }
+    }
+
+    /// Refuses every new stream from now on and leaves the open ones be: a shutdown with a
+    /// grace period ([`SseLayer::shutdown_grace`](crate::SseLayer::shutdown_grace)) starts so.
+    pub(crate) fn stop_admitting(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
     }
 
     /// Whether the registry is shutting down ([`SseLayer::shutdown`](crate::SseLayer::shutdown)).
