@@ -205,7 +205,8 @@ async fn main() {
     );
     println!("peak RSS of the process: {:.1} MiB", mib(rss_kib("VmHWM:")));
     println!(
-        "silent client, once it read: stream ended: {ended}, retry hint: {retried}, slow consumers counted: {}",
-        hub.stats().slow_consumers
+        "silent client, once it read: stream ended: {ended}, retry hint: {retried}, slow consumers counted: {}, stalled readers counted: {}",
+        hub.stats().slow_consumers,
+        hub.stats().stalled_readers
     );
 }

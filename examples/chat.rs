@@ -43,7 +43,6 @@
 //! browsers reconnect when it is back.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -199,13 +198,11 @@ pub async fn serve(
     app: App,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(app.sse.shutdown_on(signal))
-    .await
+    // Timeouts, a send buffer cap, peer addresses (for the layer's per-peer limits and
+    // registry) and a shutdown that returns within its deadline whatever clients do.
+    tower_sse::serve(listener, app.router)
+        .with_graceful_shutdown(app.sse.shutdown_on(signal))
+        .await
 }
 
 #[derive(Deserialize)]

@@ -34,7 +34,6 @@
 //! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, so the
 //! browsers reconnect (and resync) when it is back.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,13 +143,11 @@ pub async fn serve(
     app: App,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(app.sse.shutdown_on(signal))
-    .await
+    // Timeouts, a send buffer cap, peer addresses (for the layer's per-peer limits and
+    // registry) and a shutdown that returns within its deadline whatever clients do.
+    tower_sse::serve(listener, app.router)
+        .with_graceful_shutdown(app.sse.shutdown_on(signal))
+        .await
 }
 
 /// `GET /events`: a snapshot then live changes for a new client; for a returning one, the

@@ -25,6 +25,14 @@
 //! TOPIC_IDLE_TTL  seconds after which a topic without subscribers or publishes is dropped
 //!                 (default 3600)
 //! MAX_CONNECTIONS global cap on open streams (default none)
+//! MAX_CONNECTIONS_PER_PEER  cap on open streams from one client address (default 50; 0: none),
+//!                 so one client cannot take every slot; behind a proxy, set TRUSTED_PROXIES
+//!                 too, or every client counts as the proxy
+//! TRUSTED_PROXIES comma-separated addresses or CIDR networks of the reverse proxies in front
+//!                 (e.g. 127.0.0.1,10.0.0.0/8): their Forwarded / X-Forwarded-For headers name
+//!                 the client (default none: those headers are ignored)
+//! WRITE_TIMEOUT   seconds a client may accept no bytes while its stream has something to send
+//!                 before the stream is ended (default 30; 0: never)
 //! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
 //!                 servers share it (default: in memory)
 //! ```
@@ -32,7 +40,6 @@
 //! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, then the
 //! process exits.
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
@@ -56,8 +63,16 @@ pub struct Config {
     pub max_history_bytes: Option<usize>,
     pub topic_idle_ttl: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// `None`: no per-peer cap.
+    pub max_connections_per_peer: Option<usize>,
+    pub trusted_proxies: Vec<String>,
+    /// `None`: no write timeout.
+    pub write_timeout: Option<Duration>,
     pub redis_url: Option<String>,
 }
+
+/// The default cap on open streams from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 50;
 
 impl Default for Config {
     fn default() -> Self {
@@ -70,6 +85,9 @@ impl Default for Config {
             max_history_bytes: None,
             topic_idle_ttl: None,
             max_connections: None,
+            max_connections_per_peer: Some(DEFAULT_MAX_CONNECTIONS_PER_PEER),
+            trusted_proxies: Vec::new(),
+            write_timeout: Some(tower_sse::layer::DEFAULT_WRITE_TIMEOUT),
             redis_url: None,
         }
     }
@@ -83,12 +101,7 @@ impl Config {
             config.addr = addr;
         }
         if let Ok(origins) = std::env::var("ALLOW_ORIGINS") {
-            config.allow_origins = origins
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect();
+            config.allow_origins = list(&origins);
         }
         if let Some(secs) = number("KEEP_ALIVE")? {
             config.keep_alive = Duration::from_secs(secs as u64);
@@ -101,11 +114,30 @@ impl Config {
         config.topic_idle_ttl =
             number("TOPIC_IDLE_TTL")?.map(|secs| Duration::from_secs(secs as u64));
         config.max_connections = number("MAX_CONNECTIONS")?;
+        if let Some(max) = number("MAX_CONNECTIONS_PER_PEER")? {
+            config.max_connections_per_peer = (max > 0).then_some(max);
+        }
+        if let Ok(proxies) = std::env::var("TRUSTED_PROXIES") {
+            config.trusted_proxies = list(&proxies);
+        }
+        if let Some(secs) = number("WRITE_TIMEOUT")? {
+            config.write_timeout = (secs > 0).then(|| Duration::from_secs(secs as u64));
+        }
         config.redis_url = std::env::var("REDIS_URL")
             .ok()
             .filter(|url| !url.is_empty());
         Ok(config)
     }
+}
+
+/// The items of a comma-separated list, trimmed, empty ones left out.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn number(name: &str) -> Result<Option<usize>, String> {
@@ -157,6 +189,16 @@ pub async fn app(config: &Config) -> Result<App, String> {
     if let Some(max) = config.max_connections {
         sse = sse.max_connections(max);
     }
+    if let Some(max) = config.max_connections_per_peer {
+        sse = sse.max_connections_per_peer(max);
+    }
+    sse = sse
+        .try_trusted_proxies(&config.trusted_proxies)
+        .map_err(|err| format!("TRUSTED_PROXIES: {err}"))?;
+    sse = match config.write_timeout {
+        Some(timeout) => sse.write_timeout(timeout),
+        None => sse.no_write_timeout(),
+    };
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/events/{topic}", get(subscribe))
@@ -177,13 +219,11 @@ pub async fn serve(
     app: App,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(app.sse.shutdown_on(signal))
-    .await
+    // Timeouts, a send buffer cap, peer addresses (for the layer's per-peer limits and
+    // registry) and a shutdown that returns within its deadline whatever clients do.
+    tower_sse::serve(listener, app.router)
+        .with_graceful_shutdown(app.sse.shutdown_on(signal))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -282,6 +322,7 @@ async fn health(State(hub): State<Hub>) -> Response {
         Health::Ok => Json(json!({ "backend": "ok" })).into_response(),
         Health::Unavailable(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
             Json(json!({ "backend": "unavailable", "error": why })),
         )
             .into_response(),

@@ -25,7 +25,6 @@
 //! `STREAM_TTL` (seconds a finished answer is kept, default 300), `MAX_STREAMS` (answers being
 //! produced at once on this server, default 1000; more get `503`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -143,13 +142,11 @@ pub async fn serve(
     app: App,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(app.sse.shutdown_on(signal))
-    .await
+    // Timeouts, a send buffer cap, peer addresses (for the layer's per-peer limits and
+    // registry) and a shutdown that returns within its deadline whatever clients do.
+    tower_sse::serve(listener, app.router)
+        .with_graceful_shutdown(app.sse.shutdown_on(signal))
+        .await
 }
 
 #[derive(Deserialize)]

@@ -73,7 +73,7 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(Duration::from_secs(1))).await
+    tower_sse::serve(listener, app(Duration::from_secs(1))).await
 }
 
 const PAGE: &str = r#"<!doctype html>

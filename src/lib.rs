@@ -55,6 +55,8 @@
 //! | `axum`  | yes     | [`LastEventId`] and `Connection` as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
 //! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde; `Serialize` for `ConnectionInfo` |
 //! | `redis` | no      | `backend::RedisBackend` and `HubBuilder::redis`: history and fan-out in Redis Streams |
+//! | `compression` | no | [`SseLayer::compression`]: the layer compresses event streams (zstd, gzip, Brotli), one context per stream, flushed after every event |
+//! | `serve` | no      | `serve()`: HTTP/1 and HTTP/2 serving with header and idle timeouts, a send buffer cap, peer addresses and a shutdown deadline |
 //!
 //! Without `axum`, the layer works on any `tower::Service<http::Request<B>>` whose responses
 //! are `http::Response<B2>`, and [`EventStream`] is an [`http_body::Body`].
@@ -70,12 +72,15 @@ pub mod hub;
 pub mod layer;
 pub mod registry;
 pub mod response;
+pub mod serve;
 
 pub use event::{Event, EventBuilder, EventError};
 pub use extract::{InvalidLastEventId, LastEventId};
 pub use hub::{Hub, HubBuilder, HubError, Subscription};
 pub use layer::{SseLayer, SseService, shutdown_signal};
 pub use response::{EventStream, TryEventStream};
+#[cfg(feature = "serve")]
+pub use serve::serve;
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -1,18 +1,29 @@
-//! CONFORMANCE.md, "The bytes we write": one test per case, each checking the exact bytes
-//! `Event` writes and what the WHATWG parsing algorithm (`support::whatwg`) makes of them, then a
-//! property test over arbitrary events, split into arbitrary chunks.
+//! [`tests/CONFORMANCE.md`](CONFORMANCE.md), "The bytes we write": one test or more per case,
+//! each checking the exact bytes `Event` writes and what the WHATWG parsing algorithm
+//! (`support::whatwg`) makes of them, and the response the layer gives an event stream; then
+//! property tests over arbitrary events, split into arbitrary chunks. Each case there names its
+//! tests, and [`conformance_md_names_tests_that_exist`] checks that they exist, for every
+//! section of that file.
 //!
 //! At the end, a few checks of the reference parser itself against web-platform-tests cases, so a
 //! bug in the parser cannot hide a bug in the encoder.
 
 mod support;
 
+use std::cell::Cell;
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::BodyExt as _;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+use proptest::test_runner::{RngSeed, TestCaseResult, TestRunner};
 use support::whatwg::{Item, ParsedEvent, Parser, parse, parse_chunks, split_at_offsets};
-use tower_sse::{Event, EventError};
+use tower::ServiceExt as _;
+use tower_sse::{Event, EventError, EventStream, SseLayer};
 
 /// Parses one event's bytes and returns the parser too, for its last event id and retry.
 fn parse_one(event: &Event) -> (Vec<ParsedEvent>, Parser) {
@@ -555,6 +566,55 @@ fn concatenated_events_parse_as_the_same_sequence() {
     assert_eq!(parser.last_event_id(), "3");
 }
 
+// --- Response: 200, `text/event-stream`, `no-cache`, `X-Accel-Buffering: no`, no
+// `Content-Length`, no `Connection` header on HTTP/2 ---
+
+/// The layer's response to a handler that set what an HTTP/1.1 handler might (a length and a
+/// `Connection` header), taken from the router as a service, before any server touches it.
+#[tokio::test]
+async fn response_is_an_uncached_unbuffered_event_stream_without_connection_headers_on_http2() {
+    async fn stream() -> Response {
+        let mut response =
+            EventStream::new(futures_util::stream::iter([Event::data("x")])).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("9"));
+        response
+    }
+    let app = Router::new()
+        .route("/events", get(stream))
+        .layer(SseLayer::new());
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let request = Request::get("/events")
+            .version(version)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let headers = response.headers();
+        assert_eq!(response.status(), StatusCode::OK, "{version:?}");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+        let cache_control = headers[header::CACHE_CONTROL].to_str().unwrap();
+        assert!(
+            cache_control.split(',').any(|d| d.trim() == "no-cache"),
+            "{version:?}: Cache-Control: {cache_control}"
+        );
+        assert_eq!(headers["x-accel-buffering"], "no", "{version:?}");
+        assert!(headers.get(header::CONTENT_LENGTH).is_none(), "{version:?}");
+        assert_eq!(
+            headers.get(header::CONNECTION).is_none(),
+            version == Version::HTTP_2,
+            "{version:?}: Connection {:?}",
+            headers.get(header::CONNECTION)
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            parse(&body),
+            [ParsedEvent::message("x")],
+            "{version:?}: {body:?}"
+        );
+    }
+}
+
 // --- Property tests ---
 
 /// Characters that matter to the format, plus anything.
@@ -625,14 +685,55 @@ impl Spec {
         builder.build()
     }
 
-    /// Whether the wire format cannot carry this event.
-    fn is_invalid(&self) -> bool {
-        let breaks = |s: &String| s.contains(['\r', '\n']);
-        self.id
-            .as_ref()
-            .is_some_and(|id| breaks(id) || id.contains('\0'))
-            || self.event.as_ref().is_some_and(breaks)
-            || self.comments.iter().any(breaks)
+    /// The error [`EventBuilder::build`](tower_sse::EventBuilder::build) documents for this
+    /// event, or `None` when the wire format can carry it: the first invalid value set (the
+    /// id, the event name, then each comment, in the order [`Spec::build`] sets them), naming
+    /// the field and its first forbidden character.
+    fn expected_error(&self) -> Option<String> {
+        let first = |s: &str, forbidden: &[char]| s.chars().find(|c| forbidden.contains(c));
+        let id = self
+            .id
+            .as_deref()
+            .and_then(|id| first(id, &['\r', '\n', '\0']));
+        let name = self
+            .event
+            .as_deref()
+            .and_then(|name| first(name, &['\r', '\n']));
+        let comment = self
+            .comments
+            .iter()
+            .find_map(|text| first(text, &['\r', '\n']));
+        let (field, c, rule) = match (id, name, comment) {
+            (Some(c), _, _) => ("event id", c, "ids may not contain CR, LF or NUL"),
+            (None, Some(c), _) => ("event name", c, "names may not contain CR or LF"),
+            (None, None, Some(c)) => ("comment", c, "comments may not contain CR or LF"),
+            (None, None, None) => return None,
+        };
+        let what = match c {
+            '\r' => "a carriage return (CR)",
+            '\n' => "a line feed (LF)",
+            _ => "a NUL character",
+        };
+        Some(format!("{field} contains {what}; {rule}"))
+    }
+
+    /// Builds the event, checking that it fails exactly when, and exactly as, documented:
+    /// `Ok(Some(event))`, or `Ok(None)` for a rejected event, after counting it in `rejected`.
+    fn build_checked(&self, rejected: &Cell<usize>) -> Result<Option<Event>, TestCaseError> {
+        match (self.build(), self.expected_error()) {
+            (Ok(event), None) => Ok(Some(event)),
+            (Err(err), Some(expected)) => {
+                prop_assert_eq!(err.to_string(), expected);
+                rejected.set(rejected.get() + 1);
+                Ok(None)
+            }
+            (Ok(event), Some(expected)) => Err(TestCaseError::fail(format!(
+                "accepted {event:?}; expected {expected:?}"
+            ))),
+            (Err(err), None) => Err(TestCaseError::fail(format!(
+                "rejected a valid event: {err}"
+            ))),
+        }
     }
 
     fn retry_millis(&self) -> Option<u64> {
@@ -669,30 +770,48 @@ fn config() -> ProptestConfig {
         } else {
             RngSeed::Fixed(0x7e5e)
         },
+        source_file: Some(file!()),
         ..default
     }
 }
 
-proptest! {
-    #![proptest_config(config())]
+/// Runs `test` on [`config`]'s cases of `strategy`, each case counting the events it saw
+/// rejected (each with its documented error, see [`Spec::build_checked`]). Fails on the first
+/// failing case (shrunk); returns how many cases ran and how many events were rejected, having
+/// checked that rejections were common: a generator that drifted to valid events only would
+/// leave the errors untested while passing.
+fn run_counting<S: Strategy>(
+    name: &str,
+    strategy: S,
+    test: impl Fn(S::Value, &Cell<usize>) -> TestCaseResult,
+) -> (usize, usize) {
+    let (cases, rejected) = (Cell::new(0), Cell::new(0));
+    let result = TestRunner::new(config()).run(&strategy, |value| {
+        cases.set(cases.get() + 1);
+        test(value, &rejected)
+    });
+    if let Err(err) = result {
+        panic!("{name}: {err}");
+    }
+    let (cases, rejected) = (cases.get(), rejected.get());
+    eprintln!("{name}: {cases} cases, {rejected} events rejected with the documented error");
+    assert!(
+        rejected >= cases / 10,
+        "{name}: only {rejected} events rejected in {cases} cases"
+    );
+    (cases, rejected)
+}
 
-    /// Any event either fails to build, because it really holds a forbidden character, or
-    /// reaches the browser exactly as it was set, however the bytes are split.
-    #[test]
-    fn any_event_round_trips_or_is_rejected(
-        spec in spec(),
-        offsets in prop::collection::vec(any::<usize>(), 0..6),
-    ) {
-        let event = match spec.build() {
-            Err(err) => {
-                prop_assert!(spec.is_invalid(), "rejected a valid event: {err}");
-                prop_assert!(!err.to_string().is_empty());
-                return Ok(());
-            }
-            Ok(event) => event,
+/// Any event either fails to build with the documented error, because it really holds a
+/// forbidden character, or reaches the browser exactly as it was set, however the bytes are
+/// split.
+#[test]
+fn any_event_round_trips_or_is_rejected() {
+    let strategy = (spec(), prop::collection::vec(any::<usize>(), 0..6));
+    let (cases, rejected) = run_counting("any event", strategy, |(spec, offsets), rejected| {
+        let Some(event) = spec.build_checked(rejected)? else {
+            return Ok(());
         };
-        prop_assert!(!spec.is_invalid(), "accepted an invalid event: {event:?}");
-
         let bytes = event.as_bytes();
         prop_assert!(std::str::from_utf8(bytes).is_ok());
         prop_assert!(!bytes.starts_with(b"\xEF\xBB\xBF"));
@@ -724,16 +843,35 @@ proptest! {
         let written: Vec<String> = spec
             .comments
             .iter()
-            .map(|c| if c.is_empty() { String::new() } else { format!(" {c}") })
+            .map(|c| {
+                if c.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {c}")
+                }
+            })
             .collect();
         prop_assert_eq!(comments, written);
-    }
+        Ok(())
+    });
+    assert!(
+        cases - rejected >= cases / 10,
+        "only {} of {cases} events were valid",
+        cases - rejected
+    );
+}
 
-    /// `with_id` gives the same result as building with that id.
-    #[test]
-    fn with_id_is_building_with_that_id(spec in spec(), id in text()) {
-        let Ok(event) = spec.build() else { return Ok(()) };
-        let with_spec = Spec { id: Some(id.clone()), ..spec };
+/// `with_id` gives the same result as building with that id, errors included.
+#[test]
+fn with_id_is_building_with_that_id() {
+    run_counting("with_id", (spec(), text()), |(spec, id), rejected| {
+        let Some(event) = spec.build_checked(rejected)? else {
+            return Ok(());
+        };
+        let with_spec = Spec {
+            id: Some(id.clone()),
+            ..spec
+        };
         match (event.with_id(&id), with_spec.build()) {
             (Ok(a), Ok(b)) => {
                 // Same event in the browser; the field order may differ only by the id line,
@@ -741,24 +879,36 @@ proptest! {
                 prop_assert_eq!(a.as_bytes(), b.as_bytes());
                 prop_assert_eq!(a.id(), Some(id.as_str()));
             }
-            (Err(_), Err(_)) => prop_assert!(id.contains(['\r', '\n', '\0'])),
+            (Err(a), Err(b)) => {
+                // The event was valid, so the id is what is wrong, for both.
+                prop_assert_eq!(a.to_string(), b.to_string());
+                prop_assert_eq!(Some(a.to_string()), with_spec.expected_error());
+                rejected.set(rejected.get() + 1);
+            }
             (a, b) => prop_assert!(false, "with_id {:?} but build {:?}", a, b),
         }
-    }
+        Ok(())
+    });
+}
 
-    /// A stream of events parses as the sequence of what each event means, the last event id
-    /// carrying over from one event to the next, whatever the chunking.
-    #[test]
-    fn concatenated_events_round_trip(
-        specs in prop::collection::vec(spec(), 0..8),
-        offsets in prop::collection::vec(any::<usize>(), 0..12),
-    ) {
+/// A stream of events parses as the sequence of what each event means, the last event id
+/// carrying over from one event to the next, whatever the chunking. Events that fail to build
+/// (with the documented error) are left out of the stream.
+#[test]
+fn concatenated_events_round_trip() {
+    let strategy = (
+        prop::collection::vec(spec(), 0..8),
+        prop::collection::vec(any::<usize>(), 0..12),
+    );
+    run_counting("concatenated", strategy, |(specs, offsets), rejected| {
         let mut stream = Vec::new();
         let mut expected = Vec::new();
         let mut last_event_id = String::new();
         let mut retry = None;
         for spec in &specs {
-            let Ok(event) = spec.build() else { continue };
+            let Some(event) = spec.build_checked(rejected)? else {
+                continue;
+            };
             stream.extend_from_slice(event.as_bytes());
             expected.extend(spec.expected(&last_event_id));
             if let Some(id) = &spec.id {
@@ -775,7 +925,8 @@ proptest! {
         prop_assert!(!parser.has_pending());
         prop_assert_eq!(parser.last_event_id(), last_event_id.as_str());
         prop_assert_eq!(parser.retry(), retry);
-    }
+        Ok(())
+    });
 }
 
 // --- The reference parser itself (web-platform-tests `eventsource/format-*`) ---
@@ -904,5 +1055,89 @@ fn parser_replaces_invalid_utf8() {
     assert_eq!(
         parse(b"data: a\xFFb\n\n"),
         [ParsedEvent::message("a\u{fffd}b")]
+    );
+}
+
+// --- tests/CONFORMANCE.md: each case names tests that exist ---
+
+/// A case of tests/CONFORMANCE.md: its section and its text, test lines included.
+struct Case {
+    section: String,
+    text: String,
+}
+
+/// The cases of tests/CONFORMANCE.md: each `- ` bullet under a `## ` heading, with the indented
+/// lines that follow it.
+fn conformance_cases(doc: &str) -> Vec<Case> {
+    let mut section = None;
+    let mut cases: Vec<Case> = Vec::new();
+    for line in doc.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            section = Some(title.to_owned());
+        } else if let (Some(section), Some(text)) = (&section, line.strip_prefix("- ")) {
+            cases.push(Case {
+                section: section.clone(),
+                text: text.to_owned(),
+            });
+        } else if let (Some(case), true) = (cases.last_mut(), line.starts_with("  ")) {
+            case.text.push(' ');
+            case.text.push_str(line.trim());
+        }
+    }
+    cases
+}
+
+/// The tests a case names: each code span `path::test`, with `path` under `tests/` or `src/`.
+fn named_tests(case: &str) -> Vec<(&str, &str)> {
+    case.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|span| span.split_once("::"))
+        .filter(|(path, _)| path.starts_with("tests/") || path.starts_with("src/"))
+        .collect()
+}
+
+#[test]
+fn conformance_md_names_tests_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("tests/CONFORMANCE.md")).unwrap();
+    let cases = conformance_cases(&doc);
+    assert!(cases.len() >= 30, "only {} cases read", cases.len());
+    let mut problems = Vec::new();
+    for case in &cases {
+        let tests = named_tests(&case.text);
+        let short: String = case.text.chars().take(60).collect();
+        if tests.is_empty() && !case.text.contains("No test yet") {
+            problems.push(format!(
+                "{short:?}: names no test and does not say `No test yet`"
+            ));
+        }
+        if case.section == "The bytes we write"
+            && !tests
+                .iter()
+                .any(|(path, _)| *path == "tests/conformance.rs")
+        {
+            problems.push(format!("{short:?}: names no test in tests/conformance.rs"));
+        }
+        for (path, test) in tests {
+            let Ok(source) = std::fs::read_to_string(root.join(path)) else {
+                problems.push(format!("{short:?}: {path} does not exist"));
+                continue;
+            };
+            // A Rust test function, or (for a `.mjs` file) the start of a test's title.
+            let found = if path.ends_with(".rs") {
+                source.contains(&format!("fn {test}("))
+            } else {
+                source.contains(test)
+            };
+            if !found {
+                problems.push(format!("{short:?}: no test `{test}` in {path}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "tests/CONFORMANCE.md:\n{}",
+        problems.join("\n")
     );
 }

@@ -7,12 +7,20 @@
 //! These tests hold the server to that: many concurrent streams on one connection, each getting
 //! every event, with no connection-specific header on any response (RFC 9113 §8.2.2 makes a
 //! response carrying one malformed).
+//!
+//! Who removes those headers: hyper's h2 server strips them from every response it sends,
+//! whatever the layer did, so a check of what reaches the client ([`assert_http2`]) checks
+//! hyper and would pass with `SseLayer` removed. The layer's own stripping, which matters under
+//! a server that does not clean up after it, is checked before hyper sees the response, by
+//! calling the router as a service with an HTTP/2 request
+//! (`the_layer_removes_handler_set_connection_headers_before_hyper_sees_them`).
 
 mod support;
 
 use std::net::SocketAddr;
 
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures_util::StreamExt;
@@ -21,6 +29,7 @@ use reqwest::Version;
 use serde_json::Value;
 use support::client::EventReader;
 use support::hub::{Config, Server, config};
+use tower::ServiceExt as _;
 use tower_sse::{Event, EventStream, SseLayer};
 
 /// More than the six connections per origin browsers allow over HTTP/1.1.
@@ -65,7 +74,8 @@ fn h2_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The response came over HTTP/2 and carries no connection-specific header.
+/// The response came over HTTP/2 and carries no connection-specific header on the wire. hyper's
+/// h2 server removes them itself, so this checks what the client gets, not what the layer does.
 #[track_caller]
 fn assert_http2(response: &reqwest::Response) {
     assert_eq!(response.version(), Version::HTTP_2, "{}", response.url());
@@ -158,9 +168,10 @@ async fn graceful_shutdown_ends_every_http2_stream_with_a_retry_hint() {
 }
 
 /// Every kind of response the hub gives, over HTTP/2: streams, a refused stream, a replay with
-/// a gap, publishing, the page, the registry listing, health, and an error.
+/// a gap, publishing, the page, the registry listing, health, and an error. What reaches the
+/// client, after hyper (see the module docs): the layer's part is the next test's.
 #[tokio::test]
-async fn no_http2_response_from_the_hub_carries_connection_specific_headers() {
+async fn no_http2_response_from_the_hub_carries_connection_specific_headers_on_the_wire() {
     let server = Server::h2(Config {
         max_connections: Some(1),
         ..config()
@@ -201,36 +212,67 @@ async fn no_http2_response_from_the_hub_carries_connection_specific_headers() {
     server.stop().await;
 }
 
-/// A handler that sets connection-specific headers itself (as code written for HTTP/1.1 does)
-/// still sends none of them over HTTP/2, and its events arrive.
-#[tokio::test]
-async fn handler_set_connection_headers_never_reach_an_http2_client() {
-    async fn stream() -> impl IntoResponse {
-        let events = futures_util::stream::iter([Event::data("hello")])
-            .chain(futures_util::stream::pending());
-        let mut response = EventStream::new(events).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+/// A handler that sets connection-specific headers itself (as code written for HTTP/1.1 does).
+async fn stream_with_connection_headers() -> impl IntoResponse {
+    let events =
+        futures_util::stream::iter([Event::data("hello")]).chain(futures_util::stream::pending());
+    let mut response = EventStream::new(events).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("connection", "keep-alive"),
+        ("keep-alive", "timeout=5"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "h2c"),
+        ("proxy-connection", "keep-alive"),
+    ] {
         headers.insert(
-            HeaderName::from_static("keep-alive"),
-            HeaderValue::from_static("timeout=5"),
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
         );
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        headers.insert(
-            HeaderName::from_static("proxy-connection"),
-            HeaderValue::from_static("keep-alive"),
-        );
-        response
     }
-    let app = axum::Router::new()
-        .route("/events", get(stream))
-        .layer(SseLayer::new());
+    response
+}
+
+fn app_with_connection_headers() -> axum::Router {
+    axum::Router::new()
+        .route("/events", get(stream_with_connection_headers))
+        .layer(SseLayer::new())
+}
+
+/// The layer's response to an HTTP/2 request, taken from the router as a service, before hyper
+/// sees it (hyper would strip these headers itself): none of the handler's connection-specific
+/// headers is left, and the stream's own headers are there.
+#[tokio::test]
+async fn the_layer_removes_handler_set_connection_headers_before_hyper_sees_them() {
+    let request = Request::get("/events")
+        .version(Version::HTTP_2)
+        .body(Body::empty())
+        .unwrap();
+    let response = app_with_connection_headers()
+        .oneshot(request)
+        .await
+        .unwrap();
+    for name in CONNECTION_SPECIFIC {
+        assert!(
+            response.headers().get(name).is_none(),
+            "the layer left `{name}: {:?}` on an HTTP/2 event stream",
+            response.headers()[name]
+        );
+    }
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+}
+
+/// The same handler over a real HTTP/2 connection: ten streams at once, each gets its event.
+#[tokio::test]
+async fn handler_set_connection_headers_do_not_break_http2_streams() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server =
+        tokio::spawn(async move { axum::serve(listener, app_with_connection_headers()).await });
 
     let client = h2_client();
     let responses =

@@ -4,29 +4,28 @@
 //! work by itself: `X-Accel-Buffering: no` turns buffering off for its streams, and keep-alive
 //! comments (every 3 s here) keep idle streams under the read timeout.
 //!
-//! Needs `/usr/sbin/nginx` (Debian's `nginx-light`, which `.ci/run` installs). Without it the
-//! tests are skipped with a notice, except under `CI=true`, where they fail.
+//! Needs `/usr/sbin/nginx` (Debian's `nginx-light`, which `.ci/run` installs), so the tests are
+//! ignored unless run with `--include-ignored` (as `.ci/run` does); then a missing nginx fails
+//! them.
+//!
+//! Nothing waits on the clock but the idle test, whose subject is nginx's own timer: the others
+//! wait for events, for the end of a stream, or for presence notices, under a failure guard.
 
 mod support;
 
-use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
 
-use serde_json::Value;
 use support::client::{EventReader, GUARD};
 use support::hub::{Config, Server};
+use support::nginx::{Nginx, nginx_binary, publish};
 use support::whatwg::{Item, Parser};
 
 /// The hub's keep-alive interval in these tests.
 const KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// nginx's `proxy_read_timeout`: an upstream silent for this long is cut off.
 const PROXY_READ_TIMEOUT_SECS: u64 = 10;
-/// How soon a published event must come out of nginx. Buffered, it would wait there until 4 or
-/// 8 KiB had piled up, or the stream ended.
-const PROMPT: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------------------------
 // The hub server, in process
@@ -54,140 +53,7 @@ impl Server {
 }
 
 // ---------------------------------------------------------------------------------------------
-// nginx, as a child process with its own config, logs and temp files
-
-/// Where Debian puts nginx; `NGINX` overrides it.
-fn nginx_path() -> PathBuf {
-    std::env::var_os("NGINX").map_or_else(|| "/usr/sbin/nginx".into(), PathBuf::from)
-}
-
-/// nginx, or `None` (the test then returns early) when it is not installed and not under CI.
-fn nginx_or_skip(test: &str) -> Option<PathBuf> {
-    let path = nginx_path();
-    if path.exists() {
-        return Some(path);
-    }
-    let path = path.display();
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!(
-            "nginx not found at {path} (CI=true, so this fails rather than skips: .ci/run \
-             installs nginx-light; locally, `apt-get install nginx-light`)"
-        );
-    }
-    eprintln!("skipping {test}: nginx not found at {path} (apt-get install nginx-light)");
-    None
-}
-
-/// A running nginx, stopped and its directory removed on drop.
-struct Nginx {
-    binary: PathBuf,
-    dir: PathBuf,
-    conf: PathBuf,
-    child: Child,
-    port: u16,
-}
-
-impl Nginx {
-    /// Starts nginx in front of `upstream` and waits until it accepts connections.
-    fn start(binary: PathBuf, upstream: SocketAddr) -> Nginx {
-        // The free port is found by binding and releasing it; should another process take it
-        // in between, nginx fails to start and the next attempt uses another port.
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match Nginx::try_start(binary.clone(), upstream) {
-                Ok(nginx) => return nginx,
-                Err(err) => failures.push(err),
-            }
-        }
-        panic!("nginx did not start:\n{}", failures.join("\n---\n"));
-    }
-
-    fn try_start(binary: PathBuf, upstream: SocketAddr) -> Result<Nginx, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!(
-            "tower-sse-nginx-{}-{port}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("nginx.conf");
-        fs::write(&conf, config(&dir, port, upstream)).unwrap();
-        let stderr = fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary.display()));
-        let mut nginx = Nginx {
-            binary,
-            dir,
-            conf,
-            child,
-            port,
-        };
-        let deadline = Instant::now() + GUARD;
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(nginx);
-            }
-            if let Some(status) = nginx.child.try_wait().unwrap() {
-                return Err(format!("nginx exited ({status}):\n{}", nginx.logs()));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "nginx did not accept connections on port {port} within {GUARD:?}:\n{}",
-                    nginx.logs()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// What nginx wrote to its stderr and error log, for failure messages.
-    fn logs(&self) -> String {
-        let read = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("error.log"))
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // A fast shutdown through the master process, so that its workers go too; SIGKILL if
-        // that does not end it in time.
-        let _ = Command::new(&self.binary)
-            .arg("-p")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(&self.conf)
-            .args(["-g", "daemon off;", "-s", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
+// nginx (`support::nginx`), configured as a deployment that knows nothing about SSE
 
 /// A plain reverse-proxy config. No `proxy_buffering off`: buffering stays at nginx's default
 /// (on), and the hub's `X-Accel-Buffering: no` has to turn it off for event streams.
@@ -243,21 +109,17 @@ async fn subscribe(client: &reqwest::Client, url: &str) -> EventReader {
     EventReader::new(response)
 }
 
-/// Publishes `data` through nginx and returns the id the hub gave it.
-async fn publish(client: &reqwest::Client, url: &str, data: &str) -> String {
-    let response = client.post(url).body(data.to_owned()).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{url}");
-    let body: Value = response.json().await.unwrap();
-    body["id"].as_str().unwrap().to_owned()
-}
-
+/// Each event comes out of nginx before the next is published: the next publish waits for it
+/// (under the guard), so an event held back until more data comes (a hub that flushes only full
+/// buffers, a compressing proxy) fails the test, however long the guard. It cannot tell nginx's
+/// buffering on from off: nginx 1.22 passes small events on at once to a reader that keeps up
+/// either way (through the `/buffered/` location too, tried here). The next test can.
 #[tokio::test]
-async fn events_come_through_nginx_without_buffering_delay() {
-    let Some(binary) = nginx_or_skip("events_come_through_nginx_without_buffering_delay") else {
-        return;
-    };
+#[ignore = "needs nginx: run with --include-ignored, as .ci/run does"]
+async fn each_event_comes_through_nginx_before_the_next_is_published() {
+    let binary = nginx_binary();
     let hub = Server::for_nginx().await;
-    let nginx = Nginx::start(binary, hub.addr);
+    let nginx = Nginx::start(binary, |dir, port| config(dir, port, hub.addr));
     let client = reqwest::Client::new();
 
     let mut reader = subscribe(&client, &nginx.url("/events/live")).await;
@@ -265,73 +127,67 @@ async fn events_come_through_nginx_without_buffering_delay() {
     // Small events, a few dozen bytes each: far below any buffer size.
     for n in 1..=3 {
         let data = format!("small event {n}");
-        let published = Instant::now();
         let id = publish(&client, &nginx.url("/publish/live"), &data).await;
-        let event = tokio::time::timeout(PROMPT, reader.next())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "event {n} did not come out of nginx within {PROMPT:?}: buffered?\n{}",
-                    nginx.logs()
-                )
-            })
-            .expect("the stream stays open");
+        let event = reader.next().await.expect("the stream stays open");
         assert_eq!(
             (event.data.as_str(), event.last_event_id),
             (data.as_str(), id)
         );
-        eprintln!("event {n} through nginx in {:?}", published.elapsed());
     }
     drop(reader);
     hub.stop().await;
 }
 
-/// What `X-Accel-Buffering: no` really changes. With a reader that keeps up, nginx 1.22 passes
-/// small events on at once even with buffering on (seen here: through the `/buffered/` location
-/// a small event arrived within milliseconds too), so promptness alone cannot show that the
-/// header works. A reader that stalls
-/// shows it: buffering on, nginx keeps reading from the hub and piles the backlog into a
-/// temporary file on its own disk (up to 1 GiB by default), out of reach of the hub's
-/// slow-consumer handling; buffering off, nginx reads no further than the reader takes, and
-/// the backlog stays at the hub. The `/buffered/` location, which ignores the header, is the
-/// control showing the stall is big enough to make nginx buffer.
+/// What `X-Accel-Buffering: no` really changes, shown by a reader that stalls. Buffering on,
+/// nginx keeps reading from the hub and piles the backlog into a temporary file on its own disk
+/// (up to 1 GiB by default), out of reach of the hub's slow-consumer handling: the hub sees a
+/// reader that keeps up, and the stalled client, once it reads, gets every event. Buffering off,
+/// nginx reads no further than the client takes, so the backlog stays at the hub, which ends
+/// the stream of a subscriber more than its queue (1024 events) behind: the client, once it
+/// reads, gets what the sockets held, a `retry:` hint and the end, long before the last event.
+/// Both outcomes are things the client reads, so nothing here waits on the clock. The
+/// `/buffered/` location, which ignores the header, is the control showing the stall is big
+/// enough to make nginx buffer.
 #[tokio::test]
+#[ignore = "needs nginx: run with --include-ignored, as .ci/run does"]
 async fn x_accel_buffering_keeps_a_stalled_reader_s_backlog_out_of_nginx() {
-    let Some(binary) =
-        nginx_or_skip("x_accel_buffering_keeps_a_stalled_reader_s_backlog_out_of_nginx")
-    else {
-        return;
-    };
+    let binary = nginx_binary();
     let hub = Server::for_nginx().await;
-    let nginx = Nginx::start(binary, hub.addr);
+    let nginx = Nginx::start(binary, |dir, port| config(dir, port, hub.addr));
 
     // Through the plain location: the hub's header turns buffering off.
-    let stalled = stall(&nginx, "/events/slow").await;
+    let mut stalled = Stalled::open(&nginx, "/events/slow").await;
     hub.until_open(1).await;
-    let sent = publish_backlog(&hub, "slow").await;
-    eprintln!("buffering off: {sent} of {BACKLOG_BYTES} bytes left the hub");
+    let ids = publish_backlog(&hub, "slow").await;
+    let received = stalled.read_until(ids.last().unwrap()).await;
     assert!(
-        sent < BACKLOG_BYTES / 2,
-        "only what the sockets hold left the hub ({sent} of {BACKLOG_BYTES} bytes)"
+        received.len() < ids.len() - QUEUE,
+        "the stalled reader got {} of {} events: nginx took the backlog off the hub\n{}",
+        received.len(),
+        ids.len(),
+        nginx.logs()
     );
+    assert_eq!(received, ids[..received.len()], "a prefix, in order");
+    assert!(stalled.retry().is_some(), "ended with a retry: hint");
     assert!(
         !nginx.logs().contains(BUFFERED_TO_FILE),
         "nginx buffered a stream whose upstream said X-Accel-Buffering: no:\n{}",
         nginx.logs()
     );
-    drop(stalled);
     hub.until_open(0).await;
 
     // The control: the same stall where nginx ignores the header.
-    let stalled = stall(&nginx, "/buffered/events/held").await;
+    let mut stalled = Stalled::open(&nginx, "/buffered/events/held").await;
     hub.until_open(1).await;
-    let sent = publish_backlog(&hub, "held").await;
-    eprintln!("buffering forced on: {sent} of {BACKLOG_BYTES} bytes left the hub");
+    let ids = publish_backlog(&hub, "held").await;
+    let received = stalled.read_until(ids.last().unwrap()).await;
     assert!(
-        sent >= BACKLOG_BYTES && nginx.logs().contains(BUFFERED_TO_FILE),
+        received == ids && nginx.logs().contains(BUFFERED_TO_FILE),
         "with buffering forced on, nginx did not take the whole backlog into a temporary file \
-         ({sent} of {BACKLOG_BYTES} bytes left the hub), so the first half of this test shows \
+         (the stalled reader got {} of {} events), so the first half of this test shows \
          nothing:\n{}",
+        received.len(),
+        ids.len(),
         nginx.logs()
     );
     drop(stalled);
@@ -340,84 +196,108 @@ async fn x_accel_buffering_keeps_a_stalled_reader_s_backlog_out_of_nginx() {
 
 /// What nginx logs (at `warn`) when it spills a response to a temporary file.
 const BUFFERED_TO_FILE: &str = "buffered to a temporary file";
-/// More than the loopback sockets between the hub, nginx and the reader can hold (a few MiB).
-const BACKLOG_BYTES: u64 = 48 * 1024 * 1024;
+/// How far behind the hub lets a subscriber fall before it ends its stream (the example's
+/// hub keeps the default `subscriber_queue`).
+const QUEUE: usize = 1024;
+/// The backlog's events: three times the queue, 48 MiB in all, many times what the loopback
+/// sockets between the hub, nginx and the reader hold (a few MiB).
+const BACKLOG_EVENTS: usize = 3 * QUEUE;
+const EVENT_BYTES: usize = 16 * 1024;
 
-/// Requests `path` through nginx on a socket with a small receive buffer, reads the response
-/// headers, then never reads again.
-async fn stall(nginx: &Nginx, path: &str) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], nginx.port)))
-        .await
-        .unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut byte = [0; 1];
-        let n = tokio::time::timeout(GUARD, stream.read(&mut byte))
-            .await
-            .expect("response headers within the guard time")
-            .unwrap();
-        assert_eq!(n, 1, "nginx closed the connection before the headers");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    stream
+/// An event stream requested through nginx on a socket with a small receive buffer, which the
+/// test does not read while the backlog is published. HTTP/1.0, so that nginx sends the body
+/// as it is (no chunked encoding) and closes the connection at its end.
+struct Stalled {
+    stream: tokio::net::TcpStream,
+    parser: Parser,
 }
 
-/// Publishes `BACKLOG_BYTES` in 64 KiB events straight to the hub, waits until the hub's
-/// writes to the stalled stream have stopped, and returns how many bytes it wrote.
-async fn publish_backlog(hub: &Server, topic: &str) -> u64 {
-    let client = reqwest::Client::new();
-    let url = format!("http://{}/publish/{topic}", hub.addr);
-    let data = "x".repeat(64 * 1024);
-    for _ in 0..BACKLOG_BYTES / (64 * 1024) {
-        let response = client.post(&url).body(data.clone()).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-    }
-    let sent = || {
-        hub.hub
-            .registry()
-            .snapshot()
-            .iter()
-            .map(|c| c.bytes_sent())
-            .sum::<u64>()
-    };
-    // Settled: nothing more left the hub for half a second.
-    let deadline = Instant::now() + GUARD;
-    let mut last = sent();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = sent();
-        if now == last {
-            return now;
+impl Stalled {
+    /// Sends the request and reads the response headers, no further.
+    async fn open(nginx: &Nginx, path: &str) -> Stalled {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket
+            .connect(SocketAddr::from(([127, 0, 0, 1], nginx.port)))
+            .await
+            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0; 1];
+            let n = tokio::time::timeout(GUARD, stream.read(&mut byte))
+                .await
+                .expect("response headers within the guard time")
+                .unwrap();
+            assert_eq!(n, 1, "nginx closed the connection before the headers");
+            head.push(byte[0]);
         }
-        assert!(Instant::now() < deadline, "the hub's writes settle");
-        last = now;
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        Stalled {
+            stream,
+            parser: Parser::new(),
+        }
     }
+
+    /// Reads until the event `last` or the end of the stream; returns the ids received.
+    async fn read_until(&mut self, last: &str) -> Vec<String> {
+        use tokio::io::AsyncReadExt;
+        let mut ids = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = tokio::time::timeout(GUARD, self.stream.read(&mut buf))
+                .await
+                .expect("nginx sends something within the guard time")
+                .unwrap();
+            if n == 0 {
+                return ids;
+            }
+            for item in self.parser.feed_items(&buf[..n]) {
+                if let Item::Event(event) = item {
+                    assert_eq!(event.data.len(), EVENT_BYTES, "{:?}", event.event_type);
+                    ids.push(event.last_event_id);
+                    if ids.last().is_some_and(|id| id == last) {
+                        return ids;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `retry:` hint received, if any.
+    fn retry(&self) -> Option<u64> {
+        self.parser.retry()
+    }
+}
+
+/// Publishes the backlog straight to the hub; returns the events' ids.
+async fn publish_backlog(hub: &Server, topic: &str) -> Vec<String> {
+    let data = "x".repeat(EVENT_BYTES);
+    let mut ids = Vec::with_capacity(BACKLOG_EVENTS);
+    for _ in 0..BACKLOG_EVENTS {
+        ids.push(hub.publish(topic, &data).await);
+    }
+    ids
 }
 
 #[tokio::test]
+#[ignore = "needs nginx: run with --include-ignored, as .ci/run does"]
 async fn idle_stream_survives_30_s_through_a_10_s_proxy_read_timeout() {
-    let Some(binary) = nginx_or_skip("idle_stream_survives_30_s_through_a_10_s_proxy_read_timeout")
-    else {
-        return;
-    };
+    let binary = nginx_binary();
     let hub = Server::for_nginx().await;
-    let nginx = Nginx::start(binary, hub.addr);
+    let nginx = Nginx::start(binary, |dir, port| config(dir, port, hub.addr));
     let client = reqwest::Client::new();
 
     let mut reader = subscribe(&client, &nginx.url("/events/quiet")).await;
     hub.until_open(1).await;
     let before = hub.stream_ids();
 
-    // Three read timeouts' worth of silence from the publisher.
+    // Three read timeouts' worth of silence from the publisher. Real time: what is under test
+    // is nginx's own timer, which only the clock moves.
     let idle = Duration::from_secs(3 * PROXY_READ_TIMEOUT_SECS);
     tokio::time::sleep(idle).await;
 
@@ -425,21 +305,19 @@ async fn idle_stream_survives_30_s_through_a_10_s_proxy_read_timeout() {
     let after = hub.stream_ids();
     assert_eq!(after, before, "the hub still holds the same one stream");
     let id = publish(&client, &nginx.url("/publish/quiet"), "after 30 s").await;
-    let event = tokio::time::timeout(PROMPT, reader.next())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {PROMPT:?} after the idle time"))
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx ended the idle stream (proxy_read_timeout?):\n{}",
-                nginx.logs()
-            )
-        });
+    let event = reader.next().await.unwrap_or_else(|| {
+        panic!(
+            "nginx ended the idle stream (proxy_read_timeout?):\n{}",
+            nginx.logs()
+        )
+    });
     assert_eq!(
         (event.data.as_str(), event.last_event_id),
         ("after 30 s", id)
     );
 
-    // What kept it open: keep-alive comments every 3 s, each one resetting nginx's timer.
+    // What kept it open: keep-alive comments every 3 s, each one resetting nginx's timer. On
+    // the real clock, so one may fall just outside the idle time: one fewer is accepted.
     let comments = Parser::new()
         .feed_items(reader.raw())
         .into_iter()

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark harness smoke run (issue 6): tiny counts, tower-sse and the axum baseline only,
-# every scenario (per-user and many-topics included), ~75 s on 2 cores. Fails if any scenario
-# did not deliver (a per-user stream without its own event, a many-topics publish refused).
+# every scenario (per-user and many-topics included), and the same two on jemalloc
+# (`tower-sse+jemalloc`, `baseline+jemalloc`, in the memory scenarios) when libjemalloc2 is
+# installed (not measured otherwise, which does not fail), ~2.5 min on 2 cores. Fails if any
+# scenario did not deliver (a per-user stream without its own event, a many-topics publish
+# refused).
 # Writes target/bench-smoke.md (and target/bench-smoke-plots/), never the committed
 # BENCHMARKS.md. Needs taskset (util-linux).
 set -euo pipefail

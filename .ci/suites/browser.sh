@@ -32,6 +32,8 @@ fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm || { echo "browser suite: node and npm are needed" >&2; exit 1; }
 fi
+source .ci/node.sh
+use_node20 || { echo "browser suite: Node.js 20 or newer is needed (see .ci/node.sh)" >&2; exit 1; }
 if ! command -v redis-server >/dev/null && ! apt_install redis-server && $ci; then
   echo "browser suite: redis-server is needed for the Redis reconnect case" >&2
   exit 1

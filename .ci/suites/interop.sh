@@ -20,6 +20,8 @@ skip() {
 for tool in node npm python3; do
   command -v "$tool" >/dev/null || skip "$tool not found"
 done
+source .ci/node.sh
+use_node20 || skip "Node.js 20 or newer is needed (see .ci/node.sh)"
 
 target=${CARGO_TARGET_DIR:-target}
 cargo build --examples

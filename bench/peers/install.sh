@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install the external benchmark peers (idempotent):
+# Install the external benchmark peers, and what the harness's allocator rows need (idempotent):
 #   - nchan:      Debian's nginx-light + libnginx-mod-nchan (apt-get; needs root)
 #   - better-sse: `npm ci` in bench/peers/better-sse (needs Node.js >= 20 and npm)
+#   - jemalloc:   Debian's libjemalloc2 (apt-get; needs root), preloaded into the Rust servers
+#                 for the `tower-sse+jemalloc` and `baseline+jemalloc` rows
 # Exits non-zero with a message naming what could not be installed.
 set -uo pipefail
 
@@ -18,33 +20,56 @@ nchan_module() {
     return 1
 }
 
-# --- nchan ---------------------------------------------------------------
-if command -v nginx >/dev/null 2>&1 && nchan_module >/dev/null; then
-    say "nchan: nginx and the nchan module are already installed"
-else
-    pkgs=(nginx-light libnginx-mod-nchan)
-    if ! command -v apt-get >/dev/null 2>&1; then
-        say "nchan: apt-get not found; install ${pkgs[*]} (Debian) by hand"
-        failed+=(nchan)
-    elif [ "$(id -u)" -ne 0 ]; then
-        say "nchan: must run as root to apt-get install ${pkgs[*]}"
-        failed+=(nchan)
-    else
-        export DEBIAN_FRONTEND=noninteractive
-        if ! apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1; then
-            say "nchan: first apt-get install failed; running apt-get update and retrying"
-            apt-get update -qq >/dev/null 2>&1 || true
-            apt-get install -y --no-install-recommends "${pkgs[@]}" >/dev/null ||
-                say "nchan: apt-get install ${pkgs[*]} failed"
-        fi
-        if command -v nginx >/dev/null 2>&1 && nchan_module >/dev/null; then
-            say "nchan: installed ($(nginx -v 2>&1), module $(nchan_module))"
-        else
-            say "nchan: nginx or ngx_nchan_module.so still missing after apt-get"
-            failed+=(nchan)
-        fi
+# apt_install NAME CHECK PKG...: apt-get installs PKG... unless CHECK (a function) already succeeds;
+# CHECK prints what is there. Adds NAME to `failed` if it still does not succeed.
+apt_install() {
+    local name=$1 check=$2 found
+    shift 2
+    if found=$($check); then
+        say "$name: already installed ($found)"
+        return
     fi
-fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "$name: apt-get not found; install $* (Debian) by hand"
+        failed+=("$name")
+        return
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        say "$name: must run as root to apt-get install $*"
+        failed+=("$name")
+        return
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; then
+        say "$name: first apt-get install failed; running apt-get update and retrying"
+        apt-get update -qq >/dev/null 2>&1 || true
+        apt-get install -y --no-install-recommends "$@" >/dev/null ||
+            say "$name: apt-get install $* failed"
+    fi
+    if found=$($check); then
+        say "$name: installed ($found)"
+    else
+        say "$name: still missing after apt-get install $*"
+        failed+=("$name")
+    fi
+}
+
+# --- nchan ---------------------------------------------------------------
+nchan_found() {
+    local module
+    command -v nginx >/dev/null 2>&1 && module=$(nchan_module) &&
+        echo "$(nginx -v 2>&1), module $module"
+}
+apt_install nchan nchan_found nginx-light libnginx-mod-nchan
+
+# --- jemalloc ------------------------------------------------------------
+# The path the harness preloads (run.rs, `jemalloc()`).
+jemalloc_found() {
+    local lib
+    lib=/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2
+    [ -f "$lib" ] && echo "$lib"
+}
+apt_install jemalloc jemalloc_found libjemalloc2
 
 # --- better-sse ----------------------------------------------------------
 bsse=$here/better-sse
@@ -72,4 +97,4 @@ if [ ${#failed[@]} -ne 0 ]; then
     say "FAILED: ${failed[*]}"
     exit 1
 fi
-say "all peers installed"
+say "all installed"

@@ -14,7 +14,8 @@ use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{
-    AsyncConnectionConfig, Client, FromRedisValue, RedisError, Script, ScriptInvocation, Value,
+    AsyncConnectionConfig, Client, FromRedisValue, RedisError, RedisResult, Script,
+    ScriptInvocation, Value,
 };
 use slab::Slab;
 use tokio::sync::{Notify, watch};
@@ -34,8 +35,14 @@ pub const DEFAULT_KEY_PREFIX: &str = "tower-sse:";
 const BLOCK: Duration = Duration::from_secs(1);
 /// Entries one `XREAD` returns at most.
 const READ_COUNT: usize = 1000;
+/// Shortest pause between two reconnection attempts of the reader.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between two reconnection attempts of the reader.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a connection attempt to Redis may take.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a command may wait for Redis's answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the local logs drop what every subscriber has read (each delivery does too).
 const SWEEP: Duration = Duration::from_secs(1);
 /// The shortest interval between two renewals of the keys of the topics in use here.
@@ -335,8 +342,14 @@ fn end_id(marker: &str) -> String {
 /// - **Outages.** While Redis is unreachable, `publish` fails with an error that says so and
 ///   nothing is stored; open streams stay up, and once Redis is back the reader continues each
 ///   topic from the last entry it delivered, so every entry Redis accepted reaches every
-///   subscriber. Reconnection backs off up to 5 s; [`Backend::health`] and the logs tell the
-///   state. Errors given to clients never carry Redis's text; it is their source, for logs.
+///   subscriber. The reader's reconnection backs off up to 5 s, cut short once a command finds
+///   Redis back; [`Backend::health`] and the logs tell the state. Once Redis answers again,
+///   the next command succeeds: after a failure, a command is sent only once a `PING` has
+///   shown that the command connection answers, and the health turns ok only then, so the two
+///   never disagree. A command is sent again only when its error proves that it was not sent
+///   (a refused connection), never when it may have reached Redis (a timeout, a connection
+///   that dropped). Errors given to clients never carry Redis's text; it is their source, for
+///   logs.
 ///
 /// Bounds: the history's count and age bounds ([`HistoryLimits::max_events`],
 /// [`HistoryLimits::max_age`]) apply per topic in Redis; its byte bound
@@ -381,8 +394,9 @@ struct Shared {
     /// Bytes held by every local log, counted as [`TopicLimits::max_history_bytes`] counts
     /// them (each entry's encoded size plus [`EVENT_OVERHEAD`]); never more than that bound.
     held: Arc<AtomicUsize>,
-    /// Woken when a topic is added to the reader's set.
-    changed: Notify,
+    /// Woken when a topic is added to the reader's set, and when a command finds Redis
+    /// reachable again after a failure: a reader waiting to reconnect then tries at once.
+    changed: Arc<Notify>,
     /// The reader connection's `CLIENT ID`, to interrupt its blocking `XREAD`.
     reader_id: Mutex<Option<i64>>,
     /// The last failure, until an operation succeeds again.
@@ -591,8 +605,8 @@ impl RedisBackend {
         let client = Client::open(url)
             .map_err(|err| Error::config(format!("invalid Redis URL {url:?}: {err}")))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
@@ -612,7 +626,7 @@ impl RedisBackend {
             feeds: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
             held: Arc::new(AtomicUsize::new(0)),
-            changed: Notify::new(),
+            changed: Arc::new(Notify::new()),
             reader_id: Mutex::new(None),
             error: Mutex::new(None),
         });
@@ -713,12 +727,13 @@ impl Shared {
         let mut error = lock(&self.error);
         if error.take().is_some() {
             tracing::info!("Redis is reachable again");
+            self.changed.notify_one();
         }
     }
 
     /// Runs `script` (one of [`LIB`]'s) on `topic`'s keys with the common arguments, then
     /// those `args` adds.
-    async fn run<T: FromRedisValue>(
+    async fn run<T: FromRedisValue + Send>(
         &self,
         what: &str,
         script: &Script,
@@ -733,13 +748,84 @@ impl Shared {
             .arg(self.age_ms())
             .arg(self.ttl_ms());
         args(&mut invocation);
-        let mut conn = self.manager.clone();
-        let reply = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|err| self.failed(what, err))?;
+        let invocation = &invocation;
+        self.command(what, |mut conn| {
+            async move { invocation.invoke_async(&mut conn).await }.boxed()
+        })
+        .await
+    }
+
+    /// Runs one command (a script, or a pipeline) on the command connection: `send` sends it
+    /// on the connection it is given.
+    ///
+    /// The connection manager replaces a failed connection in the background, and keeps the
+    /// outcome until a command asks for the connection, a failure too: after an outage, the
+    /// next command would get the failed reconnection (or the connection Redis closed) although
+    /// Redis answers again. So while a failure is on record (the health says so), the command
+    /// is sent only once [`Shared::probe`] has seen the connection answer; when it does not,
+    /// the command was not sent. A command refused a connection (a reconnection that failed
+    /// while it waited for it) is sent once more, on the connection the manager makes then: a
+    /// refusal only ever answers a connection attempt, so the command was not sent. Nothing
+    /// else is sent again: a command whose connection dropped or timed out after it was
+    /// written may have been run.
+    async fn command<'a, T>(
+        &self,
+        what: &str,
+        send: impl Fn(ConnectionManager) -> BoxFuture<'a, RedisResult<T>>,
+    ) -> Result<T, Error> {
+        if lock(&self.error).is_some() {
+            self.probe().await.map_err(|err| self.failed(what, err))?;
+        }
+        let mut result = send(self.manager.clone()).await;
+        if result
+            .as_ref()
+            .is_err_and(RedisError::is_connection_refusal)
+        {
+            result = send(self.manager.clone()).await;
+        }
+        let reply = result.map_err(|err| self.failed(what, err))?;
         self.succeeded();
         Ok(reply)
+    }
+
+    /// Whether the command connection answers: a `PING` on it. When that fails on the
+    /// connection itself at once (the manager's failed reconnection from an outage, or a
+    /// connection Redis closed), the manager starts a new one, and a second `PING` goes there.
+    /// Not after a response timeout: the connection is there and Redis does not answer, and a
+    /// second `PING` would only wait as long again. An error reply (`NOPERM`, say) is an answer.
+    async fn probe(&self) -> RedisResult<()> {
+        let mut again = true;
+        loop {
+            let started = Instant::now();
+            let mut conn = self.manager.clone();
+            match redis::cmd("PING").query_async::<Value>(&mut conn).await {
+                Ok(_) => return Ok(()),
+                Err(err) if err.code().is_some() => return Ok(()),
+                Err(err)
+                    if again
+                        && err.is_io_error()
+                        && !(err.is_timeout() && started.elapsed() >= CONNECTION_TIMEOUT / 2) =>
+                {
+                    again = false;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The reader reached Redis: the failure on record, if any, is over once the command
+    /// connection answers too, so that the health never says ok while the next command would
+    /// fail on a connection from before the outage.
+    async fn recovered(&self) {
+        if lock(&self.error).is_none() {
+            return;
+        }
+        match self.probe().await {
+            Ok(()) => self.succeeded(),
+            Err(err) => {
+                self.failed("PING", err);
+            }
+        }
     }
 
     async fn publish(&self, topic: &str, event: Event) -> Result<Event, Error> {
@@ -821,6 +907,8 @@ impl Shared {
             return Ok(opened(replay, Rest::End(end)));
         }
 
+        #[cfg(test)]
+        tests::after_snapshot().await;
         // Position the topic's reader at this snapshot if it is new; if the reader is already
         // past it, read the entries in between so none is missed.
         let (reader_at, new_topic) = {
@@ -836,16 +924,19 @@ impl Shared {
         }
         let mut end = None;
         if reader_at > snapshot.last {
-            let mut conn = self.manager.clone();
-            let between: Value = redis::cmd("XRANGE")
+            let mut xrange = redis::cmd("XRANGE");
+            xrange
                 .arg(self.key(topic))
                 .arg(format!("({}", snapshot.last))
                 .arg(reader_at.to_string())
                 .arg("COUNT")
-                .arg(max_replay + 1 - replay.len())
-                .query_async(&mut conn)
-                .await
-                .map_err(|err| self.failed("XRANGE", err))?;
+                .arg(max_replay + 1 - replay.len());
+            let xrange = &xrange;
+            let between: Value = self
+                .command("XRANGE", |mut conn| {
+                    async move { xrange.query_async(&mut conn).await }.boxed()
+                })
+                .await?;
             let between = decode_entries(items(between));
             if between
                 .first()
@@ -985,11 +1076,18 @@ impl Shared {
         let id = *lock(&self.reader_id);
         if let Some(id) = id {
             let mut conn = self.manager.clone();
-            let _: Result<i64, _> = redis::cmd("CLIENT")
+            let unblocked: RedisResult<i64> = redis::cmd("CLIENT")
                 .arg("UNBLOCK")
                 .arg(id)
                 .query_async(&mut conn)
                 .await;
+            // Should it fail, the reader comes round within its block time all the same; a
+            // failed connection goes on record, so that the next command checks it first.
+            if let Err(err) = unblocked
+                && err.is_io_error()
+            {
+                self.failed("CLIENT UNBLOCK", err);
+            }
         }
     }
 
@@ -1186,9 +1284,13 @@ impl Shared {
                     pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
                 }
             }
-            let mut conn = self.manager.clone();
-            if let Err(err) = pipe.query_async::<()>(&mut conn).await {
-                self.failed("PEXPIRE", err);
+            let pipe = &pipe;
+            let renewed = self
+                .command("PEXPIRE", |mut conn| {
+                    async move { pipe.query_async::<()>(&mut conn).await }.boxed()
+                })
+                .await;
+            if renewed.is_err() {
                 return;
             }
         }
@@ -1199,7 +1301,7 @@ impl Shared {
 /// backend is dropped.
 async fn read_loop(shared: Weak<Shared>) {
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = MIN_BACKOFF;
     loop {
         let Some(this) = shared.upgrade() else {
             return;
@@ -1210,14 +1312,12 @@ async fn read_loop(shared: Weak<Shared>) {
                 Ok((connection, id)) => {
                     *lock(&this.reader_id) = Some(id);
                     conn = Some(connection);
-                    backoff = Duration::from_millis(100);
-                    this.succeeded();
+                    backoff = MIN_BACKOFF;
+                    this.recovered().await;
                 }
                 Err(err) => {
                     this.failed("connection", err);
-                    drop(this);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = pause(this, backoff).await;
                 }
             }
             continue;
@@ -1226,7 +1326,7 @@ async fn read_loop(shared: Weak<Shared>) {
             // Nothing to read: check that Redis answers, so health is current on an idle
             // server too, then wait for a topic (or the next check).
             match redis::cmd("PING").query_async::<String>(connection).await {
-                Ok(_) => this.succeeded(),
+                Ok(_) => this.recovered().await,
                 Err(err) => {
                     this.failed("PING", err);
                     *lock(&this.reader_id) = None;
@@ -1251,19 +1351,28 @@ async fn read_loop(shared: Weak<Shared>) {
         }
         match cmd.query_async::<Value>(connection).await {
             Ok(reply) => {
-                this.succeeded();
                 this.deliver(reply);
+                this.recovered().await;
             }
             Err(err) => {
                 this.failed("XREAD", err);
                 *lock(&this.reader_id) = None;
                 conn = None;
-                drop(this);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = pause(this, backoff).await;
             }
         }
     }
+}
+
+/// The reader's pause after a failure: `backoff` long, or shorter (never under
+/// [`MIN_BACKOFF`]) should a command find Redis reachable again meanwhile. The backend is not
+/// kept alive meanwhile. Returns the next pause's length.
+async fn pause(this: Arc<Shared>, backoff: Duration) -> Duration {
+    let changed = this.changed.clone();
+    drop(this);
+    tokio::time::sleep(MIN_BACKOFF).await;
+    let _ = tokio::time::timeout(backoff.saturating_sub(MIN_BACKOFF), changed.notified()).await;
+    (backoff * 2).min(MAX_BACKOFF)
 }
 
 /// Until the backend is dropped: empties the local logs of what everyone has read, and renews
@@ -1292,7 +1401,7 @@ async fn keep(shared: Weak<Shared>) {
 
 async fn connect(client: &Client) -> redis::RedisResult<(MultiplexedConnection, i64)> {
     let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
         .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
@@ -1578,3 +1687,6 @@ impl Backend for RedisBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

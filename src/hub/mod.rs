@@ -177,6 +177,11 @@ impl Hub {
     ///   stop reconnecting.
     /// - On a closed topic, the subscription is what is retained after `start`, then the
     ///   topic's final event, then its end.
+    /// - Called by a handler behind [`SseLayer`](crate::SseLayer) whose stream the layer would
+    ///   refuse now (a connection limit is reached, or the server is shutting down), it opens
+    ///   nothing in the backend (no topic, no position, no replay read, no round trip) and
+    ///   returns a subscription that is a `retry:` hint and its end: the layer answers with
+    ///   its refusal instead, and drops the subscription unpolled.
     /// - When the backend cannot serve (Redis unreachable), or the hub is at
     ///   [`max_topics`](HubBuilder::max_topics) with no idle topic to evict, the
     ///   subscription is a comment saying so and a `retry:` hint, then its end: an
@@ -197,6 +202,14 @@ impl Hub {
             && last.as_str().is_some_and(is_end_id)
         {
             return Ok(Subscription::ended(topic.into()));
+        }
+        if crate::registry::ConnectionSlot::current_is_refused() {
+            // The layer will refuse this request's stream (a connection limit is reached, or
+            // the server is shutting down) and drop the subscription unpolled: open nothing.
+            return Ok(Subscription::refused(
+                topic.into(),
+                self.inner.retry_after_lag,
+            ));
         }
         let opened = match self
             .inner
@@ -317,11 +330,13 @@ impl Hub {
         self.inner.backend.health()
     }
 
-    /// Counters since the hub was created.
+    /// Counters since the hub was created. The registry's own counters (streams opened,
+    /// refused, and why each ended) are in [`Registry::stats`].
     pub fn stats(&self) -> HubStats {
         HubStats {
             published: self.inner.published.load(Ordering::Relaxed),
             slow_consumers: self.inner.slow_consumers.load(Ordering::Relaxed),
+            stalled_readers: self.inner.registry.stats().stalled,
         }
     }
 }
@@ -334,6 +349,10 @@ pub struct HubStats {
     pub published: u64,
     /// Subscriptions ended because they fell more than their queue behind.
     pub slow_consumers: u64,
+    /// Streams of the hub's [registry](Hub::registry) ended because their client accepted no
+    /// bytes for the layer's [`write_timeout`](crate::SseLayer::write_timeout) while they had
+    /// something to send ([`RegistryStats::stalled`](crate::registry::RegistryStats::stalled)).
+    pub stalled_readers: u64,
 }
 
 /// What a topic name may be, as every invalid-topic message says.

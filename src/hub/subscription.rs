@@ -96,6 +96,16 @@ impl Subscription {
         }
     }
 
+    /// A subscription for a request whose stream the layer refuses: nothing opened in the
+    /// backend, nothing recorded in the registry; a `retry:` hint, should it be sent after all.
+    pub(crate) fn refused(topic: Arc<str>, retry: Duration) -> Self {
+        Subscription {
+            topic,
+            head: VecDeque::new(),
+            tail: Tail::Retry(retry),
+        }
+    }
+
     /// A subscription for a client that has seen its topic's final event.
     pub(crate) fn ended(topic: Arc<str>) -> Self {
         record_topic(&topic);

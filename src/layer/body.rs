@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::layer::Config;
-use crate::registry::{CloseReason, Registration};
+use crate::registry::{Departure, Registration};
 
 const KEEP_ALIVE: Bytes = Bytes::from_static(b":\n\n");
 
@@ -30,6 +30,8 @@ pin_project! {
         Passthrough { #[pin] body: B },
         Full { data: Option<Bytes> },
         Stream { #[pin] body: B, state: StreamState },
+        // The stream above, compressed (feature `compression`; see `super::compression`).
+        Compressed { #[pin] body: super::compression::Compressed<B> },
     }
 }
 
@@ -42,6 +44,9 @@ struct StreamState {
     keep_alive: Option<Duration>,
     /// When the last bytes were written; the keep-alive is due one interval after it.
     last_write: Option<Instant>,
+    /// [`SseLayer::write_timeout`](crate::SseLayer::write_timeout): how long the body may wait
+    /// to be polled again after handing a frame over (see `crate::registry::watchdog`).
+    write_timeout: Option<Duration>,
     timer: Option<Pin<Box<Sleep>>>,
     /// When the stream reaches [`SseLayer::max_lifetime`](crate::SseLayer::max_lifetime), if
     /// it has one, and the timer that wakes an idle stream then.
@@ -51,6 +56,10 @@ struct StreamState {
     /// (`ConnShared::set_waker`).
     waker: Option<Waker>,
     done: bool,
+    /// The handler's body arrived encoded (compressed) by an inner layer: the layer writes
+    /// nothing into it, and its bytes do not say where its events end (see
+    /// `super::compression`).
+    encoded: bool,
 }
 
 impl<B> SseBody<B> {
@@ -67,6 +76,9 @@ impl<B> SseBody<B> {
     }
 
     pub(crate) fn stream(body: B, config: &Config, registration: Registration) -> Self {
+        if let Some(timeout) = config.write_timeout {
+            registration.registry.watch_stalls(timeout);
+        }
         SseBody {
             kind: Kind::Stream {
                 body,
@@ -77,6 +89,7 @@ impl<B> SseBody<B> {
                     boundary: Boundary::START,
                     keep_alive: config.keep_alive,
                     last_write: None,
+                    write_timeout: config.write_timeout,
                     timer: None,
                     lifetime_end: config
                         .max_lifetime
@@ -84,8 +97,29 @@ impl<B> SseBody<B> {
                     lifetime_timer: None,
                     waker: None,
                     done: false,
+                    encoded: false,
                 },
             },
+        }
+    }
+
+    /// A stream whose body arrived encoded: registered, limited and ended like any, but
+    /// nothing is ever written into it (no prelude, keep-alive or `retry:` hint).
+    pub(crate) fn encoded(body: B, config: &Config, registration: Registration) -> Self {
+        let mut this = Self::stream(body, config, registration);
+        if let Kind::Stream { state, .. } = &mut this.kind {
+            state.prelude = None;
+            state.keep_alive = None;
+            state.encoded = true;
+        }
+        this
+    }
+
+    /// A stream the layer compresses.
+    #[cfg(feature = "compression")]
+    pub(crate) fn compressed(body: super::compression::Compressed<B>) -> Self {
+        SseBody {
+            kind: Kind::Compressed { body },
         }
     }
 }
@@ -106,21 +140,24 @@ where
                 .poll_frame(cx)
                 .map(|frame| frame.map(|frame| frame.map(|frame| frame.map_data(into_bytes)))),
             KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+            KindProj::Compressed { body } => body.poll_frame(cx),
             KindProj::Stream { body, state } => {
                 if state.done {
                     return Poll::Ready(None);
                 }
+                // Polled: the server has taken the frame handed over last.
+                state.registration.shared.polled();
                 if let Some(prelude) = state.prelude.take() {
                     state.wrote(&prelude, false);
                     return Poll::Ready(Some(Ok(Frame::data(prelude))));
                 }
                 state.track_waker(cx.waker());
                 if let Some(reason) = state.registration.shared.close_reason() {
-                    return Poll::Ready(state.close(reason == CloseReason::Shutdown));
+                    return Poll::Ready(state.close(reason.into()));
                 }
                 if state.boundary.at_event_end() {
                     if state.lifetime_is_over() {
-                        return Poll::Ready(state.close(true));
+                        return Poll::Ready(state.close(Departure::MaxLifetime));
                     }
                     if let Some(event) = state.registration.shared.pop_outbox() {
                         let bytes = event.into_bytes();
@@ -137,11 +174,11 @@ where
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Poll::Ready(Some(Err(err))) => {
-                        state.finish();
+                        state.finish(Departure::Ended);
                         Poll::Ready(Some(Err(err)))
                     }
                     Poll::Ready(None) => {
-                        state.finish();
+                        state.finish(Departure::Ended);
                         Poll::Ready(None)
                     }
                     Poll::Pending => state.poll_timers(cx),
@@ -155,6 +192,7 @@ where
             Kind::Passthrough { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
             Kind::Stream { state, .. } => state.done,
+            Kind::Compressed { body } => body.is_end_stream(),
         }
     }
 
@@ -164,7 +202,7 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Stream { .. } => SizeHint::default(),
+            Kind::Stream { .. } | Kind::Compressed { .. } => SizeHint::default(),
         }
     }
 }
@@ -185,34 +223,50 @@ impl StreamState {
 
     /// Records bytes written: where they leave the stream, the keep-alive clock, and (for the
     /// handler's bytes and sent events, not the layer's comments) the registry counters.
-    fn wrote(&mut self, bytes: &[u8], counted: bool) {
+    fn wrote(&mut self, bytes: &[u8], mut counted: bool) {
         if bytes.is_empty() {
             return;
         }
-        self.boundary = self.boundary.advance(bytes);
+        if self.encoded {
+            // Compressed bytes: only their count means anything.
+            counted = false;
+        } else {
+            self.boundary = self.boundary.advance(bytes);
+        }
         let completes_event = u64::from(self.boundary.at_event_end() && counted);
         self.registration
             .shared
             .record(completes_event, bytes.len() as u64);
+        if self.keep_alive.is_none() && self.write_timeout.is_none() {
+            return;
+        }
+        // The timer itself is only moved when it fires (see `poll_keep_alive`), so a busy
+        // stream costs a clock read per frame, not a timer update.
+        let now = Instant::now();
         if self.keep_alive.is_some() {
-            // The timer itself is only moved when it fires (see `poll_keep_alive`), so a busy
-            // stream costs a clock read per frame, not a timer update.
-            self.last_write = Some(Instant::now());
+            self.last_write = Some(now);
+        }
+        if let Some(timeout) = self.write_timeout {
+            // The frame is handed over next: the stream stalls unless polled again in time.
+            let registration = &self.registration;
+            let at = registration.registry.stall_deadline(now, timeout);
+            registration.shared.awaiting_poll(at);
         }
     }
 
-    /// Ends the stream because the server asked it to: closed, shut down, or at its maximum
-    /// lifetime. With `retry` (shutdown and lifetime) and between two events, it first sends a
-    /// jittered `retry:` hint, so that clients told at once do not all come back at once;
-    /// inside an event the stream just ends (the client drops the partial event and resumes
-    /// after the last complete one).
-    fn close<E>(&mut self, retry: bool) -> Option<Result<Frame<Bytes>, E>> {
-        let retry = (retry && self.boundary.at_event_end()).then(|| {
+    /// Ends the stream because the server asked it to: closed, shut down, at its maximum
+    /// lifetime, or stalled. Unless closed, and between two events, it first sends a jittered
+    /// `retry:` hint, so that clients told at once do not all come back at once (a stalled
+    /// client finds it if it reads again); otherwise the stream just ends (inside an event,
+    /// the client drops the partial event and resumes after the last complete one).
+    fn close<E>(&mut self, why: Departure) -> Option<Result<Frame<Bytes>, E>> {
+        let retry = why != Departure::Closed;
+        let retry = (retry && self.boundary.at_event_end() && !self.encoded).then(|| {
             let retry = crate::Event::retry(super::future::jitter(self.shutdown_retry));
             self.registration.shared.record(0, retry.len() as u64);
             Ok(Frame::data(retry.into_bytes()))
         });
-        self.finish();
+        self.finish(why);
         retry
     }
 
@@ -232,7 +286,7 @@ impl StreamState {
             // Inside an event the stream ends at the event's end instead, when the inner body
             // has delivered it (and woken the task).
             if timer.as_mut().poll(cx).is_ready() && self.boundary.at_event_end() {
-                return Poll::Ready(self.close(true));
+                return Poll::Ready(self.close(Departure::MaxLifetime));
             }
         }
         self.poll_keep_alive(cx)
@@ -240,11 +294,11 @@ impl StreamState {
 
     /// Ends the stream. It leaves the registry now, not when the body is dropped: an ended
     /// stream is not open (its `Connection::send` fails), whoever still holds the body.
-    fn finish(&mut self) {
+    fn finish(&mut self, why: Departure) {
         self.done = true;
         self.registration
             .registry
-            .unregister(&self.registration.shared);
+            .unregister(&self.registration.shared, why);
     }
 
     /// Called while the inner body has nothing to send: yields a keep-alive comment once the

@@ -307,7 +307,12 @@ async fn max_lifetime_counts_from_the_start_while_keep_alives_go_on() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_ends_a_busy_stream_at_the_first_event_end_after_it() {
-    let layer = SseLayer::new().no_keep_alive().max_lifetime(LIFETIME);
+    // The body is not asked for a frame while the clock jumps: without a write timeout, or
+    // the stream would count as stalled.
+    let layer = SseLayer::new()
+        .no_keep_alive()
+        .no_write_timeout()
+        .max_lifetime(LIFETIME);
     let body = EventStream::new(stream::repeat_with(|| Event::data("x")));
     let response = serve(
         layer,

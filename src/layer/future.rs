@@ -18,6 +18,8 @@ pub(crate) struct RequestInfo {
     pub(crate) config: Arc<Config>,
     /// Builds the stream's registry entry, should the response be an event stream.
     pub(crate) slot: ConnectionSlot,
+    /// The encoding the layer would compress an event stream with (feature `compression`).
+    pub(crate) accepted: super::compression::Accepted,
 }
 
 pin_project! {
@@ -147,14 +149,28 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
     }
     let (mut parts, body) = response.into_parts();
     set_stream_headers(&mut parts.headers, info.version);
-    let entry = info.slot.entry();
     let config = &info.config;
-    match config.registry.register(entry, config.limits) {
+    // A stream the registry would refuse is refused before its entry is built: a refusal
+    // allocates nothing but its answer. (Checked again, under the registry's lock, when the
+    // entry registers.)
+    let registered = config
+        .registry
+        .admits(config.limits, info.slot.peer_ip())
+        .and_then(|()| config.registry.register(info.slot.entry(), config.limits));
+    match registered {
         Ok(registration) => {
-            Response::from_parts(parts, SseBody::stream(body, config, registration))
+            let body = super::compression::stream_body(
+                &mut parts.headers,
+                body,
+                config,
+                registration,
+                info.accepted,
+            );
+            Response::from_parts(parts, body)
         }
         Err(refused) => {
             // The handler's body is dropped unpolled.
+            super::compression::refused(&mut parts.headers);
             Response::from_parts(parts, SseBody::full(refusal(refused, config)))
         }
     }
@@ -173,6 +189,7 @@ fn refusal(refused: Refused, config: &Config) -> bytes::Bytes {
         ),
     };
     tracing::debug!(reason = why, "refused an event stream");
+    config.registry.count_refused();
     let retry = crate::Event::retry(jitter(retry));
     let mut bytes = bytes::BytesMut::with_capacity(64);
     bytes.extend_from_slice(b": ");

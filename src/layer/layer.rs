@@ -7,12 +7,21 @@ use http::{HeaderName, HeaderValue, Method, header};
 use tower_layer::Layer;
 
 use super::cors::{AllowedOrigins, InvalidOrigin};
+use super::proxy::{InvalidProxy, TrustedProxies};
 use super::service::SseService;
 use crate::registry::{Limits, Registry};
 
 /// Default interval between keep-alive comments: well under the 60 s idle limits of nginx and
 /// AWS load balancers.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Default [write timeout](SseLayer::write_timeout): how long a stream may wait for its client
+/// to accept bytes before it is ended. Twice the default keep-alive interval, so a stream that
+/// has nothing but keep-alives to send is not ended for one late comment, and half the idle
+/// limit of nginx and AWS load balancers (60 s), which would cut the connection anyway; a
+/// client that takes nothing for 30 s while the server has something to send has gone, or
+/// does not read.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default `retry:` hint at shutdown, before jitter.
 pub const DEFAULT_SHUTDOWN_RETRY: Duration = Duration::from_secs(2);
@@ -51,7 +60,12 @@ pub(crate) struct Config {
     pub(crate) shutdown_retry: Duration,
     pub(crate) over_limit_retry: Duration,
     pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    /// Whose `Forwarded` and `X-Forwarded-For` headers are believed; `None`: nobody's.
+    pub(crate) trusted_proxies: Option<TrustedProxies>,
     shutdown_grace: Duration,
+    /// [`SseLayer::compression`] (feature `compression`); see `super::compression`.
+    pub(crate) compression: super::compression::Settings,
 }
 
 impl Default for SseLayer {
@@ -83,7 +97,10 @@ impl SseLayer {
             shutdown_retry: DEFAULT_SHUTDOWN_RETRY,
             over_limit_retry: DEFAULT_OVER_LIMIT_RETRY,
             max_lifetime: None,
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            trusted_proxies: None,
             shutdown_grace: Duration::ZERO,
+            compression: Default::default(),
         };
         config.refresh();
         SseLayer {
@@ -91,7 +108,7 @@ impl SseLayer {
         }
     }
 
-    fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
+    pub(super) fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         f(config);
         config.refresh();
@@ -148,15 +165,13 @@ impl SseLayer {
     /// When an origin is `*`, `null`, or not of the form `scheme://host[:port]`; the message
     /// says what to write instead. Use [`try_allow_origins`](Self::try_allow_origins) for
     /// origins that come from configuration.
+    #[track_caller]
     pub fn allow_origins<I, O>(self, origins: I) -> Self
     where
         I: IntoIterator<Item = O>,
         O: AsRef<str>,
     {
-        match self.try_allow_origins(origins) {
-            Ok(layer) => layer,
-            Err(err) => panic!("tower_sse::SseLayer::allow_origins: {err}"),
-        }
+        or_panic(self.try_allow_origins(origins), "allow_origins")
     }
 
     /// Like [`allow_origins`](Self::allow_origins), but reports an unusable origin as an error,
@@ -218,9 +233,76 @@ impl SseLayer {
     /// Caps the number of open streams from one peer IP address, answered like
     /// [`max_connections`](Self::max_connections). Needs the peer address: with axum, serve
     /// with `into_make_service_with_connect_info::<SocketAddr>()`; requests without one are
-    /// not counted.
+    /// not counted. Behind a reverse proxy, list it in
+    /// [`trusted_proxies`](Self::trusted_proxies), or every client counts as the proxy.
     pub fn max_connections_per_peer(self, max: usize) -> Self {
         self.update(|c| c.limits.per_peer = Some(max))
+    }
+
+    /// Believes the `Forwarded` (RFC 7239) and `X-Forwarded-For` headers of requests whose
+    /// peer is one of these proxies: IP addresses (`"10.0.0.7"`, `"::1"`) or networks in CIDR
+    /// notation (`"10.0.0.0/8"`, `"fd00::/8"`). Without it (the default), those headers are
+    /// ignored.
+    ///
+    /// For a request from a listed proxy, the client is the rightmost address in the header
+    /// that is not a listed proxy (each proxy appends the address it received the request from,
+    /// so what lies left of that may have been written by the client), and it is what the
+    /// [per-peer limit](Self::max_connections_per_peer) counts and the
+    /// [registry](crate::registry::ConnectionInfo::peer) shows. The layer leaves it in the
+    /// request's extensions as a [`ClientAddr`](crate::layer::ClientAddr) for handlers. A
+    /// request from any other peer is taken at its peer address, whatever headers it sends. So
+    /// is a request whose header cannot be read where it matters (`for=unknown`, an obfuscated
+    /// name, garbage), and one whose `Forwarded` and `X-Forwarded-For` name different clients
+    /// (a proxy sets one of them and passes the other on as the client wrote it, so neither can
+    /// be believed). Headers are never a cause for a panic or an error.
+    ///
+    /// List only the proxies in front of the server, and make sure nothing else can reach it
+    /// from their addresses.
+    ///
+    /// ```
+    /// use tower_sse::SseLayer;
+    ///
+    /// // nginx on the same host, and the load balancers of the private network.
+    /// let layer = SseLayer::new()
+    ///     .trusted_proxies(["127.0.0.1", "::1", "10.0.0.0/8"])
+    ///     .max_connections_per_peer(50);
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When an entry is neither an IP address nor a network; the message says what to write.
+    /// Use [`try_trusted_proxies`](Self::try_trusted_proxies) for lists that come from
+    /// configuration.
+    #[track_caller]
+    pub fn trusted_proxies<I, P>(self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        or_panic(self.try_trusted_proxies(proxies), "trusted_proxies")
+    }
+
+    /// Like [`trusted_proxies`](Self::trusted_proxies), but reports an unusable entry as an
+    /// error, for lists read from configuration or the environment.
+    ///
+    /// ```
+    /// use tower_sse::SseLayer;
+    ///
+    /// let err = SseLayer::new().try_trusted_proxies(["10.0.0.0/33"]).unwrap_err();
+    /// assert!(err.to_string().contains("CIDR"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When an entry is neither an IP address nor a network in CIDR notation.
+    pub fn try_trusted_proxies<I, P>(self, proxies: I) -> Result<Self, InvalidProxy>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        let proxies = TrustedProxies::list(proxies)?;
+        Ok(self.update(|c| c.trusted_proxies = (!proxies.is_empty()).then_some(proxies)))
     }
 
     /// The `retry:` hint of a stream refused by a connection limit, before jitter (±50 %).
@@ -229,9 +311,9 @@ impl SseLayer {
         self.update(|c| c.over_limit_retry = retry)
     }
 
-    /// The `retry:` hint every stream ends with at shutdown and at its
-    /// [`max_lifetime`](Self::max_lifetime), before jitter (±50 %, so clients do not all come
-    /// back at once). Default 2 s.
+    /// The `retry:` hint every stream ends with at shutdown, at its
+    /// [`max_lifetime`](Self::max_lifetime) and after a [stall](Self::write_timeout), before
+    /// jitter (±50 %, so clients do not all come back at once). Default 2 s.
     pub fn shutdown_retry(self, retry: Duration) -> Self {
         self.update(|c| c.shutdown_retry = retry)
     }
@@ -256,6 +338,46 @@ impl SseLayer {
     /// ```
     pub fn max_lifetime(self, lifetime: Duration) -> Self {
         self.update(|c| c.max_lifetime = (!lifetime.is_zero()).then_some(lifetime))
+    }
+
+    /// Ends a stream whose client has accepted no bytes for `timeout` while the stream had
+    /// something to send (an event or a keep-alive comment): a client that stopped reading, or
+    /// never read. Its slot under the [connection limits](Self::max_connections) is freed at
+    /// once, it leaves the [registry](crate::registry::Registry) (with a `Disconnected`
+    /// presence notice), and it is counted in
+    /// [`RegistryStats::stalled`](crate::registry::RegistryStats::stalled) (and in
+    /// [`HubStats::stalled_readers`](crate::hub::HubStats::stalled_readers) for the hub's
+    /// registry). Should the client read again, it finds the stream ended with the jittered
+    /// `retry:` hint of a [shutdown](Self::shutdown_retry). Default: 30 s
+    /// ([`DEFAULT_WRITE_TIMEOUT`]). `Duration::ZERO` switches it off, like
+    /// [`no_write_timeout`](Self::no_write_timeout).
+    ///
+    /// It needs no help from the server: the layer sees that nobody asked the stream for its
+    /// next frame, which a server does only once it has written the previous one. A stream
+    /// that stalls is ended within `timeout` and a quarter more (a task per registry looks over
+    /// the open streams four times per timeout). The server still holds the connection, with
+    /// what its socket and write buffer hold, until the client reads or goes; a server that
+    /// caps the socket send buffer bounds that.
+    ///
+    /// A stream with nothing to send is never stalled: an idle client is found by the
+    /// keep-alive instead. A slow client is not stalled either, as long as it takes some bytes
+    /// within each `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sse::SseLayer;
+    ///
+    /// let layer = SseLayer::new().write_timeout(Duration::from_secs(10));
+    /// # let _ = layer;
+    /// ```
+    pub fn write_timeout(self, timeout: Duration) -> Self {
+        self.update(|c| c.write_timeout = (!timeout.is_zero()).then_some(timeout))
+    }
+
+    /// Switches the [write timeout](Self::write_timeout) off: a client that stops reading
+    /// keeps its stream (and its slot under the connection limits) until it goes away.
+    pub fn no_write_timeout(self) -> Self {
+        self.update(|c| c.write_timeout = None)
     }
 
     /// Lets open streams run for up to `grace` once shutdown starts
@@ -345,6 +467,15 @@ impl SseLayer {
                 }
             }
         })
+    }
+}
+
+/// The layer a fallible setter built, for its panicking twin: its error is a programmer's.
+#[track_caller]
+fn or_panic<E: std::fmt::Display>(built: Result<SseLayer, E>, setter: &str) -> SseLayer {
+    match built {
+        Ok(layer) => layer,
+        Err(err) => panic!("tower_sse::SseLayer::{setter}: {err}"),
     }
 }
 

@@ -19,7 +19,18 @@
 //! - an entry in the [`Registry`](crate::registry::Registry), the connection limits, an
 //!   optional [maximum lifetime](SseLayer::max_lifetime), and an end with a jittered `retry:`
 //!   hint at [shutdown](SseLayer::shutdown), after an optional
-//!   [grace period](SseLayer::shutdown_grace).
+//!   [grace period](SseLayer::shutdown_grace);
+//! - an end, with its slot freed, when its client has accepted nothing for the
+//!   [write timeout](SseLayer::write_timeout) (30 s by default) while the stream had
+//!   something to send;
+//! - behind [trusted proxies](SseLayer::trusted_proxies), the client's address from
+//!   `Forwarded` or `X-Forwarded-For` ([`ClientAddr`]) for the registry and the per-peer
+//!   limits.
+//!
+//! With the `compression` feature, [`SseLayer::compression`] compresses event streams too, one
+//! context per stream, flushed after every event. A stream that arrives already compressed
+//! (`Content-Encoding` set inside the layer) is never written into: it passes untouched, still
+//! registered, limited and ended at shutdown.
 //!
 //! Every other response passes through untouched, byte for byte.
 //!
@@ -83,25 +94,38 @@
 //! ```
 
 mod body;
+mod compression;
 mod cors;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod proxy;
 mod service;
 mod signal;
 
 pub use body::SseBody;
+#[cfg(feature = "compression")]
+pub use compression::Compression;
 pub use cors::InvalidOrigin;
 pub use future::ResponseFuture;
-pub use layer::{DEFAULT_KEEP_ALIVE, SseLayer};
+pub use layer::{DEFAULT_KEEP_ALIVE, DEFAULT_WRITE_TIMEOUT, SseLayer};
+pub use proxy::{ClientAddr, InvalidProxy};
 pub use service::SseService;
 pub use signal::shutdown_signal;
 
 pub(crate) use future::CACHE_CONTROL;
 
 #[cfg(test)]
+mod compression_tests;
+#[cfg(test)]
 mod ending_tests;
 #[cfg(test)]
 mod post_tests;
+#[cfg(test)]
+mod proxy_tests;
+#[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
+mod stall_tests;
 #[cfg(test)]
 pub(crate) mod tests;

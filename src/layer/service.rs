@@ -8,6 +8,7 @@ use tower_service::Service;
 use super::cors::is_same_origin;
 use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
 use super::layer::Config;
+use super::proxy::ClientAddr;
 use crate::extract::LAST_EVENT_ID;
 use crate::registry::ConnectionSlot;
 
@@ -67,9 +68,11 @@ where
                 allowed
             }
         };
+        let peer = client_addr(&mut req, &self.config);
         let slot = ConnectionSlot::new(
             self.config.registry.clone(),
-            peer_addr(req.extensions()),
+            self.config.limits,
+            peer,
             req.uri().clone(),
             user_agent,
             last_event_id,
@@ -93,6 +96,7 @@ where
             origin_allowed,
             config: self.config.clone(),
             slot,
+            accepted: super::compression::accepted(req.headers(), &self.config),
         };
         if let Some(refused) = early {
             let (parts, _body) = req.into_parts();
@@ -135,7 +139,22 @@ where
     }
 }
 
-/// The client's address, as the server left it in the request's extensions.
+/// The client's address: behind a trusted proxy, the one it forwarded, left in the request's
+/// extensions as a [`ClientAddr`] for handlers; else the one the server (or an outer layer)
+/// left there.
+fn client_addr<B>(req: &mut Request<B>, config: &Config) -> Option<std::net::SocketAddr> {
+    let Some(trusted) = &config.trusted_proxies else {
+        return match req.extensions().get::<ClientAddr>() {
+            Some(ClientAddr(client)) => Some(*client),
+            None => peer_addr(req.extensions()),
+        };
+    };
+    let client = trusted.client(peer_addr(req.extensions())?, req.headers());
+    req.extensions_mut().insert(ClientAddr(client));
+    Some(client)
+}
+
+/// The peer's address, as the server left it in the request's extensions.
 fn peer_addr(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
     #[cfg(feature = "axum")]
     if let Some(axum::extract::ConnectInfo(addr)) =

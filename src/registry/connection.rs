@@ -1,14 +1,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::SystemTime;
 
 use http::{HeaderValue, Uri};
 
-use super::Registry;
+use super::{Limits, Registry};
 use crate::{Event, LastEventId};
 
 /// How many events [`Connection::send`] may queue for one client before it reports
@@ -22,6 +22,7 @@ const GONE: u8 = 2;
 const NOT_CLOSED: u8 = 0;
 const CLOSED: u8 = 1;
 const SHUTDOWN: u8 = 2;
+const STALLED: u8 = 3;
 
 /// What the layer knows about one request that may become a stream, shared between the
 /// registry, the response body and [`Connection`] handles.
@@ -53,6 +54,9 @@ pub(crate) struct ConnShared {
     /// poll" or the first case's "that one".
     waker: Mutex<Option<Waker>>,
     outbox: Mutex<VecDeque<Event>>,
+    /// Set when the stream's body cannot take events (it arrived already encoded): `send`
+    /// refuses them rather than queue events that would never leave.
+    sends_refused: AtomicBool,
 }
 
 /// What the body touches for every event sent, together so it is one cache line, not two: a
@@ -62,8 +66,13 @@ struct Hot {
     /// Written only by the stream's body (`ConnShared::record`), read by snapshots.
     events_sent: AtomicU64,
     bytes_sent: AtomicU64,
-    /// How many events `outbox` holds, so the body's check on every frame takes no lock.
-    queued: AtomicUsize,
+    /// While the body waits for the server to take its next frame (it has handed one over and
+    /// not been polled since): when the stream counts as stalled, on the registry's clock
+    /// ([`Registry::clock`]). Zero otherwise. Written only by the body, read by the watchdog.
+    stalled_at: AtomicU64,
+    /// How many events `outbox` holds (at most [`OUTBOX_CAPACITY`]), so the body's check on
+    /// every frame takes no lock.
+    queued: AtomicU32,
     close: AtomicU8,
 }
 
@@ -84,6 +93,9 @@ pub enum CloseReason {
     Closed,
     /// The server is shutting down.
     Shutdown,
+    /// The client accepted no bytes for the layer's
+    /// [`write_timeout`](crate::SseLayer::write_timeout) while the stream had something to send.
+    Stalled,
 }
 
 impl ConnShared {
@@ -106,13 +118,20 @@ impl ConnShared {
             hot: Hot {
                 events_sent: AtomicU64::new(0),
                 bytes_sent: AtomicU64::new(0),
-                queued: AtomicUsize::new(0),
+                stalled_at: AtomicU64::new(0),
+                queued: AtomicU32::new(0),
                 close: AtomicU8::new(NOT_CLOSED),
             },
             status: AtomicU8::new(PENDING),
             waker: Mutex::new(None),
             outbox: Mutex::new(VecDeque::new()),
+            sends_refused: AtomicBool::new(false),
         }
+    }
+
+    /// From now on `send` refuses events: the stream's body cannot take them.
+    pub(crate) fn refuse_sends(&self) {
+        self.sends_refused.store(true, Ordering::Release);
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -154,6 +173,7 @@ impl ConnShared {
         let code = match reason {
             CloseReason::Closed => CLOSED,
             CloseReason::Shutdown => SHUTDOWN,
+            CloseReason::Stalled => STALLED,
         };
         if self
             .hot
@@ -193,8 +213,28 @@ impl ConnShared {
         match self.hot.close.load(Ordering::Acquire) {
             NOT_CLOSED => None,
             CLOSED => Some(CloseReason::Closed),
+            STALLED => Some(CloseReason::Stalled),
             _ => Some(CloseReason::Shutdown),
         }
+    }
+
+    /// The body has handed a frame over: unless it is polled again before `at` (on the
+    /// registry's clock), the stream has stalled.
+    pub(crate) fn awaiting_poll(&self, at: u64) {
+        self.hot.stalled_at.store(at, Ordering::Relaxed);
+    }
+
+    /// The body is being polled: the frame it handed over has been taken.
+    pub(crate) fn polled(&self) {
+        if self.hot.stalled_at.load(Ordering::Relaxed) != 0 {
+            self.hot.stalled_at.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the body has waited for its next poll since before `now` allowed.
+    pub(crate) fn is_stalled(&self, now: u64) -> bool {
+        let at = self.hot.stalled_at.load(Ordering::Relaxed);
+        at != 0 && now >= at
     }
 
     fn outbox_lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
@@ -210,13 +250,14 @@ impl ConnShared {
         }
         let mut outbox = self.outbox_lock();
         let event = outbox.pop_front();
-        self.hot.queued.store(outbox.len(), Ordering::Release);
+        self.hot.queued.store(queued(&outbox), Ordering::Release);
         event
     }
 
     fn send(&self, event: Event) -> Result<(), SendError> {
         if self.status.load(Ordering::Acquire) != OPEN
             || self.hot.close.load(Ordering::Acquire) != NOT_CLOSED
+            || self.sends_refused.load(Ordering::Acquire)
         {
             return Err(SendError { event, full: false });
         }
@@ -226,11 +267,16 @@ impl ConnShared {
                 return Err(SendError { event, full: true });
             }
             outbox.push_back(event);
-            self.hot.queued.store(outbox.len(), Ordering::Release);
+            self.hot.queued.store(queued(&outbox), Ordering::Release);
         }
         self.wake();
         Ok(())
     }
+}
+
+/// The length of an outbox, which [`OUTBOX_CAPACITY`] bounds.
+fn queued(outbox: &VecDeque<Event>) -> u32 {
+    u32::try_from(outbox.len()).unwrap_or(u32::MAX)
 }
 
 /// The address the connection limits count a peer by: an IPv4 client on a dual-stack socket is
@@ -249,6 +295,8 @@ fn peer_ip(peer: Option<SocketAddr>) -> Option<IpAddr> {
 /// would cost every request an allocation or two.
 pub(crate) struct ConnectionSlot {
     registry: Registry,
+    /// The layer's limits, which the stream will be registered under.
+    limits: Limits,
     peer: Option<SocketAddr>,
     uri: Uri,
     user_agent: Option<HeaderValue>,
@@ -259,9 +307,11 @@ pub(crate) struct ConnectionSlot {
 scoped_tls::scoped_thread_local!(static CURRENT: ConnectionSlot);
 
 impl ConnectionSlot {
-    /// A slot for a request to `uri` with these `User-Agent` and `Last-Event-ID` headers.
+    /// A slot for a request to `uri` with these `User-Agent` and `Last-Event-ID` headers, from
+    /// `peer` (the client, behind a trusted proxy).
     pub(crate) fn new(
         registry: Registry,
+        limits: Limits,
         peer: Option<SocketAddr>,
         uri: Uri,
         user_agent: Option<HeaderValue>,
@@ -269,6 +319,7 @@ impl ConnectionSlot {
     ) -> Self {
         ConnectionSlot {
             registry,
+            limits,
             peer,
             uri,
             user_agent,
@@ -292,6 +343,15 @@ impl ConnectionSlot {
         CURRENT
             .is_set()
             .then(|| CURRENT.with(ConnectionSlot::entry))
+    }
+
+    /// Whether the request whose handler the calling thread is polling would be refused a
+    /// stream now (a connection limit is reached, or the registry is shutting down): the layer
+    /// will answer it with a refusal if its response is an event stream, so the handler's
+    /// stream would be dropped unpolled. Its registry entry is not built to find out.
+    pub(crate) fn current_is_refused() -> bool {
+        CURRENT.is_set()
+            && CURRENT.with(|slot| slot.registry.admits(slot.limits, slot.peer_ip()).is_err())
     }
 
     /// The request's entry, built the first time it is asked for.
@@ -323,7 +383,8 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.unregister(&self.shared);
+        self.registry
+            .unregister(&self.shared, super::Departure::ClientGone);
     }
 }
 
@@ -392,7 +453,9 @@ impl Connection {
     /// # Errors
     ///
     /// The event comes back in the error when the stream is not open (not yet started, ended,
-    /// or closing) or when [`OUTBOX_CAPACITY`] events are already waiting.
+    /// or closing), when it cannot take events (its body arrived already compressed by an
+    /// inner layer, which the layer writes nothing into), or when [`OUTBOX_CAPACITY`] events
+    /// are already waiting.
     pub fn send(&self, event: Event) -> Result<(), SendError> {
         self.shared.send(event)
     }
@@ -512,7 +575,9 @@ impl ConnectionInfo {
     }
 
     /// The client's address, when the server provides it (axum:
-    /// `into_make_service_with_connect_info::<SocketAddr>()`).
+    /// `into_make_service_with_connect_info::<SocketAddr>()`). Behind a
+    /// [trusted proxy](crate::SseLayer::trusted_proxies), the address it forwarded (port 0 when
+    /// it gave none).
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
     }

@@ -3,8 +3,10 @@
 //! A [`Registry`] holds one entry per open stream, added when the response starts and removed
 //! when the body ends or is dropped: when the stream ends, when the client goes away (noticed
 //! at the latest by the next keep-alive write), or when it is closed with [`Registry::close`]
-//! or by shutdown. It counts, lists ([`Registry::snapshot`]), announces connects and disconnects
-//! ([`Registry::presence`]), and enforces the layer's connection limits.
+//! or by shutdown, or when its client has stopped reading
+//! ([`SseLayer::write_timeout`](crate::SseLayer::write_timeout)). It counts ([`Registry::stats`]:
+//! streams opened, refused, and why each ended), lists ([`Registry::snapshot`]), announces
+//! connects and disconnects ([`Registry::presence`]), and enforces the layer's connection limits.
 //!
 //! Handlers get their own entry with the [`Connection`] extractor, e.g. to send one event to
 //! just that client.
@@ -31,6 +33,8 @@
 
 mod connection;
 mod presence;
+mod stats;
+mod watchdog;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,6 +48,8 @@ pub use connection::{
 };
 pub(crate) use connection::{ConnShared, ConnectionSlot, Registration};
 pub use presence::{Presence, PresenceStream};
+pub(crate) use stats::Departure;
+pub use stats::RegistryStats;
 
 /// How many presence notices a slow [`PresenceStream`] may fall behind before it skips some.
 const PRESENCE_CAPACITY: usize = 1024;
@@ -60,6 +66,8 @@ struct Inner {
     state: Mutex<State>,
     presence: broadcast::Sender<Presence>,
     closing: AtomicBool,
+    counters: stats::Counters,
+    watchdog: watchdog::Watchdog,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +106,8 @@ impl Registry {
                 state: Mutex::new(State::default()),
                 presence: broadcast::channel(PRESENCE_CAPACITY).0,
                 closing: AtomicBool::new(false),
+                counters: stats::Counters::default(),
+                watchdog: watchdog::Watchdog::default(),
             }),
         }
     }
@@ -123,6 +133,17 @@ impl Registry {
     /// Whether no stream is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Counters since the registry was created: streams opened and refused, and why each one
+    /// ended (a client that stopped reading counts as [`stalled`](RegistryStats::stalled)).
+    pub fn stats(&self) -> RegistryStats {
+        self.inner.counters.read(self.len())
+    }
+
+    /// Counts a stream refused by a limit or a shutdown.
+    pub(crate) fn count_refused(&self) {
+        self.inner.counters.refused();
     }
 
     /// How many streams are open from one peer address.
@@ -224,6 +245,7 @@ impl Registry {
             state.open.insert(shared.id(), shared.clone());
         }
         shared.mark_registered();
+        self.inner.counters.opened();
         self.notify(|| Presence::Connected(ConnectionInfo::of(&shared)));
         Ok(Registration {
             registry: self.clone(),
@@ -231,7 +253,8 @@ impl Registry {
         })
     }
 
-    pub(crate) fn unregister(&self, shared: &Arc<ConnShared>) {
+    /// Removes a stream, counting why it left; nothing when it was removed already.
+    pub(crate) fn unregister(&self, shared: &Arc<ConnShared>, departure: Departure) {
         {
             let mut state = self.state();
             if state.open.remove(&shared.id()).is_none() {
@@ -247,6 +270,7 @@ impl Registry {
             }
         }
         shared.mark_gone();
+        self.inner.counters.departed(departure);
         self.notify(|| Presence::Disconnected(ConnectionInfo::of(shared)));
     }
 

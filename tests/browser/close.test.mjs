@@ -14,6 +14,7 @@ import {
   received,
   recordEventSourceRequests,
   startExample,
+  streamsOn,
   until,
   waitForSse,
 } from './support.mjs';
@@ -28,12 +29,6 @@ async function close(base, topic) {
   const { id } = JSON.parse(text);
   if (typeof id !== 'string' || !id) throw new Error(`close answered without an id: ${text}`);
   return id;
-}
-
-/// The hub's open streams on `topic`, from `GET /connections`.
-async function streamsOn(base, topic) {
-  const list = await (await fetch(`${base}/connections`)).json();
-  return list.filter((c) => c.topic === topic);
 }
 
 describe('closed topics and ?from=oldest in the browser', { skip: missing('chromium') }, () => {

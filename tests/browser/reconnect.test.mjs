@@ -127,9 +127,12 @@ describe('the browser reconnects by itself', { skip: missing('chromium') }, () =
     const before = await publish(first.url, 'g', 'before');
     await waitForSse(page, (sse) => sse.received.length === 1, null, { what: 'the event' });
 
+    // No bound on the clock: the example has no shutdown deadline, so with this stream open it
+    // exits only once the layer has ended the stream, and the stream must end with the retry
+    // hint (checked below), which a cut by a deadline would not send.
     const stopped = await first.stop('SIGTERM');
     assert.equal(stopped.code, 0, `a graceful exit:\n${first.output}`);
-    assert.ok(stopped.ms < 5000, `the graceful shutdown took ${stopped.ms} ms with a stream open`);
+    t.diagnostic(`the graceful shutdown took ${stopped.ms.toFixed(0)} ms with a stream open`);
     const restarted = await hub({ ADDR: `127.0.0.1:${first.port}` });
 
     await waitForSse(page, (sse) => sse.opens === 2, null, { what: 'the browser to reconnect' });
@@ -144,6 +147,10 @@ describe('the browser reconnects by itself', { skip: missing('chromium') }, () =
     assert.ok(retry >= 1000 && retry <= 3000, `retry ${retry} ms is ~2 s ±50 %`);
     const waited = (resumed.sentAt - ended.endedAt) * 1000;
     t.diagnostic(`retry hint ${retry} ms; the browser reconnected after ${waited.toFixed(0)} ms`);
+    // Wall-clock bounds, because the delay is the browser's own timer: neither paused time nor
+    // a signal reaches into Chromium. Not before the hint (less 100 ms for the two CDP
+    // timestamps), and within a second after it: generous for a loaded machine, while a browser
+    // that ignored a hint under 2 s would wait its own default (3 s) and fail here.
     assert.ok(
       waited >= retry - 100 && waited <= retry + 1000,
       `the browser reconnected ${waited.toFixed(0)} ms after the stream ended; the hint said ${retry} ms`,

@@ -238,6 +238,12 @@ export async function publish(base, topic, data, event) {
   return id;
 }
 
+/// The hub's open streams on `topic`, from `GET /connections`.
+export async function streamsOn(base, topic) {
+  const list = await (await fetch(`${base}/connections`)).json();
+  return list.filter((c) => c.topic === topic);
+}
+
 // ---------------------------------------------------------------------------------------------
 // In the page
 

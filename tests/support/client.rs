@@ -13,6 +13,31 @@ use super::whatwg::{ParsedEvent, Parser};
 /// wait for something).
 pub const GUARD: Duration = Duration::from_secs(20);
 
+/// `GET url`, its body as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let response = client.get(url).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
+/// Sends a request for `/events/{topic}` on a socket whose receive buffer is `recv_buffer`
+/// bytes (the kernel may round it up), and never reads until the test says so: a client that
+/// has stopped reading.
+pub async fn silent_client(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    recv_buffer: u32,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(recv_buffer).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /events/{topic} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
 /// Reads the events of one streaming response, in order.
 pub struct EventReader {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
@@ -34,8 +59,10 @@ impl EventReader {
         }
     }
 
-    /// The next event, or `None` once the server has ended the stream.
+    /// The next event, or `None` once the server has ended the stream. Fails when neither
+    /// comes within the guard time, keep-alive comments or not.
     pub async fn next(&mut self) -> Option<ParsedEvent> {
+        let deadline = tokio::time::Instant::now() + GUARD;
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
@@ -43,9 +70,9 @@ impl EventReader {
             if self.ended {
                 return None;
             }
-            let chunk = tokio::time::timeout(GUARD, self.body.next())
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
                 .await
-                .expect("the server sends something within the guard time");
+                .expect("the server sends an event, or ends the stream, within the guard time");
             match chunk {
                 Some(Ok(chunk)) => {
                     self.raw.extend_from_slice(&chunk);

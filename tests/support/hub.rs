@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::client::{EventReader, GUARD};
+use super::client::{EventReader, GUARD, get_json};
 
 /// The example itself, so the tests run exactly the code users run.
 #[path = "../../examples/hub.rs"]
@@ -16,10 +16,12 @@ pub mod hub_server;
 
 pub use hub_server::{App, Config};
 
-/// The default configuration, listening on a free port.
+/// The default configuration, listening on a free port, without the per-peer cap: every
+/// client of these tests connects from 127.0.0.1 (`tests/proxies.rs` tests the cap).
 pub fn config() -> Config {
     Config {
         addr: "127.0.0.1:0".to_owned(),
+        max_connections_per_peer: None,
         ..Config::default()
     }
 }
@@ -51,6 +53,16 @@ impl Server {
 
     async fn serve_with_client(app: App, client: reqwest::Client) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::serve_on(listener, app, client)
+    }
+
+    /// Serves `app` on a listener the test set up (e.g. with a small send buffer, which the
+    /// connections it accepts inherit).
+    pub fn serve_on(
+        listener: tokio::net::TcpListener,
+        app: App,
+        client: reqwest::Client,
+    ) -> Server {
         let addr = listener.local_addr().unwrap();
         let hub = app.hub.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -121,15 +133,7 @@ impl Server {
 
     /// `GET /connections`.
     pub async fn connections(&self) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .get(self.url("/connections"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&self.client, &self.url("/connections")).await;
         body.as_array().unwrap().clone()
     }
 

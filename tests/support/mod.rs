@@ -4,5 +4,6 @@
 
 pub mod client;
 pub mod hub;
+pub mod nginx;
 pub mod redis_server;
 pub mod whatwg;

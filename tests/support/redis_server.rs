@@ -3,14 +3,15 @@
 //! same port and directory keep every write Redis acknowledged.
 //!
 //! ```ignore
-//! let Some(mut redis) = RedisServer::start() else { return }; // skipped: no redis-server
+//! let mut redis = RedisServer::start(); // fails the test without redis-server
 //! let url = redis.url();
 //! redis.stop();    // down: connections are refused
 //! redis.restart(); // up again, same port, same data
 //! ```
 //!
-//! Without `redis-server` on `PATH`, [`RedisServer::start`] prints a notice and returns `None` so
-//! the test can return early, except under `CI=true`, where it panics: CI must run these tests.
+//! A test that needs it is marked `#[ignore = "needs redis-server: …"]`, so that a plain
+//! `cargo test` reports it as ignored rather than as passed; `cargo test -- --include-ignored`
+//! (which `.ci/run` runs) runs it, and then a missing `redis-server` fails it, never skips it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,13 +35,12 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts a server on a free port with a new temporary directory, and returns once it
-    /// accepts connections. `None` (after a notice on stderr) when `redis-server` is not
-    /// installed and `CI` is not `true`.
+    /// accepts connections.
     ///
     /// # Panics
     ///
-    /// When `redis-server` is missing under `CI=true`, or does not start.
-    pub fn start() -> Option<RedisServer> {
+    /// When `redis-server` is not on `PATH`, or does not start.
+    pub fn start() -> RedisServer {
         let dir = temp_dir();
         let mut last_failure = String::new();
         // The free port is found by binding and releasing it, so another process may take it
@@ -49,23 +49,19 @@ impl RedisServer {
             let port = free_port();
             match spawn(port, &dir) {
                 Spawned::Ready(child) => {
-                    return Some(RedisServer {
+                    return RedisServer {
                         port,
                         dir,
                         child: Some(child),
-                    });
+                    };
                 }
                 Spawned::Missing => {
                     let _ = std::fs::remove_dir_all(&dir);
-                    if std::env::var("CI").as_deref() == Ok("true") {
-                        panic!(
-                            "redis-server not found: .ci/run installs it with apt-get install redis-server"
-                        );
-                    }
-                    eprintln!(
-                        "skipped: redis-server not found on PATH (install it, e.g. apt-get install redis-server)"
+                    panic!(
+                        "redis-server not found on PATH: install it (apt-get install redis-server; \
+                         .ci/run does), or leave out the tests that need it (they are ignored \
+                         unless run with --include-ignored)"
                     );
-                    return None;
                 }
                 Spawned::Failed(output) => last_failure = output,
             }
@@ -114,6 +110,27 @@ impl RedisServer {
                 self.port
             ),
         }
+    }
+
+    /// Freezes the server (`kill -STOP`): connections stay open and commands are accepted by
+    /// the kernel, but nothing is answered until [`thaw`](Self::thaw).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server (`kill -CONT`): it runs what it was sent meanwhile.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server runs");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
     }
 }
 
@@ -305,19 +322,36 @@ impl Raw {
     /// Kills the connections whose last command was `command` (`CLIENT LIST`'s `cmd=`), as a
     /// network failure would end them; returns how many.
     pub async fn kill_clients_running(&mut self, command: &str) -> usize {
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query_async(&mut self.connection)
-            .await
-            .unwrap();
         let wanted = format!("cmd={command}");
+        self.kill_clients_where(|fields| fields.contains(&wanted.as_str()))
+            .await
+    }
+
+    /// Kills the connections blocked in `command` (`CLIENT LIST`'s `flags=` has `b`, `cmd=` is
+    /// `command`): sent and not yet run, e.g. held by `CLIENT PAUSE`. Returns how many.
+    pub async fn kill_clients_blocked_in(&mut self, command: &str) -> usize {
+        let wanted = format!("cmd={command}");
+        self.kill_clients_where(|fields| {
+            let blocked = fields.iter().any(|field| {
+                field
+                    .strip_prefix("flags=")
+                    .is_some_and(|f| f.contains('b'))
+            });
+            blocked && fields.contains(&wanted.as_str())
+        })
+        .await
+    }
+
+    /// Kills the connections whose `CLIENT LIST` fields `kill` picks; returns how many.
+    async fn kill_clients_where(&mut self, kill: impl Fn(&[&str]) -> bool) -> usize {
         let mut killed = 0;
-        for line in list.lines() {
-            let mut fields = line.split(' ');
-            if !line.split(' ').any(|field| field == wanted) {
+        for line in self.client_list().await.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !kill(&fields) {
                 continue;
             }
             let id = fields
+                .iter()
                 .find_map(|field| field.strip_prefix("id="))
                 .expect("CLIENT LIST gives each client's id");
             let _: () = redis::cmd("CLIENT")
@@ -330,6 +364,51 @@ impl Raw {
             killed += 1;
         }
         killed
+    }
+
+    /// `CLIENT PAUSE ms WRITE`: commands that may write (scripts included) wait, unrun.
+    pub async fn pause_writes(&mut self, ms: u64) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("WRITE")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+    }
+
+    /// `CLIENT UNPAUSE`: the commands held by [`pause_writes`](Self::pause_writes) run.
+    pub async fn unpause(&mut self) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+    }
+
+    /// `CLIENT LIST`: one line per connection to the server, this client's own included.
+    async fn client_list(&mut self) -> String {
+        redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap()
+    }
+
+    /// The `CLIENT LIST` lines of every connection to the server but this client's own.
+    pub async fn other_clients(&mut self) -> Vec<String> {
+        let own: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut self.connection)
+            .await
+            .unwrap();
+        let own = format!("id={own}");
+        self.client_list()
+            .await
+            .lines()
+            .filter(|line| !line.split(' ').any(|field| field == own))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// One field of `XINFO STREAM` for `topic`'s stream, as text (`"max-deleted-entry-id"`,

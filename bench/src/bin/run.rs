@@ -11,13 +11,19 @@
 //!
 //! Scenarios: `idle` (memory per idle stream, one shared topic), `per-user` (the same with a
 //! topic per stream, beside the shared figure), `fanout`, `storm`, `churn`, `plain`,
-//! `many-topics` (one event each to many topics, RSS after they expire) and `overhead`.
+//! `many-topics` (one event each to many topics, RSS after they expire), `overhead` and
+//! `compression` (CPU per delivery of 1 KiB JSON events, compressed by the layer against plain;
+//! issue 12).
 //!
 //! Each server runs pinned to core 0 (`taskset -c 0`, `WORKERS=1`), the clients (`loadgen`) on
 //! core 1, all on loopback. Servers are rows of [`servers`]: a name, a command and its
 //! environment; a peer whose files or tools are missing is reported as not measured, with why.
-//! `--smoke` runs tiny counts against tower-sse and the baseline and exits non-zero if any
-//! scenario failed to deliver.
+//! The rows `tower-sse+jemalloc` and `baseline+jemalloc` are the same two binaries with Debian's
+//! libjemalloc2 preloaded (`LD_PRELOAD`) instead of glibc's malloc, and `…+jemalloc-bg` the same
+//! with jemalloc's background thread on, in the memory scenarios (`idle`, `per-user`,
+//! `many-topics`): what the allocator, not the code, makes of freed memory. Without libjemalloc2
+//! they are not measured, with why. `--smoke` runs tiny counts against tower-sse and the baseline
+//! (and their `+jemalloc` rows) and exits non-zero if any scenario failed to deliver.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -37,6 +43,11 @@ const PER_PROCESS: u64 = 5000;
 /// The history age and idle-topic TTL of the many-topics scenario, ms (`HISTORY_AGE_MS`,
 /// `TOPIC_IDLE_TTL_MS` in the server's environment).
 const EXPIRY_MS: u64 = 2000;
+
+/// How long the RSS must hold still (within 1 %) to be read as after expiry: longer than
+/// jemalloc's decay time (10 s), over which it returns freed pages in steps (with
+/// `background_thread:true`, ~10 s apart here).
+const HOLD: Duration = Duration::from_secs(12);
 
 /// Keep-alive connections, and requests pipelined on each, when publishing to a topic each.
 /// Not pipelined: the axum servers do not set `TCP_NODELAY`, so the second of two pipelined
@@ -116,8 +127,14 @@ struct Server {
     name: &'static str,
     command: Vec<String>,
     env: Vec<(&'static str, &'static str)>,
-    /// Files that must exist (relative to the workspace root) for it to be measured.
-    needs: Vec<&'static str>,
+    /// Files that must exist (relative to the workspace root, or absolute) for it to be measured.
+    needs: Vec<String>,
+    /// A shared library loaded into the server before any other (`LD_PRELOAD`, set by `env`
+    /// after `taskset`, so that only the server loads it), which must then be mapped in its
+    /// process: the allocator rows.
+    preload: Option<String>,
+    /// The scenarios it is measured in; every one when empty.
+    only: &'static [&'static str],
     /// Whether `POST /publish` answers the event's id (as its body, or nchan's "last message
     /// id: …" line) and `Last-Event-ID` replays after it.
     replay: bool,
@@ -128,33 +145,70 @@ struct Server {
     status: Option<&'static str>,
 }
 
+/// Debian's libjemalloc2 (`apt-get install libjemalloc2`; `bench/peers/install.sh` installs it).
+fn jemalloc() -> String {
+    format!(
+        "/usr/lib/{}-linux-gnu/libjemalloc.so.2",
+        std::env::consts::ARCH
+    )
+}
+
+/// What the allocator rows are measured in: the scenarios that read memory.
+const MEMORY_SCENARIOS: &[&str] = &["idle", "per-user", "many-topics"];
+
+/// The allocator a server of this crate runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allocator {
+    /// glibc's malloc, as built.
+    Glibc,
+    /// Debian's libjemalloc2 preloaded, as it comes: it returns freed pages to the system over
+    /// its decay time (10 s), counted on the process's own allocations, so not while it is idle.
+    Jemalloc,
+    /// The same with `MALLOC_CONF=background_thread:true`: a thread of its own returns them,
+    /// idle or not.
+    JemallocBackground,
+}
+
 fn servers(bin: &Path) -> Vec<Server> {
-    let b = |name: &str| bin.join(name).display().to_string();
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    // A server of this crate on `allocator`: the same binary for each.
+    let rust = |name, binary: &str, replay, allocator| Server {
+        name,
+        command: vec![bin.join(binary).display().to_string()],
+        env: match allocator {
+            Allocator::JemallocBackground => vec![("MALLOC_CONF", "background_thread:true")],
+            _ => vec![],
+        },
+        needs: match allocator {
+            Allocator::Glibc => vec![],
+            _ => vec![jemalloc()],
+        },
+        preload: (allocator != Allocator::Glibc).then(jemalloc),
+        only: match allocator {
+            Allocator::Glibc => &[],
+            _ => MEMORY_SCENARIOS,
+        },
+        replay,
+        // The smoke run covers preloading with one of the two jemalloc rows.
+        smoke: allocator != Allocator::JemallocBackground,
+        status: None,
+    };
+    let tower_sse = |name, allocator| rust(name, "tower-sse-server", true, allocator);
+    let baseline = |name, allocator| rust(name, "baseline", false, allocator);
     vec![
-        Server {
-            name: "tower-sse",
-            command: vec![b("tower-sse-server")],
-            env: vec![],
-            needs: vec![],
-            replay: true,
-            smoke: true,
-            status: None,
-        },
-        Server {
-            name: "baseline",
-            command: vec![b("baseline")],
-            env: vec![],
-            needs: vec![],
-            replay: false,
-            smoke: true,
-            status: None,
-        },
+        tower_sse("tower-sse", Allocator::Glibc),
+        tower_sse("tower-sse+jemalloc", Allocator::Jemalloc),
+        tower_sse("tower-sse+jemalloc-bg", Allocator::JemallocBackground),
+        baseline("baseline", Allocator::Glibc),
+        baseline("baseline+jemalloc", Allocator::Jemalloc),
+        baseline("baseline+jemalloc-bg", Allocator::JemallocBackground),
         Server {
             name: "nchan",
             command: s(&["bash", "bench/peers/nchan/start.sh", "{ADDR}", "{DIR}"]),
             env: vec![],
-            needs: vec!["bench/peers/nchan/start.sh"],
+            needs: s(&["bench/peers/nchan/start.sh"]),
+            preload: None,
+            only: &[],
             // Its publish reply names the message ("last message id: …"), which
             // `Last-Event-ID` resumes after.
             replay: true,
@@ -165,7 +219,9 @@ fn servers(bin: &Path) -> Vec<Server> {
             name: "better-sse",
             command: s(&["bash", "bench/peers/better-sse/start.sh", "{ADDR}"]),
             env: vec![],
-            needs: vec!["bench/peers/better-sse/start.sh"],
+            needs: s(&["bench/peers/better-sse/start.sh"]),
+            preload: None,
+            only: &[],
             replay: false,
             smoke: false,
             status: None,
@@ -239,6 +295,11 @@ impl Ctx {
         extra_env: &[(&str, &str)],
     ) -> Result<Running, String> {
         for need in &server.needs {
+            if Path::new(need).is_absolute() && !Path::new(need).exists() {
+                return Err(format!(
+                    "`{need}` is not installed (`bench/peers/install.sh` installs it)"
+                ));
+            }
             if !self.root.join(need).exists() {
                 return Err(format!("`{need}` is not in the repository"));
             }
@@ -251,6 +312,9 @@ impl Ctx {
         // `timeout` ends the server even if this run is interrupted; it forwards SIGTERM.
         let mut cmd = Command::new("timeout");
         cmd.args(["--kill-after=5", "1800", "taskset", "-c", "0"]);
+        if let Some(lib) = &server.preload {
+            cmd.arg("env").arg(format!("LD_PRELOAD={lib}"));
+        }
         for a in &server.command {
             cmd.arg(
                 a.replace("{ADDR}", &addr)
@@ -282,7 +346,21 @@ impl Ctx {
                 std::thread::sleep(Duration::from_millis(300));
                 // Still running: the listener that answered is this server's.
                 if let Ok(None) = child.try_wait() {
-                    return Ok(Running { child, addr, log });
+                    let running = Running { child, addr, log };
+                    // The dynamic loader only warns when it cannot preload a library, and the
+                    // server then runs on glibc's malloc: check that it is mapped.
+                    if let Some(lib) = &server.preload {
+                        let real = std::fs::canonicalize(lib).unwrap_or_else(|_| lib.into());
+                        if !maps(running.child.id()).contains(&*real.to_string_lossy()) {
+                            let said = std::fs::read_to_string(&running.log).unwrap_or_default();
+                            stop(running);
+                            return Err(format!(
+                                "`{lib}` is not mapped in the server's process: {}",
+                                said.lines().next().unwrap_or("(it said nothing)")
+                            ));
+                        }
+                    }
+                    return Ok(running);
                 }
                 continue;
             }
@@ -364,6 +442,14 @@ fn tree(pid: u32) -> Vec<u32> {
         i += 1;
     }
     out
+}
+
+/// The memory maps (/proc/PID/maps) of `pid` and its descendants, one after the other.
+fn maps(pid: u32) -> String {
+    tree(pid)
+        .iter()
+        .map(|p| std::fs::read_to_string(format!("/proc/{p}/maps")).unwrap_or_default())
+        .collect()
 }
 
 /// The fields of /proc/PID/stat after the command name (field 3 onwards).
@@ -462,6 +548,18 @@ impl Subscribers {
     /// A `{i}` in `url` gives each connection its own topic, `i` counting from 0 over all the
     /// processes.
     fn open(ctx: &mut Ctx, url: &str, n: u64, tag: &str, bound_secs: f64) -> Subscribers {
+        Self::open_with(ctx, url, n, tag, bound_secs, &[])
+    }
+
+    /// [`open`](Self::open), with `extra` arguments for each `loadgen subscribe`.
+    fn open_with(
+        ctx: &mut Ctx,
+        url: &str,
+        n: u64,
+        tag: &str,
+        bound_secs: f64,
+        extra: &[&str],
+    ) -> Subscribers {
         let count = n.div_ceil(PER_PROCESS).max(1);
         let mut procs = Vec::new();
         let (tx, rx) = mpsc::channel();
@@ -473,7 +571,7 @@ impl Subscribers {
                 .join(format!("{tag}-{i}.json"))
                 .display()
                 .to_string();
-            let args = strings(&[
+            let mut args = strings(&[
                 "subscribe",
                 "--url",
                 url,
@@ -488,6 +586,7 @@ impl Subscribers {
                 "--first",
                 &first.to_string(),
             ]);
+            args.extend(strings(extra));
             first += share;
             let mut child = match ctx.loadgen(&args).stdout(Stdio::piped()).spawn() {
                 Ok(c) => c,
@@ -661,6 +760,9 @@ struct ManyRow {
     rss_start: u64,
     rss_published: u64,
     rss_expired: u64,
+    /// After expiry, then the same warm-up on `/plain` as before `rss_start`: what an allocator
+    /// that returns memory only when the process allocates again has returned.
+    rss_served: u64,
     /// From the start of the publishing until the RSS was read after expiry.
     waited_s: f64,
     /// What the server said it did with the expiry settings (its `expiry:` line).
@@ -712,8 +814,14 @@ struct Results {
     churn: Vec<ChurnRow>,
     plain: Vec<PlainRow>,
     many: Vec<ManyRow>,
+    compression: Vec<CompressionRow>,
     skipped: Vec<(String, String)>,
     measured: Vec<String>,
+    /// Measured servers with a library preloaded into them, and how (`LD_PRELOAD=…` and the
+    /// rest of their environment).
+    preloaded: Vec<(String, String)>,
+    /// Servers without replay, so not in the replay storm.
+    no_replay: Vec<String>,
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -881,12 +989,16 @@ fn many_topics(
     let rss_published = rss_kib(pid);
     // The last topic was published just now: its event expires after the history age, the
     // topic after the idle TTL from then. From a second past that, wait for the RSS to hold
-    // still as long (a sweep may run late), at most 30 s more.
-    let expiry_time = Duration::from_millis(2 * EXPIRY_MS);
-    let expired_at = Instant::now() + expiry_time;
-    let bound = expired_at + Duration::from_secs(30);
-    let rss_expired = steady_rss(pid, expired_at + Duration::from_secs(1), expiry_time, bound);
+    // still for [`HOLD`] (a sweep may run late; an allocator may return pages in steps), at
+    // most 60 s more.
+    let expired_at = Instant::now() + Duration::from_millis(2 * EXPIRY_MS);
+    let bound = expired_at + Duration::from_secs(60);
+    let rss_expired = steady_rss(pid, expired_at + Duration::from_secs(1), HOLD, bound);
     let waited_s = began.elapsed().as_secs_f64();
+    // Then serving again, as at the start: the same warm-up, the same wait.
+    let _ = ctx.loadgen_json(&plain_args(&running.addr, PER_TOPIC_CONNS, 0.5));
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_served = rss_kib(pid);
     let said = std::fs::read_to_string(&running.log).unwrap_or_default();
     let mut expiry = said
         .lines()
@@ -910,7 +1022,7 @@ fn many_topics(
     }
     stop(running);
     println!(
-        "  many topics {}: {published} published ({errors} errors) at {:.0}/s, RSS {rss_fresh} → {rss_start} → {rss_published} → {rss_expired} KiB",
+        "  many topics {}: {published} published ({errors} errors) at {:.0}/s, RSS {rss_fresh} → {rss_start} → {rss_published} → {rss_expired} KiB, {rss_served} KiB serving again",
         plan.many_topics,
         v["per_s"].as_f64().unwrap_or(0.0)
     );
@@ -930,6 +1042,7 @@ fn many_topics(
         rss_start,
         rss_published,
         rss_expired,
+        rss_served,
         waited_s,
         expiry,
     });
@@ -1286,6 +1399,211 @@ fn overhead(ctx: &mut Ctx, server: &Server, plan: &Plan, res: &mut Results) -> R
     Ok(())
 }
 
+/// A variant of the compression scenario: a name, the server's environment, and the encoding its
+/// subscribers ask for (`--accept-encoding`).
+type CompressionVariant = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const COMPRESSION_VARIANTS: [CompressionVariant; 4] = [
+    ("plain", &[], None),
+    ("gzip", &[("COMPRESSION", "1")], Some("gzip")),
+    ("br", &[("COMPRESSION", "1")], Some("br")),
+    ("zstd", &[("COMPRESSION", "1")], Some("zstd")),
+];
+
+/// Events per second published in the compression scenario, and its rounds.
+const COMPRESSION_RATE: f64 = 20.0;
+const COMPRESSION_ROUNDS: usize = 3;
+
+/// One variant of the compression scenario: its CPU per delivery in each round.
+struct CompressionRow {
+    variant: &'static str,
+    subscribers: u64,
+    published: u64,
+    expected: u64,
+    delivered: u64,
+    /// Server CPU-s per million deliveries, one per round.
+    cpu_s_per_m: Vec<f64>,
+}
+
+impl CompressionRow {
+    /// The round with the least CPU per delivery: other load on the machine only ever adds.
+    fn best(&self) -> f64 {
+        self.cpu_s_per_m
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(f64::NAN, f64::min)
+    }
+}
+
+/// Issue 12's compression target: the same tower-sse server once plain and once with
+/// `SseLayer::compression` (`COMPRESSION=1`), with subscribers that ask for gzip, Brotli or
+/// zstd and decode every event, all up at once and measured in alternation, so that other load
+/// on the machine falls on all alike. Each round publishes 1 KiB JSON events to each in turn
+/// and reads the server's CPU per delivery; the best round of each counts.
+fn compression(
+    ctx: &mut Ctx,
+    server: &Server,
+    plan: &Plan,
+    res: &mut Results,
+) -> Result<(), String> {
+    let subs_n = if plan.subscribers.contains(&1000) {
+        1000
+    } else {
+        plan.subscribers.iter().copied().min().unwrap_or(50)
+    };
+    let rounds = if subs_n < 1000 { 1 } else { COMPRESSION_ROUNDS };
+    let bound = (rounds * COMPRESSION_VARIANTS.len()) as f64 * (plan.publish_secs + 20.0) + 60.0;
+    let mut running = Vec::new();
+    for (variant, env, coding) in COMPRESSION_VARIANTS {
+        let r = match ctx.start(server, env) {
+            Ok(r) => r,
+            Err(e) => {
+                for (_, r, subs) in running {
+                    Subscribers::close(subs);
+                    stop(r);
+                }
+                return Err(e);
+            }
+        };
+        let url = format!("http://{}/events/zip", r.addr);
+        let extra: Vec<&str> = coding.map_or(vec![], |c| vec!["--accept-encoding", c]);
+        let mut subs =
+            Subscribers::open_with(ctx, &url, subs_n, &format!("zip-{variant}"), bound, &extra);
+        if subs.established < subs_n {
+            ctx.failures.push(format!(
+                "compression {variant}: {} of {subs_n} subscribers connected ({} failed)",
+                subs.established, subs.errors
+            ));
+        }
+        let _ = subs.snapshot();
+        running.push((variant, r, subs));
+    }
+    let mut rows: Vec<CompressionRow> = running
+        .iter()
+        .map(|(variant, _, _)| CompressionRow {
+            variant,
+            subscribers: subs_n,
+            published: 0,
+            expected: 0,
+            delivered: 0,
+            cpu_s_per_m: Vec::new(),
+        })
+        .collect();
+    for round in 0..rounds {
+        for ((variant, r, subs), row) in running.iter_mut().zip(&mut rows) {
+            let pid = r.child.id();
+            let cpu0 = cpu_ticks(pid);
+            let args = strings(&[
+                "publish",
+                "--url",
+                &format!("http://{}", r.addr),
+                "--topic",
+                "zip",
+                "--rate",
+                &COMPRESSION_RATE.to_string(),
+                "--size",
+                "1024",
+                "--data",
+                "json",
+                "--duration",
+                &plan.publish_secs.to_string(),
+            ]);
+            let published = ctx.loadgen_json(&args)["published"].as_u64().unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(500));
+            settle(pid, Duration::from_secs(15));
+            let cpu_s = cpu_ticks(pid).saturating_sub(cpu0) as f64 / ctx.clk_tck;
+            let d = subs.snapshot();
+            let per_m = if d.delivered > 0 && cpu_s >= 0.2 {
+                cpu_s / d.delivered as f64 * 1e6
+            } else {
+                f64::NAN
+            };
+            println!(
+                "  compression {variant} round {}: {}/{} delivered, {per_m:.2} CPU-s/M",
+                round + 1,
+                d.delivered,
+                published * subs.established
+            );
+            row.published += published;
+            row.expected += published * subs.established;
+            row.delivered += d.delivered;
+            row.cpu_s_per_m.push(per_m);
+        }
+    }
+    for ((variant, r, subs), row) in running.into_iter().zip(&rows) {
+        subs.close();
+        stop(r);
+        if row.published == 0 || (row.delivered as f64) < 0.9 * row.expected as f64 {
+            ctx.failures.push(format!(
+                "compression {variant}: delivered {} of {}",
+                row.delivered, row.expected
+            ));
+        }
+    }
+    res.compression.extend(rows);
+    Ok(())
+}
+
+/// The compression scenario's section of the report, if it ran.
+fn compression_report(md: &mut String, res: &Results) {
+    let Some(plain) = res.compression.iter().find(|r| r.variant == "plain") else {
+        return;
+    };
+    let base = plain.best();
+    let _ = writeln!(md, "## Compression (issue 12)\n");
+    let _ = writeln!(
+        md,
+        "The tower-sse server twice more with `SseLayer::compression` (`COMPRESSION=1`), each with \
+         {} subscribers asking for one encoding (`--accept-encoding`) and decoding every event, \
+         against the plain server; all four up at once, measured in alternation over {} round(s). \
+         Each round publishes 1 KiB JSON events (an order with varied line items, `--data json`) \
+         at {COMPRESSION_RATE} ev/s for the fan-out duration to each server in turn; server \
+         CPU-s per million deliveries, each round's figure listed, the best (least) one counting. \
+         The layer flushes each stream's compression context after every event, so every event \
+         is compressed on its own for every subscriber.\n",
+        plain.subscribers,
+        plain.cpu_s_per_m.len()
+    );
+    let _ = writeln!(
+        md,
+        "| variant | delivered / expected | CPU-s per M, each round | best | ÷ plain |\n|---|---|---|---|---|"
+    );
+    for r in &res.compression {
+        let rounds: Vec<String> = r.cpu_s_per_m.iter().map(|x| format!("{x:.2}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} / {} | {} | {:.2} | {} |",
+            r.variant,
+            r.delivered,
+            r.expected,
+            rounds.join(", "),
+            r.best(),
+            ratio(r.best(), base)
+        );
+    }
+    let gzip = res
+        .compression
+        .iter()
+        .find(|r| r.variant == "gzip")
+        .map_or(f64::NAN, |r| r.best() / base);
+    let verdict = if !gzip.is_finite() {
+        "not measured"
+    } else if gzip <= 1.3 {
+        "met"
+    } else {
+        "**missed**"
+    };
+    let _ = writeln!(
+        md,
+        "\n| target | measured | verdict |\n|---|---|---|\n| per-event flush costs ≤ ~30 % more CPU per delivery than an uncompressed stream, 1 KiB JSON (gzip) | {gzip:.2}× | {verdict} |\n"
+    );
+}
+
 // ---------------------------------------------------------------- report
 
 fn sh(cmd: &str, args: &[&str]) -> String {
@@ -1302,12 +1620,21 @@ fn machine() -> String {
         .find(|l| l.starts_with("Model name"))
         .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         .unwrap_or_else(|| "?".into());
+    let glibc = sh("ldd", &["--version"]);
+    let jemalloc = sh("dpkg-query", &["-W", "-f=${Version}", "libjemalloc2"]);
     format!(
-        "- CPUs: {} (`nproc`), {model}\n- kernel: {}\n- {}\n- open-file limit: {} per process\n",
+        "- CPUs: {} (`nproc`), {model}\n- kernel: {}\n- {}\n- open-file limit: {} per process\n\
+         - allocators: glibc's malloc ({}), and for the `+jemalloc` rows Debian's libjemalloc2 {}\n",
         sh("nproc", &[]),
         sh("uname", &["-r"]),
         sh("rustc", &["--version"]),
         sh("bash", &["-c", "ulimit -n"]),
+        glibc.lines().next().unwrap_or("?"),
+        if jemalloc.is_empty() {
+            "(not installed)"
+        } else {
+            &jemalloc
+        },
     )
 }
 
@@ -1315,10 +1642,19 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The row of `server` on the allocator of the row `of`: `baseline+jemalloc` for `baseline` of
+/// `tower-sse+jemalloc`, `tower-sse` for `tower-sse` of `nchan`.
+fn on_allocator_of(server: &str, of: &str) -> String {
+    match of.split_once('+') {
+        Some((_, allocator)) => format!("{server}+{allocator}"),
+        None => server.to_owned(),
+    }
+}
+
 impl ManyRow {
-    /// RSS after expiry against RSS at start: 0.1 is 10 % more.
-    fn after_vs_start(&self) -> f64 {
-        self.rss_expired as f64 / self.rss_start as f64 - 1.0
+    /// `rss` (one of the readings after expiry) against RSS at start: 0.1 is 10 % more.
+    fn vs_start(&self, rss: u64) -> f64 {
+        rss as f64 / self.rss_start as f64 - 1.0
     }
 }
 
@@ -1402,7 +1738,9 @@ fn svg_chart(
             h - b + 16.0
         );
     }
-    for (i, (name, p)) in series.iter().enumerate() {
+    // A server without points here (not measured in this scenario) gets no line or legend.
+    let drawn = series.iter().filter(|(_, p)| !p.is_empty());
+    for (i, (name, p)) in drawn.enumerate() {
         let c = colors[i % colors.len()];
         let path: Vec<String> = p
             .iter()
@@ -1475,27 +1813,62 @@ fn report(
     let _ = writeln!(md, "## Servers\n");
     let _ = writeln!(md, "| server | measured |\n|---|---|");
     for name in &res.measured {
-        let _ = writeln!(md, "| {name} | yes |");
+        match res.preloaded.iter().find(|(n, _)| n == name) {
+            Some((_, how)) => {
+                let _ = writeln!(
+                    md,
+                    "| {name} | yes: the same binary with `{how}` (the library checked in its /proc/PID/maps), in the memory scenarios ({}) |",
+                    MEMORY_SCENARIOS.join(", ")
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| {name} | yes |");
+            }
+        }
     }
     for (name, why) in &res.skipped {
         let _ = writeln!(md, "| {name} | **not measured**: {why} |");
     }
     let _ = writeln!(md);
-    let peers: Vec<&String> = res.measured.iter().filter(|n| *n != "tower-sse").collect();
+    // The columns of the ratios: each peer against the tower-sse row on the same allocator.
+    let pairs: Vec<(String, &String)> = res
+        .measured
+        .iter()
+        .filter_map(|p| {
+            let ours = on_allocator_of("tower-sse", p);
+            (!p.starts_with("tower-sse") && res.measured.contains(&ours)).then_some((ours, p))
+        })
+        .collect();
 
     // Ratios.
     let _ = writeln!(md, "## tower-sse against each peer (same run)\n");
     let _ = writeln!(
         md,
-        "Ratio = tower-sse ÷ peer; below 1× is better for memory, CPU and latency, above 1× for rates.\n"
+        "Ratio = tower-sse ÷ peer; below 1× is better for memory, CPU and latency, above 1× for rates. A peer preloaded with an allocator is read against tower-sse with the same one.\n"
     );
     let mut head = "| metric |".to_string();
     let mut sep = "|---|".to_string();
-    for p in &peers {
-        let _ = write!(head, " vs {p} |");
+    for (ours, p) in &pairs {
+        if ours == "tower-sse" {
+            let _ = write!(head, " vs {p} |");
+        } else {
+            let _ = write!(head, " {ours} vs {p} |");
+        }
         sep.push_str("---|");
     }
     let _ = writeln!(md, "{head}\n{sep}");
+    // A row of ratios of `figure` (NaN where not measured).
+    let ratios = |label: &str, figure: &dyn Fn(&str) -> f64| {
+        let mut row = format!("| {label} |");
+        for (ours, p) in &pairs {
+            let _ = write!(row, " {} |", ratio(figure(ours), figure(p)));
+        }
+        row
+    };
+    // Whether a tower-sse row of the columns has a measurement; `true` without columns.
+    let ours_has = |has: &dyn Fn(&str) -> bool| {
+        (pairs.is_empty() && has("tower-sse")) || pairs.iter().any(|(ours, _)| has(ours))
+    };
     let idle_row = |s: &str, n: u64, t: Topics| {
         res.idle
             .iter()
@@ -1507,18 +1880,12 @@ fn report(
         (Topics::Own, "idle RSS per stream, a topic each"),
     ] {
         for &n in &plan.idle {
-            let Some(mine) = get_idle("tower-sse", n, t) else {
-                continue;
-            };
-            let mut row = format!("| {what}, {n} conns |");
-            for p in &peers {
-                let _ = write!(
-                    row,
-                    " {} |",
-                    ratio(mine, get_idle(p, n, t).unwrap_or(f64::NAN))
-                );
+            if ours_has(&|s| get_idle(s, n, t).is_some()) {
+                let row = ratios(&format!("{what}, {n} conns"), &|s| {
+                    get_idle(s, n, t).unwrap_or(f64::NAN)
+                });
+                let _ = writeln!(md, "{row}");
             }
-            let _ = writeln!(md, "{row}");
         }
     }
     let get_fan = |s: &str, n: u64, rate: f64, size: usize| {
@@ -1529,28 +1896,24 @@ fn report(
     for &n in &plan.subscribers {
         for &rate in &plan.rates {
             for &size in &plan.sizes {
-                let Some(mine) = get_fan("tower-sse", n, rate, size) else {
+                if !ours_has(&|s| get_fan(s, n, rate, size).is_some()) {
                     continue;
-                };
-                let mut cpu = format!("| CPU per delivery, {n} subs, {rate} ev/s, {size} B |");
-                let mut p99 = format!("| p99 latency, {n} subs, {rate} ev/s, {size} B |");
-                for p in &peers {
-                    let other = get_fan(p, n, rate, size);
-                    let _ = write!(
-                        cpu,
-                        " {} |",
-                        ratio(mine.cpu_s_per_m, other.map_or(f64::NAN, |o| o.cpu_s_per_m))
-                    );
-                    let _ = write!(
-                        p99,
-                        " {} |",
-                        ratio(
-                            mine.p99.unwrap_or(f64::NAN),
-                            other.and_then(|o| o.p99).unwrap_or(f64::NAN)
-                        )
-                    );
                 }
-                let _ = writeln!(md, "{cpu}\n{p99}");
+                let fan = |s: &str, figure: fn(&FanRow) -> Option<f64>| {
+                    get_fan(s, n, rate, size)
+                        .and_then(figure)
+                        .unwrap_or(f64::NAN)
+                };
+                for (what, figure) in [
+                    (
+                        "CPU per delivery",
+                        (|r: &FanRow| Some(r.cpu_s_per_m)) as fn(&FanRow) -> Option<f64>,
+                    ),
+                    ("p99 latency", |r: &FanRow| r.p99),
+                ] {
+                    let label = format!("{what}, {n} subs, {rate} ev/s, {size} B");
+                    let _ = writeln!(md, "{}", ratios(&label, &|s| fan(s, figure)));
+                }
             }
         }
     }
@@ -1579,29 +1942,22 @@ fn report(
         ),
         ("replay storm: server CPU", |r: &StormRow| r.cpu_s),
     ] {
-        let mut row = format!("| {label} |");
-        for p in &peers {
-            let _ = write!(
-                row,
-                " {} |",
-                ratio(
-                    storm_of("tower-sse").map_or(f64::NAN, figure),
-                    storm_of(p).map_or(f64::NAN, figure)
-                )
-            );
-        }
-        let _ = writeln!(md, "{row}");
+        let _ = writeln!(
+            md,
+            "{}",
+            ratios(label, &|s| storm_of(s).map_or(f64::NAN, figure))
+        );
     }
-    let mut row = "| churn (connect, first event, close) per second |".to_string();
-    for p in &peers {
-        let _ = write!(row, " {} |", ratio(churn_of("tower-sse"), churn_of(p)));
-    }
-    let _ = writeln!(md, "{row}");
-    let mut row = "| `/plain` requests per second |".to_string();
-    for p in &peers {
-        let _ = write!(row, " {} |", ratio(plain_of("tower-sse"), plain_of(p)));
-    }
-    let _ = writeln!(md, "{row}\n");
+    let _ = writeln!(
+        md,
+        "{}",
+        ratios("churn (connect, first event, close) per second", &churn_of)
+    );
+    let _ = writeln!(
+        md,
+        "{}\n",
+        ratios("`/plain` requests per second", &plain_of)
+    );
 
     // Targets.
     let _ = writeln!(md, "## Targets of issue 6\n");
@@ -1636,22 +1992,6 @@ fn report(
     };
     let cpu_r = fan_ratio(&|r| Some(r.cpu_s_per_m));
     let p99_r = fan_ratio(&|r| r.p99);
-    let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
-    let idle_d = get_idle("tower-sse", idle_n, Topics::Shared).unwrap_or(f64::NAN)
-        - get_idle("baseline", idle_n, Topics::Shared).unwrap_or(f64::NAN);
-    let get_idle_after = |s: &str, n: u64| {
-        idle_row(s, n, Topics::Shared).and_then(|r| r.rss_after_event_kib_per_conn)
-    };
-    let idle_after_d = get_idle_after("tower-sse", idle_n).unwrap_or(f64::NAN)
-        - get_idle_after("baseline", idle_n).unwrap_or(f64::NAN);
-    // Own topic ÷ shared topic, RSS per stream, of one server at n streams.
-    let own_vs_shared = |s: &str, n: u64| {
-        get_idle(s, n, Topics::Own).unwrap_or(f64::NAN)
-            / get_idle(s, n, Topics::Shared).unwrap_or(f64::NAN)
-    };
-    let own_r = own_vs_shared("tower-sse", idle_n);
-    let many_tower = res.many.iter().find(|r| r.server == "tower-sse");
-    let many_r = many_tower.map_or(f64::NAN, ManyRow::after_vs_start);
     let churn_r = churn_of("tower-sse") / churn_of("baseline");
     let overhead = 1.0
         - plain_of("tower-sse with SseLayer (paired)")
@@ -1668,29 +2008,60 @@ fn report(
         "| fan-out p99 ≤ 0.5× baseline (mean ratio of the rows at {big} subscribers) | {p99_r:.2}× | {} |",
         verdict(p99_r <= 0.5, p99_r.is_finite())
     );
-    let _ = writeln!(
-        md,
-        "| idle memory ≤ baseline + 1 KiB per connection ({idle_n} conns) | {idle_d:+.2} KiB before any event; {idle_after_d:+.2} KiB after one | {} |",
-        verdict(idle_d <= 1.0, idle_d.is_finite())
-    );
-    let _ = writeln!(
-        md,
-        "| a topic per stream: RSS per stream ≤ 1.15× one shared topic's ({idle_n} streams) | {own_r:.2}× | {} |",
-        verdict(own_r <= 1.15, own_r.is_finite())
-    );
-    let _ = writeln!(
-        md,
-        "| many topics: RSS after expiry within 10% of start ({} topics) | {} | {} |",
-        plan.many_topics,
-        many_tower.map_or("–".into(), |r| format!(
-            "{:+.1}% ({:.1} → {:.1} → {:.1} MiB)",
-            many_r * 100.0,
-            mib(r.rss_start),
-            mib(r.rss_published),
-            mib(r.rss_expired)
-        )),
-        verdict(many_r <= 0.10, many_r.is_finite())
-    );
+    // The memory targets: for tower-sse as it is (glibc's malloc), then for each allocator row of
+    // it, read against the baseline on the same allocator.
+    let allocators = res.measured.iter().map(String::as_str);
+    let allocators = allocators.filter(|n| n.starts_with("tower-sse+"));
+    for ours in std::iter::once("tower-sse").chain(allocators) {
+        let theirs = on_allocator_of("baseline", ours);
+        let (whose, against) = match ours {
+            "tower-sse" => (String::new(), String::new()),
+            _ => (format!("; {ours}"), format!("; {ours} against {theirs}")),
+        };
+        let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
+        let idle_d = get_idle(ours, idle_n, Topics::Shared).unwrap_or(f64::NAN)
+            - get_idle(&theirs, idle_n, Topics::Shared).unwrap_or(f64::NAN);
+        let get_idle_after = |s: &str, n: u64| {
+            idle_row(s, n, Topics::Shared).and_then(|r| r.rss_after_event_kib_per_conn)
+        };
+        let idle_after_d = get_idle_after(ours, idle_n).unwrap_or(f64::NAN)
+            - get_idle_after(&theirs, idle_n).unwrap_or(f64::NAN);
+        // Own topic ÷ shared topic, RSS per stream, at idle_n streams.
+        let own_r = get_idle(ours, idle_n, Topics::Own).unwrap_or(f64::NAN)
+            / get_idle(ours, idle_n, Topics::Shared).unwrap_or(f64::NAN);
+        let many = res.many.iter().find(|r| r.server == ours);
+        let many_r = many.map_or(f64::NAN, |r| r.vs_start(r.rss_expired));
+        let served_r = many.map_or(f64::NAN, |r| r.vs_start(r.rss_served));
+        let _ = writeln!(
+            md,
+            "| idle memory ≤ baseline + 1 KiB per connection ({idle_n} conns{against}) | {idle_d:+.2} KiB before any event; {idle_after_d:+.2} KiB after one | {} |",
+            verdict(idle_d <= 1.0, idle_d.is_finite())
+        );
+        let _ = writeln!(
+            md,
+            "| a topic per stream: RSS per stream ≤ 1.15× one shared topic's ({idle_n} streams{whose}) | {own_r:.2}× | {} |",
+            verdict(own_r <= 1.15, own_r.is_finite())
+        );
+        let _ = writeln!(
+            md,
+            "| many topics: RSS after expiry within 10% of start ({} topics{whose}) | {} | {} |",
+            plan.many_topics,
+            many.map_or("–".into(), |r| format!(
+                "{:+.1}% idle ({:.1} → {:.1} → {:.1} MiB); {:+.1}% serving again ({:.1} MiB)",
+                many_r * 100.0,
+                mib(r.rss_start),
+                mib(r.rss_published),
+                mib(r.rss_expired),
+                served_r * 100.0,
+                mib(r.rss_served)
+            )),
+            if many_r > 0.10 && served_r <= 0.10 {
+                "met once it serves again; **missed** idle"
+            } else {
+                verdict(many_r <= 0.10, many_r.is_finite())
+            }
+        );
+    }
     let _ = writeln!(
         md,
         "| replay storm: every client caught up | {} | {} |",
@@ -1735,6 +2106,8 @@ fn report(
             format!("{mode:?}").to_lowercase()
         );
     }
+
+    compression_report(&mut md, res);
 
     // Tables.
     let _ = writeln!(md, "## Idle memory per connection\n");
@@ -1802,13 +2175,14 @@ fn report(
     let _ = writeln!(md, "\n## Many topics\n");
     let _ = writeln!(
         md,
-        "One 64 B event to each of {} distinct topics (`POST /publish/m{{i}}`), with no subscriber, from `loadgen publish-many` ({publishing}), on a fresh server started with `HISTORY_AGE_MS={EXPIRY_MS} TOPIC_IDLE_TTL_MS={EXPIRY_MS}` (what each server made of them is in the last column, from its own log). RSS (MiB) of the fresh server; at start, which is after a 0.5 s warm-up of as many keep-alive connections on `GET /plain` (so that what serving the publishing connections costs is not counted as the topics'); once the publishing is done and the server is idle; and after expiry: from {} ms (history age, then idle TTL) + 1 s after the last publish, read every 0.5 s until it holds still (within 1 %) for as long, at most 30 s after the expiry. \"Growth returned\" is how much of the growth from publishing is gone after expiry; RSS only shows what the server gives back to the operating system (an allocator may keep freed memory, and nchan's shared memory stays resident once touched).\n",
+        "One 64 B event to each of {} distinct topics (`POST /publish/m{{i}}`), with no subscriber, from `loadgen publish-many` ({publishing}), on a fresh server started with `HISTORY_AGE_MS={EXPIRY_MS} TOPIC_IDLE_TTL_MS={EXPIRY_MS}` (what each server made of them is in the last column, from its own log). RSS (MiB) of the fresh server; at start, which is after a 0.5 s warm-up of as many keep-alive connections on `GET /plain` (so that what serving the publishing connections costs is not counted as the topics'); once the publishing is done and the server is idle; after expiry, idle: from {} ms (history age, then idle TTL) + 1 s after the last publish, read every 0.5 s until it holds still (within 1 %) for {} s, at most 60 s after the expiry; and serving again: then the same warm-up on `/plain` as before the start figure, read as long after it. \"Growth returned\" is how much of the growth from publishing is gone after expiry, idle; RSS only shows what the server gives back to the operating system (an allocator may keep freed memory, and nchan's shared memory stays resident once touched). The `+jemalloc` rows are the same binaries as the rows without, with Debian's libjemalloc2 preloaded in place of glibc's malloc: as it comes (it returns freed pages over its 10 s decay time, counted on the process's own allocations, so not while the process is idle), and `+jemalloc-bg` with `MALLOC_CONF=background_thread:true` (a thread of its own returns them).\n",
         plan.many_topics,
-        2 * EXPIRY_MS
+        2 * EXPIRY_MS,
+        HOLD.as_secs()
     );
     let _ = writeln!(
         md,
-        "| server | topics | published | errors | published/s | RSS fresh | at start | after publishing | after expiry | after expiry vs start | growth returned | waited s | expiry, as the server says |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| server | topics | published | errors | published/s | RSS fresh | at start | after publishing | after expiry, idle | vs start | growth returned | serving again | vs start | waited s | expiry, as the server says |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in &res.many {
         let grew = r.rss_published.saturating_sub(r.rss_start);
@@ -1822,7 +2196,7 @@ fn report(
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1}% | {returned} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1}% | {returned} | {:.1} | {:+.1}% | {:.0} | {} |",
             r.server,
             r.topics,
             r.published,
@@ -1832,7 +2206,9 @@ fn report(
             mib(r.rss_start),
             mib(r.rss_published),
             mib(r.rss_expired),
-            r.after_vs_start() * 100.0,
+            r.vs_start(r.rss_expired) * 100.0,
+            mib(r.rss_served),
+            r.vs_start(r.rss_served) * 100.0,
             r.waited_s,
             r.expiry
         );
@@ -1894,13 +2270,11 @@ fn report(
             r.server, r.clients, r.caught_up, r.all_ms, r.cpu_s, r.delivered
         );
     }
-    for p in &peers {
-        if !res.storm.iter().any(|r| &r.server == *p) {
-            let _ = writeln!(
-                md,
-                "| {p} | – | not measured: no `Last-Event-ID` resume from an id that `POST /publish` returns | | | |"
-            );
-        }
+    for p in &res.no_replay {
+        let _ = writeln!(
+            md,
+            "| {p} | – | not measured: no `Last-Event-ID` resume from an id that `POST /publish` returns | | | |"
+        );
     }
     let _ = writeln!(md, "\n## Churn\n");
     let _ = writeln!(
@@ -2104,14 +2478,28 @@ fn main() {
             }
         }
         res.measured.push(server.name.into());
+        if let Some(lib) = &server.preload {
+            let env: String = server
+                .env
+                .iter()
+                .map(|(k, v)| format!(" {k}={v}"))
+                .collect();
+            res.preloaded
+                .push((server.name.into(), format!("LD_PRELOAD={lib}{env}")));
+        }
+        // The scenarios asked for that this server is measured in.
+        let wants = |scenario: &str| {
+            picked("--scenarios", scenario)
+                && (server.only.is_empty() || server.only.contains(&scenario))
+        };
         if server.name == "tower-sse" {
             tower_sse = Some(server);
         }
         let mut outcome = Vec::new();
         // `per-user` also measures the shared topic at the same counts: its figure is read
         // against that one, from the same run.
-        let per_user = picked("--scenarios", "per-user");
-        if picked("--scenarios", "idle") || per_user {
+        let per_user = wants("per-user");
+        if wants("idle") || per_user {
             for &n in &plan.idle {
                 outcome.push(idle(&mut ctx, server, n, Topics::Shared, &mut res));
                 if per_user {
@@ -2119,21 +2507,25 @@ fn main() {
                 }
             }
         }
-        if picked("--scenarios", "fanout") {
+        if wants("fanout") {
             for &n in &plan.subscribers {
                 outcome.push(fan_out(&mut ctx, server, &plan, n, &mut res));
             }
         }
-        if server.replay && picked("--scenarios", "storm") {
-            outcome.push(storm(&mut ctx, server, &plan, &mut res));
+        if wants("storm") {
+            if server.replay {
+                outcome.push(storm(&mut ctx, server, &plan, &mut res));
+            } else {
+                res.no_replay.push(server.name.into());
+            }
         }
-        if picked("--scenarios", "churn") {
+        if wants("churn") {
             outcome.push(churn(&mut ctx, server, &plan, &mut res));
         }
-        if picked("--scenarios", "plain") {
+        if wants("plain") {
             outcome.push(plain(&mut ctx, server, server.name, &[], &plan, &mut res));
         }
-        if picked("--scenarios", "many-topics") {
+        if wants("many-topics") {
             outcome.push(many_topics(&mut ctx, server, &plan, &mut res));
         }
         for e in outcome.into_iter().filter_map(Result::err) {
@@ -2145,6 +2537,12 @@ fn main() {
         && let Err(e) = overhead(&mut ctx, server, &plan, &mut res)
     {
         ctx.failures.push(format!("tower-sse layer overhead: {e}"));
+    }
+    if let Some(server) = tower_sse
+        && picked("--scenarios", "compression")
+        && let Err(e) = compression(&mut ctx, server, &plan, &mut res)
+    {
+        ctx.failures.push(format!("tower-sse compression: {e}"));
     }
     let elapsed = started.elapsed();
     if let Err(e) = write_plots(&plan, &res, &plots) {

@@ -8,6 +8,8 @@
 //! `HubBuilder::history_age`) and `TOPIC_IDLE_TTL_MS` (how long a topic without subscribers
 //! outlives its last event, `HubBuilder::topic_idle_ttl`) are for the many-topics scenario; when
 //! either is set, the server prints an `expiry: …` line saying how it applied them.
+//! `COMPRESSION=1` lets the layer compress event streams for clients that accept it
+//! (`SseLayer::compression`), for the compression scenario.
 
 use std::time::Duration;
 
@@ -59,7 +61,10 @@ fn main() -> std::io::Result<()> {
             println!("expiry: {}", expiry.join(", "));
         }
         let hub = builder.memory();
-        let sse = SseLayer::new().registry(hub.registry());
+        let mut sse = SseLayer::new().registry(hub.registry());
+        if std::env::var("COMPRESSION").is_ok_and(|v| v == "1") {
+            sse = sse.compression(tower_sse::layer::Compression::new());
+        }
         let app = Router::new()
             .route("/events/{topic}", get(subscribe))
             .route("/publish/{topic}", post(publish))

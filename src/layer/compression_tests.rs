@@ -1,0 +1,600 @@
+//! Tests for event streams and content encodings (`super::compression`): a stream that arrives
+//! encoded passes untouched, and (feature `compression`) the layer's own compression, one
+//! context per stream, decodable after every event and keep-alive.
+//!
+//! No network: each test sends one request through the layer with `oneshot` and reads the body
+//! frame by frame. Time is paused, so keep-alive intervals are exact and cost nothing. The
+//! real-socket tests, with tower-http's `CompressionLayer` and real clients, are in
+//! `tests/compression.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body::Body as _;
+
+use super::tests::{
+    KEEP_ALIVE, assert_quiet_for, channel_body, event_stream_response, get_request, next, rest,
+    send, serve,
+};
+use super::{DEFAULT_KEEP_ALIVE, SseLayer};
+use crate::Event;
+use crate::registry::Registry;
+
+/// Bytes an inner layer compressed (what they are does not matter: the layer never reads them).
+const ENCODED: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff opaque";
+
+fn encoded_response(body: Body, coding: &'static str) -> Response<Body> {
+    let mut response = event_stream_response(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, coding.parse().unwrap());
+    response
+}
+
+/// Opens a stream through `layer` whose handler's body is encoded with `coding`, and reads the
+/// handler's first bytes through it.
+async fn open_encoded(
+    layer: SseLayer,
+    coding: &'static str,
+) -> (tokio::sync::mpsc::Sender<Bytes>, super::SseBody<Body>) {
+    let (tx, body) = channel_body();
+    let response = serve(layer, get_request(), encoded_response(body, coding)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    send(&tx, ENCODED).await;
+    assert_eq!(next(&mut body).await, ENCODED, "first, and untouched");
+    (tx, body)
+}
+
+/// A layer that would write every byte it can: initial comment, padding, retry hint.
+fn busy_layer(registry: &Registry) -> SseLayer {
+    SseLayer::new()
+        .retry(Duration::from_secs(3))
+        .padding(true)
+        .registry(registry.clone())
+}
+
+/// Collects what `tracing` logs at `warn` and above while it is set.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn set(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || logs.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A stream that arrives encoded
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_passes_byte_for_byte_without_any_bytes_of_the_layer() {
+    let registry = Registry::new();
+    let (tx, body) = channel_body();
+    let response = serve(
+        busy_layer(&registry),
+        get_request(),
+        encoded_response(body, "gzip"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let mut body = response.into_body();
+    // No initial comment, padding or retry hint before the handler's first bytes.
+    send(&tx, ENCODED).await;
+    assert_eq!(next(&mut body).await, ENCODED);
+    // No keep-alive, however long it idles.
+    assert_quiet_for(&mut body, DEFAULT_KEEP_ALIVE * 4).await;
+    send(&tx, b"more").await;
+    assert_eq!(next(&mut body).await, &b"more"[..]);
+    drop(tx);
+    assert!(rest(&mut body).await.is_empty());
+    assert!(body.is_end_stream());
+}
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_is_registered_counting_bytes_not_events() {
+    let registry = Registry::new();
+    let (tx, mut body) = open_encoded(busy_layer(&registry), "br").await;
+    // Blank lines inside compressed bytes are no event ends.
+    send(&tx, b"a\n\nb\n\n").await;
+    next(&mut body).await;
+    let info = registry.snapshot().pop().expect("the stream is listed");
+    assert_eq!(info.bytes_sent(), ENCODED.len() as u64 + 6);
+    assert_eq!(info.events_sent(), 0);
+    drop(tx);
+    rest(&mut body).await;
+    assert!(registry.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_refuses_connection_send() {
+    let registry = Registry::new();
+    let (_tx, mut body) = open_encoded(busy_layer(&registry), "gzip").await;
+    let id = registry.snapshot()[0].id();
+    let connection = registry.get(id).expect("registered");
+    let refused = connection.send(Event::data("never written")).unwrap_err();
+    assert!(!refused.is_full());
+    assert_quiet_for(&mut body, Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_ends_at_shutdown_without_a_retry_hint() {
+    let registry = Registry::new();
+    let layer = busy_layer(&registry);
+    let (_tx, mut body) = open_encoded(layer.clone(), "gzip").await;
+    layer.shutdown();
+    assert!(rest(&mut body).await.is_empty(), "nothing written after it");
+    assert!(registry.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_ends_at_its_max_lifetime_without_a_retry_hint() {
+    let registry = Registry::new();
+    let layer = busy_layer(&registry).max_lifetime(Duration::from_secs(60));
+    let (_tx, mut body) = open_encoded(layer, "zstd").await;
+    assert!(rest(&mut body).await.is_empty());
+    assert!(registry.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_over_a_limit_gets_the_plain_refusal_without_content_encoding() {
+    let registry = Registry::new();
+    let layer = busy_layer(&registry).max_connections(1);
+    let (_open_tx, open_body) = channel_body();
+    let open = serve(
+        layer.clone(),
+        get_request(),
+        encoded_response(open_body, "gzip"),
+    )
+    .await;
+    // Accept `*/*`: the handler runs, and its encoded stream is refused when registered.
+    let request = Request::get("/events")
+        .header(header::ACCEPT, "*/*")
+        .body(Body::empty())
+        .unwrap();
+    let (_tx, body) = channel_body();
+    let refused = serve(layer, request, encoded_response(body, "gzip")).await;
+    assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
+    let bytes = rest(&mut refused.into_body()).await;
+    assert!(
+        bytes.starts_with(b": too many connections\nretry: "),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    drop(open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn encoded_stream_logs_one_warning_per_response() {
+    let logs = Logs::default();
+    let _guard = logs.set();
+    for _ in 0..2 {
+        let (_tx, body) = channel_body();
+        let response = serve(
+            SseLayer::new(),
+            get_request(),
+            encoded_response(body, "gzip"),
+        )
+        .await;
+        drop(response);
+    }
+    let text = logs.text();
+    assert_eq!(text.matches("arrived already encoded").count(), 2, "{text}");
+    assert!(text.contains("WARN"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn identity_content_encoding_is_a_plain_stream() {
+    let (tx, body) = channel_body();
+    let response = serve(
+        SseLayer::new(),
+        get_request(),
+        encoded_response(body, "identity"),
+    )
+    .await;
+    let mut body = response.into_body();
+    assert_eq!(next(&mut body).await, KEEP_ALIVE, "the initial comment");
+    send(&tx, b"data: x\n\n").await;
+    assert_eq!(next(&mut body).await, &b"data: x\n\n"[..]);
+    assert_eq!(next(&mut body).await, KEEP_ALIVE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layer's own compression
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "compression")]
+mod compressing {
+    use async_compression::codecs::{BrotliDecoder, Decode, GzipDecoder, ZstdDecoder};
+    use async_compression::core::util::PartialBuffer;
+    use http::HeaderValue;
+    use http_body_util::BodyExt as _;
+
+    use super::super::Compression;
+    use super::super::compression::{Encoding, negotiate};
+    use super::super::tests::lists;
+    use super::*;
+
+    /// An incremental decoder of one encoding, as a client runs it.
+    enum Decoder {
+        Gzip(GzipDecoder),
+        Brotli(Box<BrotliDecoder>),
+        Zstd(ZstdDecoder),
+    }
+
+    impl Decoder {
+        fn new(coding: &str) -> Decoder {
+            match coding {
+                "gzip" => Decoder::Gzip(GzipDecoder::new()),
+                "br" => Decoder::Brotli(Box::new(BrotliDecoder::new())),
+                "zstd" => Decoder::Zstd(ZstdDecoder::new()),
+                other => panic!("no decoder for {other}"),
+            }
+        }
+
+        /// Everything `bytes` decode to, on top of what came before; and whether the
+        /// compressed stream is complete.
+        fn feed(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
+            match self {
+                Decoder::Gzip(d) => decode(d, bytes),
+                Decoder::Brotli(d) => decode(&mut **d, bytes),
+                Decoder::Zstd(d) => decode(d, bytes),
+            }
+        }
+    }
+
+    fn decode<D: Decode>(decoder: &mut D, bytes: &[u8]) -> (Vec<u8>, bool) {
+        let mut input = PartialBuffer::new(bytes);
+        let mut decoded = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut complete = false;
+        loop {
+            let mut output = PartialBuffer::new(&mut buf[..]);
+            if !input.unwritten().is_empty() && !complete {
+                complete = decoder.decode(&mut input, &mut output).unwrap();
+            }
+            let flushed = decoder.flush(&mut output).unwrap();
+            decoded.extend_from_slice(output.written());
+            if (input.unwritten().is_empty() || complete) && flushed {
+                assert!(input.unwritten().is_empty(), "bytes after the end");
+                return (decoded, complete);
+            }
+        }
+    }
+
+    fn compressing() -> SseLayer {
+        SseLayer::new().compression(Compression::new())
+    }
+
+    /// Opens a stream through a compressing layer for a client that accepts `codings`.
+    async fn open_compressed(
+        codings: &'static str,
+    ) -> (
+        tokio::sync::mpsc::Sender<Bytes>,
+        Response<super::super::SseBody<Body>>,
+    ) {
+        let (tx, body) = channel_body();
+        let response = serve(
+            compressing(),
+            accepting(codings),
+            event_stream_response(body),
+        )
+        .await;
+        (tx, response)
+    }
+
+    fn accepting(codings: &'static str) -> Request<Body> {
+        Request::get("/events")
+            .header(header::ACCEPT_ENCODING, codings)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    fn chosen(accept: &[&'static str], offered: Compression) -> Option<&'static str> {
+        let values: Vec<HeaderValue> = accept.iter().map(|v| HeaderValue::from_static(v)).collect();
+        negotiate(&values, &offered).map(|e| match e {
+            Encoding::Zstd => "zstd",
+            Encoding::Brotli => "br",
+            Encoding::Gzip => "gzip",
+        })
+    }
+
+    #[test]
+    fn negotiation_respects_weights_then_prefers_zstd_gzip_br() {
+        let all = Compression::new();
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&[""], None),
+            (&["identity"], None),
+            (&["deflate"], None),
+            (&["gzip"], Some("gzip")),
+            (&["GZip"], Some("gzip")),
+            (&["x-gzip"], Some("gzip")),
+            (&["gzip, deflate, br"], Some("gzip")),
+            (&["br"], Some("br")),
+            (&["gzip, deflate, br, zstd"], Some("zstd")),
+            (&["gzip", "br"], Some("gzip")),
+            (&["gzip;q=0.9", "br"], Some("br")),
+            (&["br;q=0.5, gzip"], Some("gzip")),
+            (&["br;q=0.5, gzip;q=0.5"], Some("gzip")),
+            (&["zstd;q=0.9, br;q=0.95 , gzip;q=0.1"], Some("br")),
+            (&["gzip;q=0.001"], Some("gzip")),
+            (&["gzip;Q=1.000"], Some("gzip")),
+            (&["gzip;q=0"], None),
+            (&["gzip; q=0.000"], None),
+            (&["gzip;q=0, gzip"], None),
+            (&["*"], Some("zstd")),
+            (&["*;q=0"], None),
+            (&["zstd;q=0, *"], Some("gzip")),
+            (&["zstd;q=0, gzip;q=0, *;q=0.5"], Some("br")),
+            (&["gzip;q=1.5"], None),
+            (&["gzip;q=0.5555"], None),
+            (&["gzip;q=abc"], None),
+            (&["gzip;level=9"], Some("gzip")),
+        ];
+        for (accept, expected) in cases {
+            assert_eq!(
+                chosen(accept, all),
+                *expected,
+                "Accept-Encoding: {accept:?}"
+            );
+        }
+        assert_eq!(
+            chosen(&["zstd, br, gzip"], Compression::new().no_zstd()),
+            Some("gzip")
+        );
+        assert_eq!(
+            chosen(&["zstd, br"], Compression::new().no_zstd().no_br()),
+            None
+        );
+        assert_eq!(
+            chosen(&["*"], Compression::new().no_zstd().no_br()),
+            Some("gzip")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn compressed_stream_says_so_and_varies_on_accept_encoding() {
+        for coding in ["gzip", "br", "zstd"] {
+            let (_tx, response) = open_compressed(coding).await;
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_ENCODING], coding);
+            assert!(
+                lists(headers, header::VARY, "accept-encoding"),
+                "{headers:?}"
+            );
+            assert!(headers.get(header::CONTENT_LENGTH).is_none());
+            assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn plain_stream_for_a_client_that_accepts_no_encoding_still_varies() {
+        for request in [get_request(), accepting("gzip;q=0, identity")] {
+            let (tx, body) = channel_body();
+            let response = serve(compressing(), request, event_stream_response(body)).await;
+            assert!(response.headers().get(header::CONTENT_ENCODING).is_none());
+            assert!(lists(response.headers(), header::VARY, "accept-encoding"));
+            let mut body = response.into_body();
+            assert_eq!(next(&mut body).await, KEEP_ALIVE);
+            send(&tx, b"data: x\n\n").await;
+            assert_eq!(next(&mut body).await, &b"data: x\n\n"[..]);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn vary_is_not_repeated() {
+        let (_tx, body) = channel_body();
+        let mut response = event_stream_response(body);
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        let response = serve(compressing(), accepting("gzip"), response).await;
+        assert_eq!(response.headers().get_all(header::VARY).iter().count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_responses_are_not_compressed() {
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("hello"))
+            .unwrap();
+        let response = serve(compressing(), accepting("gzip"), response).await;
+        assert!(response.headers().get(header::CONTENT_ENCODING).is_none());
+        assert!(response.headers().get(header::VARY).is_none());
+        assert_eq!(rest(&mut response.into_body()).await, b"hello");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_event_and_keep_alive_decodes_as_soon_as_it_is_sent() {
+        for coding in ["gzip", "br", "zstd"] {
+            let (tx, response) = open_compressed(coding).await;
+            let mut body = response.into_body();
+            let mut decoder = Decoder::new(coding);
+            let mut decoded = |frame: Bytes| {
+                let (plain, complete) = decoder.feed(&frame);
+                assert!(!complete, "{coding}: ended early");
+                String::from_utf8(plain).unwrap()
+            };
+            assert_eq!(
+                decoded(next(&mut body).await),
+                ":\n\n",
+                "{coding}: initial comment"
+            );
+            for i in 0..20 {
+                let event = format!("id: {i}\ndata: {{\"n\":{i},\"page\":\"<div>…</div>\"}}\n\n");
+                tx.send(Bytes::from(event.clone())).await.unwrap();
+                assert_eq!(decoded(next(&mut body).await), event, "{coding}: event {i}");
+            }
+            // Idle: the keep-alive comes out decodable too.
+            assert_eq!(
+                decoded(next(&mut body).await),
+                ":\n\n",
+                "{coding}: keep-alive"
+            );
+            // An event split across frames: not flushed in the middle (what the codec gives
+            // out before its end may be part of it), all of it once it is complete.
+            send(&tx, b"data: first half").await;
+            let mut split = String::new();
+            if let Ok(frame) = tokio::time::timeout(Duration::from_secs(1), body.frame()).await {
+                split += &decoded(frame.unwrap().unwrap().into_data().unwrap());
+            }
+            assert!(
+                "data: first half".starts_with(&split),
+                "{coding}: {split:?}"
+            );
+            send(&tx, b", second half\n\n").await;
+            split += &decoded(next(&mut body).await);
+            assert_eq!(
+                split, "data: first half, second half\n\n",
+                "{coding}: split event"
+            );
+            // The end completes the compressed stream.
+            drop(tx);
+            let (tail, complete) = decoder.feed(&rest(&mut body).await);
+            assert!(tail.is_empty(), "{coding}: {tail:?}");
+            assert!(complete, "{coding}: the compressed stream is complete");
+            assert!(body.is_end_stream());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_compress_against_the_ones_before() {
+        // Rows that do not repeat one another: the first page compresses little.
+        let rows: String = (0..40)
+            .map(|i| format!("<li id=r{i}>{:016x}</li>", fastrand::u64(..)))
+            .collect();
+        let page = format!("data: <main>{rows}</main>\n\n");
+        for coding in ["gzip", "zstd"] {
+            let (tx, response) = open_compressed(coding).await;
+            let mut body = response.into_body();
+            next(&mut body).await;
+            tx.send(Bytes::from(page.clone())).await.unwrap();
+            let first = next(&mut body).await.len();
+            tx.send(Bytes::from(page.clone())).await.unwrap();
+            let again = next(&mut body).await.len();
+            assert!(again * 2 < first, "{coding}: {first} bytes, then {again}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_compressed_stream_with_its_retry_hint_and_a_complete_end() {
+        for coding in ["gzip", "br", "zstd"] {
+            let registry = Registry::new();
+            let layer = compressing().registry(registry.clone());
+            let (tx, body) = channel_body();
+            let response = serve(
+                layer.clone(),
+                accepting(coding),
+                event_stream_response(body),
+            )
+            .await;
+            let mut body = response.into_body();
+            let mut decoder = Decoder::new(coding);
+            decoder.feed(&next(&mut body).await);
+            send(&tx, b"data: one\n\n").await;
+            decoder.feed(&next(&mut body).await);
+            let info = registry.snapshot().pop().unwrap();
+            assert_eq!(info.events_sent(), 1, "{coding}: events counted");
+            layer.shutdown();
+            let (tail, complete) = decoder.feed(&rest(&mut body).await);
+            let tail = String::from_utf8(tail).unwrap();
+            assert!(
+                tail.starts_with("retry: ") && tail.ends_with("\n\n"),
+                "{tail:?}"
+            );
+            assert!(complete, "{coding}: the compressed stream is complete");
+            assert!(registry.is_empty());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_send_events_are_compressed_too() {
+        let registry = Registry::new();
+        let layer = compressing().registry(registry.clone());
+        let (_tx, body) = channel_body();
+        let response = serve(layer, accepting("gzip"), event_stream_response(body)).await;
+        let mut body = response.into_body();
+        let mut decoder = Decoder::new("gzip");
+        decoder.feed(&next(&mut body).await);
+        let id = registry.snapshot()[0].id();
+        registry
+            .get(id)
+            .unwrap()
+            .send(Event::data("just you"))
+            .unwrap();
+        let (plain, _) = decoder.feed(&next(&mut body).await);
+        assert_eq!(plain, b"data: just you\n\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_encoded_by_an_inner_layer_is_not_compressed_twice() {
+        let (tx, body) = channel_body();
+        let response = serve(
+            compressing(),
+            accepting("gzip, br, zstd"),
+            encoded_response(body, "br"),
+        )
+        .await;
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "br");
+        let mut body = response.into_body();
+        send(&tx, ENCODED).await;
+        assert_eq!(next(&mut body).await, ENCODED);
+        assert_quiet_for(&mut body, DEFAULT_KEEP_ALIVE * 2).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusal_of_a_compressing_layer_is_plain() {
+        let layer = compressing().max_connections(1);
+        let (_open_tx, open_body) = channel_body();
+        let open = serve(
+            layer.clone(),
+            accepting("gzip"),
+            event_stream_response(open_body),
+        )
+        .await;
+        assert_eq!(open.headers()[header::CONTENT_ENCODING], "gzip");
+        let request = Request::get("/events")
+            .header(header::ACCEPT, "*/*")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap();
+        let (_tx, body) = channel_body();
+        let refused = serve(layer, request, event_stream_response(body)).await;
+        assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
+        let bytes = rest(&mut refused.into_body()).await;
+        assert!(bytes.starts_with(b": too many connections\n"));
+    }
+
+    #[test]
+    fn compressed_streams_stay_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::super::SseBody<http_body_util::Full<Bytes>>>();
+    }
+}
