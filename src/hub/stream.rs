@@ -41,7 +41,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt, TryStream, TryStreamExt};
+use futures_util::{FutureExt, Stream, StreamExt, TryStream, TryStreamExt};
 use tokio::sync::Notify;
 
 use super::{Hub, HubError, Subscription};
@@ -157,6 +157,30 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.hub.inner.producers.lock().remove(&self.id);
+    }
+}
+
+/// A stream whose opening marker may be published but whose producer is not running yet: if
+/// the `spawn_stream` call is dropped then, the stream ends with an `error` event rather than
+/// hang until it expires.
+struct Unstarted {
+    hub: Option<Hub>,
+    topic: String,
+}
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.take() else {
+            return;
+        };
+        let topic = std::mem::take(&mut self.topic);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if hub.topic_info(&topic).await.ok().flatten().is_some() {
+                    let _ = hub.close_with(&topic, failed()).await;
+                }
+            });
+        }
     }
 }
 
@@ -300,15 +324,21 @@ impl Hub {
             .comment("stream opened")
             .build()
             .map_err(HubError::event)?;
+        // Should this call be dropped before the producer runs, the stream still ends.
+        let mut unstarted = Unstarted {
+            hub: Some(self.clone()),
+            topic: topic.clone(),
+        };
         self.publish(&topic, opened).await?;
-        let subscription = self.subscribe_from(&topic, Start::Oldest).await?;
         tokio::spawn(drive(
             entry,
-            topic,
+            topic.clone(),
             producer.into_stream(),
             cancel,
             options.abandon_after,
         ));
+        unstarted.hub = None;
+        let subscription = self.subscribe_from(&topic, Start::Oldest).await?;
         Ok(Spawned {
             id: id.to_string(),
             subscription,
@@ -403,10 +433,15 @@ async fn drive<S, E>(
             biased;
             () = cancel.notified() => break Some(cancelled("cancelled")),
             () = &mut abandoned => break Some(cancelled("abandoned")),
-            item = producer.next() => match item {
-                None => break Some(done()),
-                Some(Ok(event)) if event.name() == Some(DONE) => break Some(event),
-                Some(Ok(event)) => match hub.publish(&topic, event).await {
+            // A producer that panics fails like one that returns an error.
+            item = std::panic::AssertUnwindSafe(producer.next()).catch_unwind() => match item {
+                Err(_) => {
+                    tracing::warn!(stream = %id, "the stream's producer panicked");
+                    break Some(failed());
+                }
+                Ok(None) => break Some(done()),
+                Ok(Some(Ok(event))) if event.name() == Some(DONE) => break Some(event),
+                Ok(Some(Ok(event))) => match hub.publish(&topic, event).await {
                     Ok(_) => {}
                     // Cancelled from another server: the topic already has its end.
                     Err(err) if err.is_closed() => break None,
@@ -415,7 +450,7 @@ async fn drive<S, E>(
                         break Some(failed());
                     }
                 },
-                Some(Err(err)) => {
+                Ok(Some(Err(err))) => {
                     tracing::warn!(stream = %id, error = %err, "the stream's producer failed");
                     break Some(failed());
                 }

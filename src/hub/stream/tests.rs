@@ -282,3 +282,43 @@ async fn a_second_start_under_a_live_id_is_refused() {
         .unwrap_err();
     assert!(err.is_invalid_input(), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_producer_that_panics_ends_the_stream_with_an_error_event() {
+    let hub = hub();
+    let producer = stream::iter(1..=3).map(|n| {
+        assert!(n < 2, "the producer's own bug");
+        token(n)
+    });
+    let spawned = hub
+        .spawn_stream(StreamOptions::new(), producer)
+        .await
+        .unwrap();
+    let events = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_all(spawned.into_subscription()),
+    )
+    .await
+    .expect("the stream ends instead of hanging");
+    assert_eq!(names(&events), ["token", ERROR]);
+    assert_eq!(hub.running_streams(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_dropped_before_its_producer_runs_still_ends_the_stream() {
+    let hub = hub();
+    // What `spawn_stream` leaves when its caller drops it between publishing the opening
+    // marker and starting the producer (on a backend whose publish really waits, e.g. Redis).
+    hub.publish(&topic_of("half"), token(1)).await.unwrap();
+    drop(Unstarted {
+        hub: Some(hub.clone()),
+        topic: topic_of("half"),
+    });
+    let events = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_all(hub.resume("half", None).await.unwrap()),
+    )
+    .await
+    .expect("the stream ends instead of hanging");
+    assert_eq!(names(&events), ["token", ERROR]);
+}
