@@ -406,3 +406,50 @@ async fn make_services_and_plain_tower_services_are_served_too() {
         task.abort();
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_has_its_connection_reset_after_the_write_timeout() {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+    const KEEP_ALIVE: Duration = Duration::from_secs(1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = Registry::new();
+    let sse = SseLayer::new()
+        .registry(registry.clone())
+        .keep_alive(KEEP_ALIVE)
+        .write_timeout(WRITE_TIMEOUT);
+    let started = Arc::new(Notify::new());
+    let server = tower_sse::serve(listener, app(&sse, started.clone(), 64 * 1024))
+        .idle_timeout(IDLE_TIMEOUT)
+        .send_buffer_size(16 * 1024);
+    let _task = tokio::spawn(server.into_future());
+
+    // A client with a tiny receive window, which asks for an endless stream and never reads.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    send_get(&mut stalled, "/events").await;
+    started.notified().await;
+    let asked = Instant::now();
+
+    // The server resets the connection (an error on the client's socket, which a plain close
+    // would not raise) without the client reading a byte.
+    let reset = tokio::time::timeout(
+        WRITE_TIMEOUT + KEEP_ALIVE + REAL_SLACK,
+        stalled.ready(tokio::io::Interest::ERROR),
+    )
+    .await;
+    assert!(
+        reset.is_ok(),
+        "the stalled connection is still open {:?} after its request",
+        asked.elapsed()
+    );
+    let took = asked.elapsed();
+    assert!(
+        took >= WRITE_TIMEOUT && took <= WRITE_TIMEOUT + KEEP_ALIVE + REAL_SLACK,
+        "reset {took:?} after the request"
+    );
+    read_to_close(&mut stalled).await;
+    assert_eq!(registry.len(), 0);
+    assert_eq!(registry.stats().stalled, 1);
+}

@@ -355,9 +355,12 @@ impl SseLayer {
     /// It needs no help from the server: the layer sees that nobody asked the stream for its
     /// next frame, which a server does only once it has written the previous one. A stream
     /// that stalls is ended within `timeout` and a quarter more (a task per registry looks over
-    /// the open streams four times per timeout). The server still holds the connection, with
-    /// what its socket and write buffer hold, until the client reads or goes; a server that
-    /// caps the socket send buffer bounds that.
+    /// the open streams four times per timeout). Served by `tower_sse::serve`, the
+    /// connection that carried the stream is then reset (over HTTP/2, with the client's other
+    /// streams on it), freeing its socket and buffers. Any other server (plain `axum::serve`)
+    /// still holds the connection, with what its socket and write buffer hold, until the
+    /// client reads or goes, as the layer cannot close a socket; a server that caps the socket
+    /// send buffer bounds what each holds, not how many.
     ///
     /// A stream with nothing to send is never stalled: an idle client is found by the
     /// keep-alive instead. A slow client is not stalled either, as long as it takes some bytes

@@ -10,7 +10,7 @@ use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
 use super::layer::Config;
 use super::proxy::ClientAddr;
 use crate::extract::LAST_EVENT_ID;
-use crate::registry::ConnectionSlot;
+use crate::registry::{ConnectionSlot, StallSignal};
 
 /// The service produced by [`SseLayer`](crate::SseLayer); see the
 /// [module documentation](crate::layer).
@@ -76,6 +76,8 @@ where
             req.uri().clone(),
             user_agent,
             last_event_id,
+            // Left by `tower_sse::serve`: how a stalled stream's connection gets closed.
+            req.extensions().get::<StallSignal>().cloned(),
         );
         // A request that takes nothing but an event stream, as `EventSource`'s do, and the
         // registry would refuse anyway is refused before the handler runs, so a reconnect storm

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use http::{HeaderValue, Uri};
 
-use super::{Limits, Registry};
+use super::{Limits, Registry, StallSignal};
 use crate::{Event, LastEventId};
 
 /// How many events [`Connection::send`] may queue for one client before it reports
@@ -57,6 +57,9 @@ pub(crate) struct ConnShared {
     /// Set when the stream's body cannot take events (it arrived already encoded): `send`
     /// refuses them rather than queue events that would never leave.
     sends_refused: AtomicBool,
+    /// Signalled when the watchdog ends the stream as stalled: the server that carries it
+    /// closes the connection (see [`StallSignal`]).
+    stall_signal: Option<StallSignal>,
 }
 
 /// What the body touches for every event sent, together so it is one cache line, not two: a
@@ -105,6 +108,7 @@ impl ConnShared {
         peer: Option<SocketAddr>,
         user_agent: Option<&HeaderValue>,
         last_event_id: Option<LastEventId>,
+        stall_signal: Option<StallSignal>,
     ) -> Self {
         ConnShared {
             id,
@@ -126,6 +130,14 @@ impl ConnShared {
             waker: Mutex::new(None),
             outbox: Mutex::new(VecDeque::new()),
             sends_refused: AtomicBool::new(false),
+            stall_signal,
+        }
+    }
+
+    /// Tells the server, if it asked to know, that the stream was ended as stalled.
+    pub(crate) fn signal_stall(&self) {
+        if let Some(signal) = &self.stall_signal {
+            signal.signal();
         }
     }
 
@@ -301,6 +313,7 @@ pub(crate) struct ConnectionSlot {
     uri: Uri,
     user_agent: Option<HeaderValue>,
     last_event_id: Option<HeaderValue>,
+    stall_signal: Option<StallSignal>,
     entry: OnceLock<Arc<ConnShared>>,
 }
 
@@ -316,6 +329,7 @@ impl ConnectionSlot {
         uri: Uri,
         user_agent: Option<HeaderValue>,
         last_event_id: Option<HeaderValue>,
+        stall_signal: Option<StallSignal>,
     ) -> Self {
         ConnectionSlot {
             registry,
@@ -324,6 +338,7 @@ impl ConnectionSlot {
             uri,
             user_agent,
             last_event_id,
+            stall_signal,
             entry: OnceLock::new(),
         }
     }
@@ -368,6 +383,7 @@ impl ConnectionSlot {
                     self.peer,
                     self.user_agent.as_ref(),
                     last_event_id,
+                    self.stall_signal.clone(),
                 ))
             })
             .clone()

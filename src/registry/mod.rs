@@ -50,6 +50,7 @@ pub(crate) use connection::{ConnShared, ConnectionSlot, Registration};
 pub use presence::{Presence, PresenceStream};
 pub(crate) use stats::Departure;
 pub use stats::RegistryStats;
+pub(crate) use watchdog::StallSignal;
 
 /// How many presence notices a slow [`PresenceStream`] may fall behind before it skips some.
 const PRESENCE_CAPACITY: usize = 1024;

@@ -8,12 +8,16 @@
 //! event or a keep-alive. The body notes when that would be ([`ConnShared::awaiting_poll`]),
 //! but cannot act on it, as nobody polls it; one task per registry looks over the open streams
 //! a few times per write timeout and ends those that have stalled: closed, out of the
-//! registry (their slot under the connection limits freed) and counted.
+//! registry (their slot under the connection limits freed) and counted. A server that left a
+//! [`StallSignal`] in the request's extensions (`tower_sse::serve`) is told, and resets the
+//! connection.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -22,6 +26,47 @@ use super::{CloseReason, ConnShared, Departure, Inner, Registry};
 /// How many looks per write timeout: a stream that stalls is ended within its write timeout
 /// and a quarter more.
 const LOOKS_PER_TIMEOUT: u32 = 4;
+
+/// How the watchdog tells the server that a stream it ended has stalled: the layer cannot
+/// close the socket of a body nobody polls, but a server can. `tower_sse::serve` puts one per
+/// connection in each request's extensions and resets the connection once it is signalled;
+/// the layer hands it to the stream's registry entry.
+#[derive(Clone, Default)]
+pub(crate) struct StallSignal(Arc<StallFlag>);
+
+#[derive(Default)]
+struct StallFlag {
+    stalled: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl std::fmt::Debug for StallSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StallSignal")
+            .field("stalled", &self.0.stalled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl StallSignal {
+    /// A stream of the connection has stalled and was ended.
+    pub(crate) fn signal(&self) {
+        self.0.stalled.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+
+    /// Ready once [`signal`](Self::signal) was called.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn poll_stalled(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Register before loading, so that a signal in between wakes us.
+        self.0.waker.register(cx.waker());
+        if self.0.stalled.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
 
 /// A registry's clock and its watchdog task.
 #[derive(Debug)]
@@ -108,6 +153,8 @@ impl Registry {
             );
             shared.close(CloseReason::Stalled);
             self.unregister(&shared, Departure::Stalled);
+            // Nobody polls its body, so only the server can free the socket and its buffers.
+            shared.signal_stall();
         }
     }
 }

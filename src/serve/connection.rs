@@ -1,5 +1,6 @@
 //! One accepted connection: served by hyper, closed when it has had no request in progress
-//! for the idle timeout, drained at shutdown and dropped at the shutdown deadline.
+//! for the idle timeout, drained at shutdown, reset when the layer ends one of its streams as
+//! stalled and dropped at the shutdown deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::io::ServeIo;
 use super::service::ConnectionService;
 use super::service::sealed::{ConnService, ResBody};
+use crate::registry::StallSignal;
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
@@ -106,6 +108,11 @@ pub(super) struct Activity {
     /// Set when the connection is closed at the shutdown deadline: the socket is then reset,
     /// so that the kernel drops what it could not send instead of trying on.
     reset: AtomicBool,
+    /// Signalled when the layer's watchdog ends a stream of this connection whose client
+    /// stopped reading ([`SseLayer::write_timeout`](crate::SseLayer::write_timeout)): hyper
+    /// would never poll its body again, so the connection is reset here. Every request carries
+    /// it in its extensions for the layer to find.
+    pub(super) stalled: StallSignal,
 }
 
 const STARTED: u64 = 1 << 32;
@@ -179,6 +186,11 @@ where
         let mut this = self.project();
         if this.deadline.poll(cx).is_ready() {
             tracing::debug!(peer = %this.peer, "shutdown deadline: closing the connection");
+            this.activity.reset.store(true, Ordering::Relaxed);
+            return Poll::Ready(());
+        }
+        if this.activity.stalled.poll_stalled(cx).is_ready() {
+            tracing::debug!(peer = %this.peer, "a stream stalled: resetting the connection");
             this.activity.reset.store(true, Ordering::Relaxed);
             return Poll::Ready(());
         }

@@ -125,8 +125,9 @@ pub(super) mod sealed {
     }
 }
 
-/// The service of one connection: the application's, plus the peer address in each request's
-/// extensions and a count of the requests in progress.
+/// The service of one connection: the application's, plus the peer address and the
+/// connection's stall signal in each request's extensions and a count of the requests in
+/// progress.
 #[derive(Clone)]
 pub(super) struct ConnectionService<S> {
     inner: S,
@@ -161,6 +162,7 @@ where
         extensions.insert(self.peer);
         #[cfg(feature = "axum")]
         extensions.insert(axum::extract::ConnectInfo(self.peer));
+        extensions.insert(self.activity.stalled.clone());
         let in_progress = InProgress::start(&self.activity);
         ResponseFuture {
             inner: self.inner.call(request),
