@@ -30,6 +30,15 @@ fn topic_limits(max_topics: usize, max_history_bytes: usize, idle_ttl: Duration)
     }
 }
 
+/// A backend with the default history bounds and queue, and these hub-wide bounds.
+fn bounded(max_topics: usize, max_history_bytes: usize, idle_ttl: Duration) -> MemoryBackend {
+    MemoryBackend::with_limits(
+        HistoryLimits::default(),
+        topic_limits(max_topics, max_history_bytes, idle_ttl),
+        DEFAULT_QUEUE,
+    )
+}
+
 fn capped(max_replay: usize) -> ReplayOptions {
     ReplayOptions {
         max_replay,
@@ -660,11 +669,7 @@ async fn twenty_thousand_topics_opened_and_abandoned_leave_nothing_behind() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_topic_is_dropped_whole_and_its_ids_become_foreign() {
     let ttl = Duration::from_secs(60);
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(100, usize::MAX, ttl),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(100, usize::MAX, ttl);
     let published = publish_n(&backend, TOPIC, 3).await;
 
     // A subscriber keeps it however long it stays.
@@ -773,11 +778,7 @@ async fn close_ends_live_subscribers_and_later_ones_get_the_history_then_the_end
 #[tokio::test(start_paused = true)]
 async fn a_closed_topic_goes_away_after_its_idle_ttl_and_can_be_opened_again() {
     let ttl = Duration::from_secs(30);
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(100, usize::MAX, ttl),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(100, usize::MAX, ttl);
     let old = publish_n(&backend, TOPIC, 2).await;
     backend.close(TOPIC, end_event()).await.unwrap();
     tokio::time::sleep(ttl + Duration::from_secs(1)).await;
@@ -858,11 +859,7 @@ async fn close_racing_publish_and_subscribe_loses_and_duplicates_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn max_topics_evicts_idle_topics_oldest_first_then_refuses() {
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(4, usize::MAX, Duration::from_secs(3600)),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(4, usize::MAX, Duration::from_secs(3600));
     // Two idle topics (history, no subscriber), oldest first, and two with subscribers.
     let tick = || tokio::time::advance(Duration::from_secs(1));
     publish_n(&backend, "idle-old", 1).await;
@@ -920,11 +917,7 @@ async fn max_history_bytes_evicts_idle_topics_then_own_history_then_refuses() {
         .len();
     let charge = size + EVENT_OVERHEAD;
     // Room for exactly four events.
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(100, 4 * charge, Duration::from_secs(3600)),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(100, 4 * charge, Duration::from_secs(3600));
     let x = || Event::data("x".repeat(100));
     backend.publish("idle", x()).await.unwrap();
     let _busy = open(&backend, "busy", Start::Live, &capped(100)).await;
@@ -960,11 +953,7 @@ async fn max_history_bytes_evicts_idle_topics_then_own_history_then_refuses() {
 #[tokio::test]
 async fn no_sequence_of_publishes_takes_the_history_past_its_bound() {
     let max = 64 * 1024;
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(50, max, Duration::from_secs(3600)),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(50, max, Duration::from_secs(3600));
     let mut subscribers = Vec::new();
     for i in 0..10 {
         subscribers.push(open(&backend, &format!("t{i}"), Start::Live, &capped(1)).await);
@@ -1068,11 +1057,7 @@ async fn at_max_history_bytes_a_topic_without_subscribers_drops_its_own_oldest_n
         .await
         .unwrap()
         .len();
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(100, 3 * (size + EVENT_OVERHEAD), Duration::from_secs(3600)),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(100, 3 * (size + EVENT_OVERHEAD), Duration::from_secs(3600));
     let published = publish_n(&backend, TOPIC, 5).await;
     // Same instance all along: the ids count on, and the newest three are retained.
     assert_eq!(seqs(&backend, &published), [1, 2, 3, 4, 5]);
@@ -1100,11 +1085,7 @@ async fn bounds_too_far_away_to_express_are_no_bounds() {
 
 #[tokio::test(start_paused = true)]
 async fn topics_evicted_for_room_leave_no_reaper_entries_behind() {
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(100, usize::MAX, Duration::from_secs(3600)),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(100, usize::MAX, Duration::from_secs(3600));
     for i in 0..50_000 {
         backend
             .publish(&format!("t{i}"), Event::data("x"))
@@ -1121,11 +1102,7 @@ async fn topics_evicted_for_room_leave_no_reaper_entries_behind() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_wait_and_a_refused_publish_leave_nothing_behind() {
-    let backend = MemoryBackend::with_limits(
-        HistoryLimits::default(),
-        topic_limits(100, 64, Duration::from_secs(3600)),
-        DEFAULT_QUEUE,
-    );
+    let backend = bounded(100, 64, Duration::from_secs(3600));
     // The documented select! pattern: the wait is dropped when the work finishes first.
     let waited = tokio::time::timeout(
         Duration::from_secs(1),
