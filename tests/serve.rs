@@ -453,3 +453,59 @@ async fn a_client_that_stops_reading_has_its_connection_reset_after_the_write_ti
     assert_eq!(registry.len(), 0);
     assert_eq!(registry.stats().stalled, 1);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_when_only_keep_alives_are_due_is_reset_after_the_write_timeout()
+ {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+    const KEEP_ALIVE: Duration = Duration::from_secs(1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = Registry::new();
+    let sse = SseLayer::new()
+        .registry(registry.clone())
+        .keep_alive(KEEP_ALIVE)
+        .write_timeout(WRITE_TIMEOUT);
+    // One event larger than the socket buffers on both sides, then nothing but keep-alives:
+    // hyper takes a keep-alive into its write queue each interval (up to 16 of them) whether or
+    // not the socket takes bytes, so the body alone would see the stall only after a dozen
+    // intervals. The socket's own view ends it within the write timeout.
+    let payload = "x".repeat(256 * 1024);
+    let started = Arc::new(Notify::new());
+    let notify = started.clone();
+    let router = Router::new()
+        .route(
+            "/quiet",
+            get(move || async move {
+                notify.notify_one();
+                EventStream::new(
+                    stream::once(async move { Event::data(&payload) }).chain(stream::pending()),
+                )
+            }),
+        )
+        .layer(sse.clone());
+    let server = tower_sse::serve(listener, router)
+        .idle_timeout(IDLE_TIMEOUT)
+        .send_buffer_size(16 * 1024);
+    let _task = tokio::spawn(server.into_future());
+
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    send_get(&mut stalled, "/quiet").await;
+    started.notified().await;
+    let asked = Instant::now();
+
+    let bound = WRITE_TIMEOUT + KEEP_ALIVE + REAL_SLACK;
+    let reset = tokio::time::timeout(bound, stalled.ready(tokio::io::Interest::ERROR)).await;
+    assert!(
+        reset.is_ok(),
+        "the stalled connection is still open {:?} after its request",
+        asked.elapsed()
+    );
+    let took = asked.elapsed();
+    assert!(took >= WRITE_TIMEOUT, "reset {took:?} after the request");
+    read_to_close(&mut stalled).await;
+    assert_eq!(registry.len(), 0);
+    assert_eq!(registry.stats().stalled, 1);
+}

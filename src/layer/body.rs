@@ -78,6 +78,7 @@ impl<B> SseBody<B> {
     pub(crate) fn stream(body: B, config: &Config, registration: Registration) -> Self {
         if let Some(timeout) = config.write_timeout {
             registration.registry.watch_stalls(timeout);
+            registration.shared.set_write_timeout(timeout);
         }
         SseBody {
             kind: Kind::Stream {

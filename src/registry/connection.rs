@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Uri};
 
@@ -60,6 +60,9 @@ pub(crate) struct ConnShared {
     /// Signalled when the watchdog ends the stream as stalled: the server that carries it
     /// closes the connection (see [`StallSignal`]).
     stall_signal: Option<StallSignal>,
+    /// The stream's write timeout in nanoseconds, for the socket's view of a stall (zero: none,
+    /// or no server reports on its socket).
+    socket_write_timeout: AtomicU64,
 }
 
 /// What the body touches for every event sent, together so it is one cache line, not two: a
@@ -131,7 +134,28 @@ impl ConnShared {
             outbox: Mutex::new(VecDeque::new()),
             sends_refused: AtomicBool::new(false),
             stall_signal,
+            socket_write_timeout: AtomicU64::new(0),
         }
+    }
+
+    /// The stream's write timeout, which also applies to its connection's socket when the
+    /// server reports on it (`tower_sse::serve` does).
+    pub(crate) fn set_write_timeout(&self, timeout: Duration) {
+        if self.stall_signal.is_some() {
+            self.socket_write_timeout
+                .store(super::watchdog::nanos(timeout).max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether, at `now`, the connection's socket has taken no byte for the stream's write
+    /// timeout while the server had bytes to write.
+    pub(crate) fn socket_stalled(&self, now: tokio::time::Instant) -> bool {
+        let timeout = self.socket_write_timeout.load(Ordering::Relaxed);
+        timeout != 0
+            && self
+                .stall_signal
+                .as_ref()
+                .is_some_and(|signal| signal.blocked_for(now) >= Duration::from_nanos(timeout))
     }
 
     /// Tells the server, if it asked to know, that the stream was ended as stalled.

@@ -34,10 +34,27 @@ const LOOKS_PER_TIMEOUT: u32 = 4;
 #[derive(Clone, Default)]
 pub(crate) struct StallSignal(Arc<StallFlag>);
 
-#[derive(Default)]
 struct StallFlag {
     stalled: AtomicBool,
     waker: AtomicWaker,
+    /// What `blocked_since` counts from.
+    clock: Instant,
+    /// Since when (nanoseconds after `clock`, plus one) the socket has refused every byte the
+    /// server tried to write; zero while it takes them. The server's write buffers can hide a
+    /// stalled socket from the body for a long time (hyper keeps polling a body until it has
+    /// queued 16 frames, and one keep-alive is a frame), so the socket's own view counts too.
+    blocked_since: AtomicU64,
+}
+
+impl Default for StallFlag {
+    fn default() -> Self {
+        StallFlag {
+            stalled: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            clock: Instant::now(),
+            blocked_since: AtomicU64::new(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for StallSignal {
@@ -53,6 +70,35 @@ impl StallSignal {
     pub(crate) fn signal(&self) {
         self.0.stalled.store(true, Ordering::Release);
         self.0.waker.wake();
+    }
+
+    /// The server tried to write and the socket took nothing: its send buffer is full.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn write_blocked(&self) {
+        if self.0.blocked_since.load(Ordering::Relaxed) == 0 {
+            let since = Instant::now().saturating_duration_since(self.0.clock);
+            self.0
+                .blocked_since
+                .store(nanos(since).saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The socket took bytes.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    pub(crate) fn wrote(&self) {
+        if self.0.blocked_since.load(Ordering::Relaxed) != 0 {
+            self.0.blocked_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How long, at `now`, the socket has refused every byte the server tried to write.
+    pub(crate) fn blocked_for(&self, now: Instant) -> Duration {
+        match self.0.blocked_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => now
+                .saturating_duration_since(self.0.clock)
+                .saturating_sub(Duration::from_nanos(since - 1)),
+        }
     }
 
     /// Ready once [`signal`](Self::signal) was called.
@@ -99,7 +145,7 @@ impl Drop for Watchdog {
     }
 }
 
-fn nanos(duration: Duration) -> u64 {
+pub(super) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -135,15 +181,16 @@ impl Registry {
         watchdog.wake.notify_one();
     }
 
-    /// Ends every stream that has stalled by `now`.
+    /// Ends every stream that has stalled by `now`: its body has waited too long to be polled,
+    /// or its connection's socket has taken nothing for its write timeout.
     fn end_stalled(&self, now: Instant) {
-        let now = self.stall_deadline(now, Duration::ZERO);
+        let at = self.stall_deadline(now, Duration::ZERO);
         // Allocates only when some stream has stalled.
         let stalled: Vec<Arc<ConnShared>> = self
             .state()
             .open
             .values()
-            .filter(|shared| shared.is_stalled(now))
+            .filter(|shared| shared.is_stalled(at) || shared.socket_stalled(now))
             .cloned()
             .collect();
         for shared in stalled {

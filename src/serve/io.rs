@@ -31,11 +31,22 @@ impl ServeIo {
             tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
         if let Some(size) = send_buffer_size
-            && let Err(err) = SockRef::from(&stream).set_send_buffer_size(size)
+            && let Err(err) = SockRef::from(&stream).set_send_buffer_size(kernel_request(size))
         {
             tracing::debug!(%err, size, "cannot set the socket's send buffer size");
         }
         Self { stream, activity }
+    }
+}
+
+/// The value to ask of `setsockopt(SO_SNDBUF)` for a send buffer of `size` bytes: Linux
+/// doubles what it is given (the other half is for its bookkeeping), so it is asked for half,
+/// and the socket then holds at most `size` bytes of kernel memory.
+fn kernel_request(size: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        size.div_ceil(2)
+    } else {
+        size
     }
 }
 
@@ -58,13 +69,28 @@ impl AsyncRead for ServeIo {
     }
 }
 
+impl ServeIo {
+    /// Tells the layer's write-timeout watchdog whether the socket took bytes: the server's
+    /// buffers keep polling a stream's body long after the socket stopped taking any, so the
+    /// body alone would see a stalled client late.
+    fn note(&self, written: &Poll<io::Result<usize>>) {
+        match written {
+            Poll::Pending => self.activity.stalled.write_blocked(),
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.stalled.wrote(),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
 impl AsyncWrite for ServeIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -72,7 +98,9 @@ impl AsyncWrite for ServeIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

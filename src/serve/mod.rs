@@ -13,6 +13,11 @@
 //!   [idle timeout](Serve::idle_timeout) (30 s) for connections with no request in progress;
 //! - `TCP_NODELAY` and a [send buffer](Serve::send_buffer_size) of 64 KiB, so that a client
 //!   that stops reading pins no more of the kernel's memory than that;
+//! - the socket's view of a client that stops reading, for the layer's
+//!   [write timeout](crate::SseLayer::write_timeout): a stream whose socket has taken no byte
+//!   for that long is ended, and its connection reset, even while hyper's write queue still
+//!   takes keep-alives (with `axum::serve`, the layer sees the stall only once that queue is
+//!   full, up to 16 keep-alive intervals later);
 //! - the peer's address in every request's extensions, as a [`SocketAddr`](std::net::SocketAddr)
 //!   and (feature `axum`) as axum's `ConnectInfo<SocketAddr>`, so the layer's per-peer limits
 //!   and registry see who is connected, and handlers can extract it, without

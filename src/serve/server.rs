@@ -104,10 +104,12 @@ impl<A, M, F> Serve<A, M, F> {
 
     /// The kernel send buffer of every connection (`SO_SNDBUF`), in bytes: what a client that
     /// stops reading can pin of the kernel's memory, which no process figure shows. Linux
-    /// doubles the value for its bookkeeping and turns off its automatic sizing, which would
-    /// otherwise grow a stalled connection's buffer to 4 MiB. Raise it for routes that send
-    /// large bodies to distant clients, whose throughput it bounds to about this size per
-    /// round trip. This replaces a size set on the listener. Default 64 KiB.
+    /// doubles the value it is given (the other half is for its bookkeeping), so `serve` asks
+    /// for half, and a socket holds at most `bytes`; setting it also turns off the kernel's
+    /// automatic sizing, which would otherwise grow a stalled connection's buffer to 4 MiB.
+    /// Raise it for routes that send large bodies to distant clients, whose throughput it
+    /// bounds to about this size per round trip. This replaces a size set on the listener.
+    /// Default 64 KiB.
     pub fn send_buffer_size(mut self, bytes: usize) -> Self {
         self.settings.send_buffer_size = Some(bytes);
         self

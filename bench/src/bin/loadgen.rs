@@ -11,6 +11,8 @@
 //!                   [--pipeline D] [--size BYTES] [--duration S]
 //! loadgen plain     --url URL --connections C --duration S
 //! loadgen churn     --url URL --concurrency C --duration S [--source-ips ...]
+//! loadgen stall     --url URL --connections N [--source-ips ...] [--rcvbuf BYTES]
+//!                   [--half-head] [--duration S]
 //! ```
 //!
 //! `subscribe` holds N SSE connections (sockets bound to the source addresses round-robin),
@@ -35,6 +37,15 @@
 //! D requests written at once before their answers are read (HTTP/1.1 pipelining; default 1:
 //! a server without `TCP_NODELAY` holds the second answer of a pipelined pair until the
 //! client's delayed ACK, ~40 ms).
+//!
+//! `stall` holds N connections that never read (issue 12's stalled readers): each sets its
+//! receive buffer to `--rcvbuf` bytes before connecting (`SO_RCVBUF`, which also keeps its TCP
+//! window small; default: the kernel's), sends `GET path` for an event stream, reads only up to
+//! the end of the response head (a 200 counts it established) and then nothing, ever. With
+//! `--half-head` it sends half a request head instead (`GET path HTTP/1.1\r\nHo`) and stays
+//! silent. It prints `ready ESTABLISHED ERRORS` once every connection is there (or failed), holds
+//! them until SIGTERM or `--duration` (default 600 s), then exits, which closes them.
+//!
 //! The other modes print one JSON line.
 
 use std::cell::{Cell, RefCell};
@@ -59,7 +70,7 @@ type Opts = HashMap<String, String>;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first().cloned() else {
-        eprintln!("usage: loadgen subscribe|publish|publish-many|plain|churn --url URL ...");
+        eprintln!("usage: loadgen subscribe|publish|publish-many|plain|churn|stall --url URL ...");
         std::process::exit(2);
     };
     let mut opts = Opts::new();
@@ -81,6 +92,7 @@ fn main() {
             "publish-many" => publish_many(&opts).await,
             "plain" => plain(&opts).await,
             "churn" => churn(&opts).await,
+            "stall" => stall(&opts).await,
             other => {
                 eprintln!("loadgen: unknown mode {other}");
                 2
@@ -906,4 +918,79 @@ async fn churn(opts: &Opts) -> i32 {
             "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99)})
     );
     i32::from(cycles.get() == 0)
+}
+
+/// Connections that never read (`--half-head`: that never finish their request head).
+async fn stall(opts: &Opts) -> i32 {
+    let url = opts.get("url").expect("--url").clone();
+    let (addr, path, host) = parse_url(&url);
+    let n: u64 = opt(opts, "connections", 1);
+    let rcvbuf: Option<u32> = opts.get("rcvbuf").and_then(|v| v.parse().ok());
+    let half = opts.contains_key("half-head");
+    let duration = Duration::from_secs_f64(opt(opts, "duration", 600.0));
+    let ips = source_ips(opts);
+    let request: Rc<[u8]> = if half {
+        format!("GET {path} HTTP/1.1\r\nHo").into_bytes().into()
+    } else {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n")
+            .into_bytes()
+            .into()
+    };
+    let state = Rc::new(SubState::default());
+    let sem = Rc::new(Semaphore::new(opt(opts, "connect-concurrency", 256)));
+    for i in 0..n {
+        let (request, state, sem) = (request.clone(), state.clone(), sem.clone());
+        let src = ips[i as usize % ips.len()];
+        tokio::task::spawn_local(async move {
+            let permit = sem.acquire().await;
+            let opened = async {
+                let sock = TcpSocket::new_v4()?;
+                if let Some(bytes) = rcvbuf {
+                    sock.set_recv_buffer_size(bytes)?;
+                }
+                sock.bind(SocketAddr::new(src, 0))?;
+                let mut stream = sock.connect(addr).await?;
+                stream.set_nodelay(true)?;
+                stream.write_all(&request).await?;
+                if !half {
+                    let mut buf = Vec::new();
+                    let (_, _, status) = head(&mut stream, &mut buf).await?;
+                    if status != 200 {
+                        return Err(std::io::Error::other(format!("status {status}")));
+                    }
+                }
+                Ok::<_, std::io::Error>(stream)
+            }
+            .await;
+            drop(permit);
+            match opened {
+                Ok(stream) => {
+                    state.established.set(state.established.get() + 1);
+                    ready_check(&state, n);
+                    // Never read again; hold the socket until the process exits.
+                    std::future::pending::<()>().await;
+                    drop(stream);
+                }
+                Err(err) => {
+                    if state.errors.get() < 3 {
+                        eprintln!("loadgen stall: {err}");
+                    }
+                    state.errors.set(state.errors.get() + 1);
+                    ready_check(&state, n);
+                }
+            }
+        });
+    }
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM");
+    tokio::select! {
+        _ = term.recv() => {}
+        () = tokio::time::sleep(duration) => {}
+    }
+    println!(
+        "{}",
+        serde_json::json!({"connections": n, "established": state.established.get(),
+            "errors": state.errors.get()})
+    );
+    let _ = std::io::stdout().flush();
+    0
 }

@@ -13,7 +13,9 @@
 //! topic per stream, beside the shared figure), `fanout`, `storm`, `churn`, `plain`,
 //! `many-topics` (one event each to many topics, RSS after they expire), `overhead` and
 //! `compression` (CPU per delivery of 1 KiB JSON events, compressed by the layer against plain;
-//! issue 12).
+//! issue 12), `stalled` (kernel memory and disconnect time of clients that never read) and
+//! `shutdown` (graceful shutdown's time with open streams, stalled readers and half-sent heads),
+//! the last two on tower-sse only, in `run/stalled.rs` and `run/shutdown.rs` (issue 12).
 //!
 //! Each server runs pinned to core 0 (`taskset -c 0`, `WORKERS=1`), the clients (`loadgen`) on
 //! core 1, all on loopback. Servers are rows of [`servers`]: a name, a command and its
@@ -36,6 +38,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use serde_json::Value;
+
+#[path = "run/shutdown.rs"]
+mod shutdown;
+#[path = "run/stalled.rs"]
+mod stalled;
 
 /// Connections per client process: the open-file limit is 20000 per process.
 const PER_PROCESS: u64 = 5000;
@@ -75,6 +82,10 @@ struct Plan {
     plain_secs: f64,
     /// Distinct topics of the many-topics scenario, one event each.
     many_topics: u64,
+    /// Clients that never read, in each phase of the stalled scenario.
+    stalled: u64,
+    /// Open streams in the shutdown scenario.
+    shutdown_streams: u64,
 }
 
 impl Plan {
@@ -91,6 +102,8 @@ impl Plan {
                 churn_secs: 1.0,
                 plain_secs: 1.0,
                 many_topics: 2_000,
+                stalled: 50,
+                shutdown_streams: 200,
             },
             Mode::Quick => Plan {
                 idle: vec![1000],
@@ -103,6 +116,8 @@ impl Plan {
                 churn_secs: 3.0,
                 plain_secs: 3.0,
                 many_topics: 20_000,
+                stalled: 200,
+                shutdown_streams: 2_000,
             },
             Mode::Full => Plan {
                 idle: vec![1000, 5000, 19000],
@@ -115,6 +130,8 @@ impl Plan {
                 churn_secs: 5.0,
                 plain_secs: 5.0,
                 many_topics: 1_000_000,
+                stalled: 1000,
+                shutdown_streams: 10_000,
             },
         }
     }
@@ -815,6 +832,8 @@ struct Results {
     plain: Vec<PlainRow>,
     many: Vec<ManyRow>,
     compression: Vec<CompressionRow>,
+    stalled: Option<stalled::StalledRun>,
+    shutdown: Option<shutdown::ShutdownRow>,
     skipped: Vec<(String, String)>,
     measured: Vec<String>,
     /// Measured servers with a library preloaded into them, and how (`LD_PRELOAD=…` and the
@@ -2108,6 +2127,8 @@ fn report(
     }
 
     compression_report(&mut md, res);
+    stalled::report(&mut md, res);
+    shutdown::report(&mut md, res);
 
     // Tables.
     let _ = writeln!(md, "## Idle memory per connection\n");
@@ -2451,8 +2472,8 @@ fn main() {
         failures: Vec::new(),
     };
     let plan = Plan::of(mode);
-    // `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,many-topics,overhead`
-    // pick a part.
+    // `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,many-topics,
+    // overhead,compression,stalled,shutdown` pick a part.
     let picked = |flag: &str, name: &str| {
         value(flag).is_none_or(|list| list.split(',').any(|item| item.trim() == name))
     };
@@ -2543,6 +2564,23 @@ fn main() {
         && let Err(e) = compression(&mut ctx, server, &plan, &mut res)
     {
         ctx.failures.push(format!("tower-sse compression: {e}"));
+    }
+    // The two scenarios of issue 12's hostile clients take ~40 s between them: not in the smoke
+    // run unless named (`--smoke --scenarios stalled,shutdown`).
+    let hostile = |name: &str| {
+        picked("--scenarios", name) && (mode != Mode::Smoke || value("--scenarios").is_some())
+    };
+    if let Some(server) = tower_sse
+        && hostile("stalled")
+        && let Err(e) = stalled::stalled(&mut ctx, server, &plan, &mut res)
+    {
+        ctx.failures.push(format!("tower-sse stalled: {e}"));
+    }
+    if let Some(server) = tower_sse
+        && hostile("shutdown")
+        && let Err(e) = shutdown::shutdown(&mut ctx, server, &plan, &mut res)
+    {
+        ctx.failures.push(format!("tower-sse shutdown: {e}"));
     }
     let elapsed = started.elapsed();
     if let Err(e) = write_plots(&plan, &res, &plots) {

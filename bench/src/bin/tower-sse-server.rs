@@ -10,6 +10,13 @@
 //! either is set, the server prints an `expiry: …` line saying how it applied them.
 //! `COMPRESSION=1` lets the layer compress event streams for clients that accept it
 //! (`SseLayer::compression`), for the compression scenario.
+//!
+//! For the stalled and shutdown scenarios, named as in `examples/hub.rs`: `WRITE_TIMEOUT` and
+//! `KEEP_ALIVE` (whole seconds; `SseLayer::write_timeout`, 0: none, and
+//! `SseLayer::keep_alive`); `SERVE=1` serves with `tower_sse::serve` instead of `axum::serve`,
+//! with `SEND_BUFFER` (bytes, `Serve::send_buffer_size`; 0: the kernel's automatic sizing) and
+//! `SHUTDOWN_DEADLINE` (whole seconds, `Serve::shutdown_deadline`), each left at `serve`'s
+//! default when unset. The server prints a `serve: …` line saying what it applied.
 
 use std::time::Duration;
 
@@ -65,6 +72,17 @@ fn main() -> std::io::Result<()> {
         if std::env::var("COMPRESSION").is_ok_and(|v| v == "1") {
             sse = sse.compression(tower_sse::layer::Compression::new());
         }
+        let secs = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let Some(s) = secs("WRITE_TIMEOUT") {
+            sse = sse.write_timeout(Duration::from_secs(s));
+        }
+        if let Some(s) = secs("KEEP_ALIVE") {
+            sse = sse.keep_alive(Duration::from_secs(s));
+        }
         let app = Router::new()
             .route("/events/{topic}", get(subscribe))
             .route("/publish/{topic}", post(publish))
@@ -92,6 +110,27 @@ fn main() -> std::io::Result<()> {
             return axum::serve(listener, outer)
                 .with_graceful_shutdown(stop)
                 .await;
+        }
+        if set("SERVE") {
+            let server = tower_sse::serve(listener, app);
+            let server = match secs("SEND_BUFFER") {
+                Some(0) => server.no_send_buffer_size(),
+                Some(bytes) => server.send_buffer_size(bytes as usize),
+                None => server,
+            };
+            let mut server = server.with_graceful_shutdown(stop);
+            if let Some(s) = secs("SHUTDOWN_DEADLINE") {
+                server = server.shutdown_deadline(Duration::from_secs(s));
+            }
+            let shown = |name: &str| secs(name).map_or("default".to_owned(), |v| v.to_string());
+            println!(
+                "serve: tower_sse::serve, WRITE_TIMEOUT {}, KEEP_ALIVE {}, SEND_BUFFER {}, SHUTDOWN_DEADLINE {}",
+                shown("WRITE_TIMEOUT"),
+                shown("KEEP_ALIVE"),
+                shown("SEND_BUFFER"),
+                shown("SHUTDOWN_DEADLINE")
+            );
+            return server.await;
         }
         // As the examples serve (and the baseline, so both are served alike): a router whose
         // state is set, served with `into_make_service`, is not rebuilt for every connection.
