@@ -16,6 +16,9 @@
 //! - [`Hub`]: topics, bounded history, exact replay after `Last-Event-ID` with an in-band `gap`
 //!   event when it cannot be exact, live fan-out with slow-consumer protection, on the
 //!   in-memory [`backend`] or (feature `redis`) Redis Streams shared by several servers.
+//! - [`auth`]: who may publish and subscribe to which topic, a policy the hub consults on
+//!   publish and subscribe (replay included); with feature `jwt`, one on JSON Web Tokens.
+//!   Read [private topics](auth#private-topics) before a client names a topic.
 //!
 //! # Example
 //!
@@ -52,19 +55,21 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | yes     | [`LastEventId`] and `Connection` as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
+//! | `axum`  | yes     | [`LastEventId`], `Connection` and [`auth::Identity`] as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
 //! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde; `Serialize` for `ConnectionInfo` |
 //! | `redis` | no      | `backend::RedisBackend` and `HubBuilder::redis`: history and fan-out in Redis Streams |
 //! | `compression` | no | [`SseLayer::compression`]: the layer compresses event streams (zstd, gzip, Brotli), one context per stream, flushed after every event |
 //! | `serve` | no      | `serve()`: HTTP/1 and HTTP/2 serving with header and idle timeouts, a send buffer cap, peer addresses and a shutdown deadline |
+//! | `jwt`   | no      | `auth::jwt::Jwt`: an authorization policy on JSON Web Tokens (HS256, RS256, ES256) with topic selectors in the claims |
 //!
 //! Without `axum`, the layer works on any `tower::Service<http::Request<B>>` whose responses
 //! are `http::Response<B2>`, and [`EventStream`] is an [`http_body::Body`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auth;
 pub mod backend;
 pub mod event;
 pub mod extract;

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use crate::EventError;
+use crate::auth::Denied;
 use crate::backend;
 
 /// Why a [`Hub`](crate::Hub) call failed. The message says what was wrong, and never carries
@@ -10,7 +11,9 @@ use crate::backend;
 /// As an axum response: `400 Bad Request` for an invalid topic or event, `413 Payload Too
 /// Large` for an event over the hub's cap, `409 Conflict` for a publish to a closed topic,
 /// `503 Service Unavailable` (with `Retry-After`) when the backend cannot serve or a bound of the
-/// hub refuses the call, `500` for a misconfigured or failing backend.
+/// hub refuses the call, `500` for a misconfigured or failing backend; a call the hub's
+/// [policy](crate::auth::Policy) refused answers as its [`Denied`] (`401` with
+/// `WWW-Authenticate`, or `403`).
 #[derive(Debug)]
 pub struct HubError {
     kind: Kind,
@@ -23,6 +26,7 @@ enum Kind {
     Event(EventError),
     InvalidStreamId(String),
     StreamExists(String),
+    Denied(Denied),
     Backend(backend::Error),
 }
 
@@ -66,7 +70,15 @@ impl HubError {
 
     /// Whether the caller's input was at fault (topic name, event size or fields).
     pub fn is_invalid_input(&self) -> bool {
-        !matches!(self.kind, Kind::Backend(_))
+        !matches!(self.kind, Kind::Backend(_) | Kind::Denied(_))
+    }
+
+    /// The policy's refusal, when the hub's [policy](crate::auth::Policy) refused the call.
+    pub fn denied(&self) -> Option<&Denied> {
+        match &self.kind {
+            Kind::Denied(denied) => Some(denied),
+            _ => None,
+        }
     }
 
     /// Whether the backend could not serve, or a bound of the hub refused the call; trying
@@ -95,6 +107,14 @@ impl HubError {
     }
 }
 
+impl From<Denied> for HubError {
+    fn from(denied: Denied) -> Self {
+        HubError {
+            kind: Kind::Denied(denied),
+        }
+    }
+}
+
 impl From<backend::Error> for HubError {
     fn from(err: backend::Error) -> Self {
         HubError {
@@ -119,6 +139,7 @@ impl fmt::Display for HubError {
                 "invalid stream id {id:?}: use 1 to 64 ASCII letters, digits, - and _"
             ),
             Kind::StreamExists(id) => write!(f, "a stream with id {id:?} already exists"),
+            Kind::Denied(denied) => fmt::Display::fmt(denied, f),
             Kind::Backend(err) => fmt::Display::fmt(err, f),
         }
     }
@@ -138,6 +159,9 @@ impl std::error::Error for HubError {
 impl axum::response::IntoResponse for HubError {
     fn into_response(self) -> axum::response::Response {
         use http::StatusCode;
+        if let Kind::Denied(denied) = self.kind {
+            return denied.into_response();
+        }
         let status = match &self.kind {
             Kind::InvalidTopic { .. } | Kind::Event(_) | Kind::InvalidStreamId(_) => {
                 StatusCode::BAD_REQUEST
@@ -149,6 +173,7 @@ impl axum::response::IntoResponse for HubError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Kind::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Denied(denied) => denied.status(),
         };
         let mut response = (status, format!("{self}\n")).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

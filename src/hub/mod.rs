@@ -31,6 +31,11 @@
 //! [`Hub::close`] ends a topic with a final event; [`Hub::subscribe_from`] chooses where a
 //! first connection starts; [`Hub::topic_info`] and [`Hub::wait_idle`] tell who listens.
 //!
+//! Who may publish and subscribe is the hub's [policy](crate::auth) ([`HubBuilder::policy`]),
+//! consulted by [`Hub::publish_as`], [`Hub::subscribe_as`] and [`Hub::resume_as`]. The example
+//! below has none, and is safe only because nothing in it is private: see
+//! [private topics](crate::auth#private-topics).
+//!
 //! # Example
 //!
 //! ```
@@ -67,12 +72,15 @@ mod subscription;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use http::request::Parts;
 
 pub use error::HubError;
 pub use stream::{Spawned, StreamOptions};
 pub use subscription::Subscription;
 
+use crate::auth::{Action, Denied, Identity, Policy, SharedPolicy};
 use crate::backend::{
     Backend, GapResume, Health, HistoryLimits, MemoryBackend, ReplayOptions, Start, TopicInfo,
     TopicLimits, is_end_id, memory,
@@ -103,6 +111,7 @@ struct Inner {
     published: AtomicU64,
     slow_consumers: Arc<AtomicU64>,
     producers: stream::Producers,
+    policy: Option<SharedPolicy>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -110,6 +119,7 @@ impl std::fmt::Debug for Hub {
         f.debug_struct("Hub")
             .field("replay", &self.inner.replay)
             .field("max_event_bytes", &self.inner.max_event_bytes)
+            .field("policy", &self.inner.policy)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +152,110 @@ impl Hub {
         let event = self.inner.backend.publish(topic, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         Ok(event)
+    }
+
+    /// Authenticates a request with the hub's [policy](HubBuilder::policy): who sent it. Without
+    /// a policy, every request is [anonymous](Identity::anonymous). As an axum extractor,
+    /// [`Identity`] calls this.
+    ///
+    /// # Errors
+    ///
+    /// Credentials that do not hold (`401`), as the policy says.
+    pub fn authenticate(&self, request: &Parts) -> Result<Identity, Denied> {
+        match &self.inner.policy {
+            Some(policy) => policy.0.authenticate(request),
+            None => Ok(Identity::anonymous()),
+        }
+    }
+
+    /// Whether `who` may do `action` on `topic`, as the hub's [policy](HubBuilder::policy)
+    /// says; e.g. `hub.authorize(&who, Action::Admin, "*")?` before listing connections.
+    /// Without a policy, everything is allowed, to anyone: safety then rests on the handlers
+    /// (see [private topics](crate::auth#private-topics)).
+    ///
+    /// # Errors
+    ///
+    /// An identity whose [expiry](Identity::expires_at) has passed (`401`), or the policy's
+    /// refusal.
+    pub fn authorize(&self, who: &Identity, action: Action, topic: &str) -> Result<(), Denied> {
+        if who.is_expired_at(SystemTime::now()) {
+            return Err(Denied::invalid_token("the authorization has expired"));
+        }
+        match &self.inner.policy {
+            Some(policy) => policy.0.authorize(who, action, topic),
+            None => Ok(()),
+        }
+    }
+
+    /// [`publish`](Self::publish) for a request: authorized first, by the hub's
+    /// [policy](HubBuilder::policy), as [`Action::Publish`] on `topic`; nothing is stored when
+    /// it is refused.
+    ///
+    /// ```
+    /// use axum::extract::{Path, State};
+    /// use tower_sse::auth::Identity;
+    /// use tower_sse::{Event, Hub, HubError};
+    ///
+    /// async fn publish(State(hub): State<Hub>, who: Identity, Path(topic): Path<String>, body: String)
+    ///     -> Result<String, HubError>
+    /// {
+    ///     let event = hub.publish_as(&who, &topic, Event::data(body)).await?;
+    ///     Ok(event.id().unwrap_or_default().to_owned())
+    /// }
+    /// # let _: axum::Router<Hub> = axum::Router::new().route("/publish/{topic}", axum::routing::post(publish));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The policy's refusal ([`HubError::denied`]: `401` or `403`), else as
+    /// [`publish`](Self::publish).
+    pub async fn publish_as(
+        &self,
+        who: &Identity,
+        topic: &str,
+        event: Event,
+    ) -> Result<Event, HubError> {
+        validate_topic(topic)?;
+        self.authorize(who, Action::Publish, topic)?;
+        self.publish(topic, event).await
+    }
+
+    /// [`subscribe_from`](Self::subscribe_from) for a request: authorized first, by the hub's
+    /// [policy](HubBuilder::policy), as [`Action::Subscribe`] on `topic`, before any replay is
+    /// read or the topic opened. `start` is a client's `Option<LastEventId>` or a
+    /// [`Start`]. When `who` expires, the subscription ends then, with a `retry:` hint
+    /// ([`Subscription::expire_at`]), so the client comes back with fresh credentials.
+    ///
+    /// ```
+    /// use axum::extract::{Path, State};
+    /// use tower_sse::auth::Identity;
+    /// use tower_sse::{Hub, HubError, LastEventId, Subscription};
+    ///
+    /// async fn events(State(hub): State<Hub>, who: Identity, Path(topic): Path<String>, last: Option<LastEventId>)
+    ///     -> Result<Subscription, HubError>
+    /// {
+    ///     hub.subscribe_as(&who, &topic, last).await
+    /// }
+    /// # let _: axum::Router<Hub> = axum::Router::new().route("/events/{topic}", axum::routing::get(events));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The policy's refusal ([`HubError::denied`]: `401` or `403`), else as
+    /// [`subscribe_from`](Self::subscribe_from).
+    pub async fn subscribe_as(
+        &self,
+        who: &Identity,
+        topic: &str,
+        start: impl Into<Start>,
+    ) -> Result<Subscription, HubError> {
+        validate_topic(topic)?;
+        self.authorize(who, Action::Subscribe, topic)?;
+        let subscription = self.subscribe_from(topic, start.into()).await?;
+        Ok(match who.expires_at() {
+            Some(at) => subscription.expire_at(at),
+            None => subscription,
+        })
     }
 
     /// Subscribes to `topic` for a client that last saw `last` (`None` on a first connection,
@@ -397,6 +511,7 @@ pub struct HubBuilder {
     registry: Option<Registry>,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     redis_prefix: Option<String>,
+    policy: Option<SharedPolicy>,
 }
 
 impl Default for HubBuilder {
@@ -410,6 +525,7 @@ impl Default for HubBuilder {
             retry_after_lag: Duration::from_secs(1),
             registry: None,
             redis_prefix: None,
+            policy: None,
         }
     }
 }
@@ -488,10 +604,30 @@ impl HubBuilder {
         self
     }
 
-    /// The `retry:` hint sent to a subscriber that is disconnected for falling behind, or whose
-    /// replay was cut at `max_replay`. Default 1 s.
+    /// The `retry:` hint sent to a subscriber that is disconnected for falling behind, whose
+    /// replay was cut at `max_replay`, or whose authorization expired. Default 1 s.
     pub fn retry_after_lag(mut self, retry: Duration) -> Self {
         self.retry_after_lag = retry;
+        self
+    }
+
+    /// Who may publish and subscribe to which topic: consulted by [`Hub::publish_as`],
+    /// [`Hub::subscribe_as`], [`Hub::resume_as`] and [`Hub::authorize`], and used by the
+    /// [`Identity`] extractor. Default: none, which allows everything to anyone (see
+    /// [private topics](crate::auth#private-topics)). Calls without `_as` consult no policy:
+    /// they are for trusted server-side code.
+    ///
+    /// ```
+    /// # #[cfg(feature = "jwt")] {
+    /// use tower_sse::Hub;
+    /// use tower_sse::auth::jwt::Jwt;
+    ///
+    /// let jwt = Jwt::hs256(b"a secret of at least thirty-two bytes").unwrap().public_topics(["news"]);
+    /// let hub = Hub::builder().policy(jwt).memory();
+    /// # let _ = hub; }
+    /// ```
+    pub fn policy(mut self, policy: impl Policy) -> Self {
+        self.policy = Some(SharedPolicy(Arc::new(policy)));
         self
     }
 
@@ -557,6 +693,7 @@ impl HubBuilder {
                 published: AtomicU64::new(0),
                 slow_consumers: Arc::new(AtomicU64::new(0)),
                 producers: stream::Producers::default(),
+                policy: self.policy,
             }),
         }
     }

@@ -45,6 +45,7 @@ use futures_util::{FutureExt, Stream, StreamExt, TryStream, TryStreamExt};
 use tokio::sync::Notify;
 
 use super::{Hub, HubError, Subscription};
+use crate::auth::{Action, Identity};
 use crate::backend::Start;
 use crate::{Event, LastEventId};
 
@@ -359,16 +360,53 @@ impl Hub {
         id: &str,
         last: Option<LastEventId>,
     ) -> Result<Subscription, HubError> {
+        self.resume_checked(None, id, last).await
+    }
+
+    /// [`resume`](Self::resume) for a request: authorized first, by the hub's
+    /// [policy](super::HubBuilder::policy), as [`Action::Subscribe`] on the stream's topic,
+    /// `stream:` followed by `id` (so a selector `stream:*` covers every response stream),
+    /// before anything is read; whether the stream exists is not told to whoever is refused.
+    /// When `who` expires, the subscription ends then with a `retry:` hint.
+    ///
+    /// # Errors
+    ///
+    /// The policy's refusal ([`HubError::denied`]: `401` or `403`), else as
+    /// [`resume`](Self::resume).
+    pub async fn resume_as(
+        &self,
+        who: &Identity,
+        id: &str,
+        last: Option<LastEventId>,
+    ) -> Result<Subscription, HubError> {
+        self.resume_checked(Some(who), id, last).await
+    }
+
+    async fn resume_checked(
+        &self,
+        who: Option<&Identity>,
+        id: &str,
+        last: Option<LastEventId>,
+    ) -> Result<Subscription, HubError> {
         if !is_valid_id(id) {
+            // No such stream can exist: nothing to protect.
             return Ok(Subscription::ended(id.into()));
         }
         let topic = topic_of(id);
+        if let Some(who) = who {
+            self.authorize(who, Action::Subscribe, &topic)?;
+        }
         let running_here = self.inner.producers.lock().contains_key(id);
         if !running_here && self.topic_info(&topic).await?.is_none() {
             return Ok(Subscription::ended(topic.into()));
         }
-        self.subscribe_from(&topic, Start::resume_or(last, Start::Oldest))
-            .await
+        let subscription = self
+            .subscribe_from(&topic, Start::resume_or(last, Start::Oldest))
+            .await?;
+        Ok(match who.and_then(Identity::expires_at) {
+            Some(at) => subscription.expire_at(at),
+            None => subscription,
+        })
     }
 
     /// How many response streams this server is producing now (started here, not yet ended):

@@ -4,9 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::stream::Stream;
+use tokio::time::{Instant, Sleep};
 
 use crate::backend::{self, Delivery, Gap, Live, Opened, Rest};
 use crate::{Event, LastEventId};
@@ -23,6 +24,27 @@ pub struct Subscription {
     head: VecDeque<Event>,
     /// What comes after `head`.
     tail: Tail,
+    /// The `retry:` hint of an ending the subscription chooses (expiry).
+    retry: Duration,
+    /// When the authorization the subscription was opened with ends.
+    expiry: Option<Expiry>,
+}
+
+/// The end of a subscription's authorization: a deadline on tokio's clock, and its timer, made
+/// on the first poll (inside the runtime).
+struct Expiry {
+    at: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Expiry {
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.at)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+    }
 }
 
 impl fmt::Debug for Subscription {
@@ -76,7 +98,13 @@ impl Subscription {
             Rest::End(end) => Tail::End(end),
         };
         record_topic(&topic);
-        Subscription { topic, head, tail }
+        Subscription {
+            topic,
+            head,
+            tail,
+            retry,
+            expiry: None,
+        }
     }
 
     /// A subscription the backend could not open now: a comment saying why and a `retry:`
@@ -93,6 +121,8 @@ impl Subscription {
             topic,
             head: VecDeque::from([notice]),
             tail: Tail::Done,
+            retry,
+            expiry: None,
         }
     }
 
@@ -103,6 +133,8 @@ impl Subscription {
             topic,
             head: VecDeque::new(),
             tail: Tail::Retry(retry),
+            retry,
+            expiry: None,
         }
     }
 
@@ -113,6 +145,8 @@ impl Subscription {
             topic,
             head: VecDeque::new(),
             tail: Tail::Ended,
+            retry: DEFAULT_RETRY,
+            expiry: None,
         }
     }
 
@@ -140,6 +174,40 @@ impl Subscription {
         self
     }
 
+    /// Ends the subscription at `at` (an authorization's end: a token's `exp`, a session's
+    /// expiry), between two events, with a comment and a `retry:` hint: the client reconnects
+    /// with fresh credentials and resumes after its `Last-Event-ID`, or is refused. Events not
+    /// sent by then (the rest of a replay included) are not sent. An earlier end already set
+    /// is kept; a time already past ends the subscription at its first poll.
+    /// [`Hub::subscribe_as`](crate::Hub::subscribe_as) sets it from the [`Identity`]'s expiry.
+    ///
+    /// [`Identity`]: crate::auth::Identity
+    ///
+    /// ```
+    /// # async fn handler(hub: tower_sse::Hub) -> Result<tower_sse::Subscription, tower_sse::HubError> {
+    /// use std::time::{Duration, SystemTime};
+    /// // The session this stream was opened with ends in an hour.
+    /// let session_end = SystemTime::now() + Duration::from_secs(3600);
+    /// Ok(hub.subscribe("user/ann", None).await?.expire_at(session_end))
+    /// # }
+    /// ```
+    pub fn expire_at(mut self, at: SystemTime) -> Subscription {
+        if matches!(self.tail, Tail::Ended) {
+            return self;
+        }
+        // The wall clock's deadline on tokio's clock, which the timer runs on (and which tests
+        // can pause). A deadline too far to represent is no deadline.
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        let Some(at) = Instant::now().checked_add(left) else {
+            return self;
+        };
+        match &mut self.expiry {
+            Some(expiry) if expiry.at <= at => {}
+            _ => self.expiry = Some(Expiry { at, timer: None }),
+        }
+        self
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -151,6 +219,19 @@ impl Subscription {
     pub fn is_ended(&self) -> bool {
         matches!(self.tail, Tail::Ended)
     }
+}
+
+/// The `retry:` hint of a subscription that has no hub's to take.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// A comment saying the authorization ended, and a `retry:` hint.
+fn expired_event(retry: Duration) -> Event {
+    Event::builder()
+        .comment("authorization expired")
+        .retry(retry)
+        .build()
+        // A constant comment always builds.
+        .unwrap_or_else(|_| Event::retry(retry))
 }
 
 /// Tells the registry entry of the request being handled its topic, when the handler runs
@@ -220,6 +301,21 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         let this = self.get_mut();
+        let finished = this.head.is_empty() && matches!(this.tail, Tail::Done | Tail::Ended);
+        if !finished
+            && let Some(expiry) = &mut this.expiry
+            && expiry.poll_elapsed(cx)
+        {
+            // The authorization this subscription was opened with has ended: nothing more may
+            // be sent on it, replay included. The check sits between two events (an `Event`
+            // is whole), so it never cuts one; the `retry:` hint brings the client back to
+            // authenticate again and resume after its last event id.
+            tracing::debug!(topic = %this.topic, "authorization expired; ending the subscription");
+            this.expiry = None;
+            this.head.clear();
+            this.tail = Tail::Done;
+            return Poll::Ready(Some(expired_event(this.retry)));
+        }
         if let Some(event) = this.head.pop_front() {
             return Poll::Ready(Some(event));
         }
@@ -251,10 +347,15 @@ impl Stream for Subscription {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let head = self.head.len();
-        match self.tail {
+        let (low, high) = match self.tail {
             Tail::Live { .. } => (head, None),
             Tail::Retry(_) | Tail::End(_) => (head + 1, Some(head + 1)),
             Tail::Done | Tail::Ended => (head, Some(head)),
+        };
+        match self.expiry {
+            // An expiry may replace what is left with its one notice.
+            Some(_) if low > 0 => (1, high.map(|high| high.max(1))),
+            _ => (low, high),
         }
     }
 }

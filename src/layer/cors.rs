@@ -69,25 +69,6 @@ impl fmt::Debug for AllowedOrigins {
     }
 }
 
-/// Whether the request's `Origin` names the host it was sent to (a same-origin request, which
-/// needs no CORS). Compares the origin's `host[:port]` with the `Host` header (or, on HTTP/2,
-/// the request's authority).
-pub(crate) fn is_same_origin(origin: &HeaderValue, parts: &Parts) -> bool {
-    let Some((_, authority)) = origin
-        .to_str()
-        .ok()
-        .and_then(|origin| origin.split_once("://"))
-    else {
-        return false;
-    };
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
-}
-
 /// Checks one configured origin and returns it in the exact form browsers send.
 fn parse_origin(origin: &str) -> Result<HeaderValue, InvalidOrigin> {
     let fail = |reason| {

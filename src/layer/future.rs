@@ -13,7 +13,8 @@ use crate::registry::{ConnectionSlot, Refused};
 /// What the response future needs to know about the request.
 pub(crate) struct RequestInfo {
     pub(crate) version: Version,
-    /// `false` when the request carries an `Origin` that is neither this host nor allowed.
+    /// `false` when the request carries an `Origin` that is neither the server's own (scheme,
+    /// host and port, or as `Sec-Fetch-Site` says) nor allowed.
     pub(crate) origin_allowed: bool,
     pub(crate) config: Arc<Config>,
     /// Builds the stream's registry entry, should the response be an event stream.
@@ -40,6 +41,9 @@ pin_project! {
         Cors { future: Pin<Box<tower_http::cors::ResponseFuture<F>>> },
         // Refused before the handler ran; `cors` holds the headers an allowed origin needs.
         Refused { refused: Refused, cors: Box<http::HeaderMap> },
+        // Answered with `status` and a plain-text `message` before anything else was done: an
+        // unknown host, a cross-origin request with an unsafe method.
+        Rejected { status: StatusCode, message: &'static str },
     }
 }
 
@@ -48,6 +52,15 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             inner,
             info: Some(info),
+        }
+    }
+
+    /// A request answered with `status` and a plain-text `message`, before the handler ran and
+    /// before anything was built for it.
+    pub(crate) fn rejected(status: StatusCode, message: &'static str) -> Self {
+        ResponseFuture {
+            inner: Inner::Rejected { status, message },
+            info: None,
         }
     }
 }
@@ -61,14 +74,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let polling = this
-            .info
-            .as_ref()
-            .expect("tower_sse::ResponseFuture polled after completion");
+        let polling = || {
+            this.info
+                .as_ref()
+                .expect("tower_sse::ResponseFuture polled after completion")
+        };
         let response = match this.inner.project() {
             // The handler runs inside these polls: its `Connection` extractor finds the slot.
-            InnerProj::Cors { future } => ready!(polling.slot.enter(|| future.as_mut().poll(cx)))?,
+            InnerProj::Cors { future } => {
+                ready!(polling().slot.enter(|| future.as_mut().poll(cx)))?
+            }
             InnerProj::Plain { future } => {
+                let polling = polling();
                 let mut response = ready!(polling.slot.enter(|| future.poll(cx)))?;
                 if polling.config.cors.is_some() {
                     // What tower-http's CORS service adds to every response, also to those of
@@ -91,6 +108,16 @@ where
                 );
                 headers.extend(std::mem::take(&mut **cors));
                 set_stream_headers(headers, info.version);
+                return Poll::Ready(Ok(response));
+            }
+            InnerProj::Rejected { status, message } => {
+                let body = bytes::Bytes::from_static(message.as_bytes());
+                let mut response = Response::new(SseBody::full(body));
+                *response.status_mut() = *status;
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
                 return Poll::Ready(Ok(response));
             }
         };

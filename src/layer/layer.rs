@@ -7,6 +7,8 @@ use http::{HeaderName, HeaderValue, Method, header};
 use tower_layer::Layer;
 
 use super::cors::{AllowedOrigins, InvalidOrigin};
+use super::host::{AllowedHosts, InvalidHost};
+use super::origin::Scheme;
 use super::proxy::{InvalidProxy, TrustedProxies};
 use super::service::SseService;
 use crate::registry::{Limits, Registry};
@@ -64,6 +66,12 @@ pub(crate) struct Config {
     /// Whose `Forwarded` and `X-Forwarded-For` headers are believed; `None`: nobody's.
     pub(crate) trusted_proxies: Option<TrustedProxies>,
     shutdown_grace: Duration,
+    /// The hosts served ([`SseLayer::allow_hosts`]); `None`: every host.
+    pub(crate) hosts: Option<AllowedHosts>,
+    /// [`SseLayer::public_scheme`].
+    pub(crate) public_scheme: Option<Scheme>,
+    /// Whether cross-origin requests with unsafe methods are refused (on by default).
+    pub(crate) cross_origin_protection: bool,
     /// [`SseLayer::compression`] (feature `compression`); see `super::compression`.
     pub(crate) compression: super::compression::Settings,
 }
@@ -76,8 +84,10 @@ impl Default for SseLayer {
 
 impl SseLayer {
     /// A layer with the defaults: keep-alive every 15 s, a one-line initial comment so proxies
-    /// pass the headers on at once, no `retry:` hint, no padding, and no cross-origin access
-    /// (same-origin pages only).
+    /// pass the headers on at once, no `retry:` hint, no padding, no cross-origin access
+    /// (same-origin pages only), cross-origin requests with unsafe methods refused
+    /// ([`no_cross_origin_protection`](Self::no_cross_origin_protection)), and every host
+    /// served ([`allow_hosts`](Self::allow_hosts)).
     pub fn new() -> Self {
         let mut config = Config {
             keep_alive: Some(DEFAULT_KEEP_ALIVE),
@@ -100,6 +110,9 @@ impl SseLayer {
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             trusted_proxies: None,
             shutdown_grace: Duration::ZERO,
+            hosts: None,
+            public_scheme: None,
+            cross_origin_protection: true,
             compression: Default::default(),
         };
         config.refresh();
@@ -156,6 +169,9 @@ impl SseLayer {
     /// `Last-Event-ID` or `Cache-Control` succeed. A request from any other origin (or from
     /// `Origin: null`) gets no CORS headers, and if it asked for an event stream it is answered
     /// `403 Forbidden` without the stream being polled. Same-origin requests need no listing.
+    /// Pages on these origins also pass the
+    /// [cross-origin protection](Self::no_cross_origin_protection): they may `POST` (or `PUT`,
+    /// `DELETE`, …) through the layer, which pages on other origins may not.
     ///
     /// CORS applies to every request that passes through the layer, since a preflight cannot
     /// know which response will follow; put the layer on the routes that need it.
@@ -196,8 +212,9 @@ impl SseLayer {
         Ok(self.update(|c| c.origins = Some(origins)))
     }
 
-    /// Decides per request which origins may open streams with credentials, e.g. every
-    /// subdomain of one site. `Origin: null` is refused before the predicate is asked.
+    /// Decides per request which origins may open streams with credentials (and pass the
+    /// [cross-origin protection](Self::no_cross_origin_protection)), e.g. every subdomain of
+    /// one site. `Origin: null` is refused before the predicate is asked.
     ///
     /// ```
     /// use tower_sse::SseLayer;
@@ -305,6 +322,147 @@ impl SseLayer {
         Ok(self.update(|c| c.trusted_proxies = (!proxies.is_empty()).then_some(proxies)))
     }
 
+    /// Serves only requests for these hosts, against DNS rebinding; any other request is
+    /// answered `421 Misdirected Request` before the handler runs. Without it (the default),
+    /// every host is served: right for a library behind a proxy that already routes by host,
+    /// wrong for a server a browser can reach directly (on `localhost` above all), where a
+    /// page on a name its author points at the server's address reads and writes as a
+    /// same-origin page. See the
+    /// [module documentation](crate::layer#cross-site-requests-and-dns-rebinding).
+    ///
+    /// Entries are `host` or `host:port`, compared case-insensitively: a name
+    /// (`"api.example.com"`, internationalized names in their `xn--` form), an IPv4 address
+    /// (`"127.0.0.1"`), an IPv6 address in brackets (`"[::1]"`; a bare `"::1"` is taken too),
+    /// or every subdomain of a name (`"*.example.com"`, which does not include `example.com`
+    /// itself). An entry without a port allows any port; one with a port allows that port only,
+    /// a request without a port being on its scheme's default one (see
+    /// [`public_scheme`](Self::public_scheme)). A trailing dot (`example.com.`) is ignored.
+    ///
+    /// The host of a request is its `Host` header and, on HTTP/2 or with an absolute-form
+    /// target, its target's authority: each of them it has must be listed. A request that
+    /// names no host, names it twice or in a malformed way is answered `400 Bad Request`. The
+    /// check applies to every request through the layer (preflights and ordinary routes too),
+    /// keeps nothing and reads no body. `421` rather than `403`: the request is not forbidden
+    /// to its sender, it reached a server that does not answer for that name (RFC 9110
+    /// §15.5.20), and an HTTP/2 client that sent it on a connection it shares between names
+    /// retries it on a new one.
+    ///
+    /// ```
+    /// use tower_sse::SseLayer;
+    ///
+    /// // A push server reached as push.example.com, and on this machine while developing.
+    /// let layer = SseLayer::new().allow_hosts([
+    ///     "push.example.com",
+    ///     "localhost:8080",
+    ///     "127.0.0.1:8080",
+    ///     "[::1]:8080",
+    /// ]);
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When an entry is not `host[:port]` (a scheme, a path, `*`, a wildcard that is not the
+    /// first label); the message says what to write. Use
+    /// [`try_allow_hosts`](Self::try_allow_hosts) for lists that come from configuration.
+    #[track_caller]
+    pub fn allow_hosts<I, H>(self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = H>,
+        H: AsRef<str>,
+    {
+        or_panic(self.try_allow_hosts(hosts), "allow_hosts")
+    }
+
+    /// Like [`allow_hosts`](Self::allow_hosts), but reports an unusable entry as an error, for
+    /// lists read from configuration or the environment.
+    ///
+    /// ```
+    /// use tower_sse::SseLayer;
+    ///
+    /// let err = SseLayer::new().try_allow_hosts(["https://api.example.com"]).unwrap_err();
+    /// assert!(err.to_string().contains("no scheme"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When an entry is not `host[:port]`, `*.host[:port]`, or a bracketed IPv6 address with an
+    /// optional port.
+    pub fn try_allow_hosts<I, H>(self, hosts: I) -> Result<Self, InvalidHost>
+    where
+        I: IntoIterator<Item = H>,
+        H: AsRef<str>,
+    {
+        let hosts = AllowedHosts::list(hosts)?;
+        Ok(self.update(|c| c.hosts = Some(hosts)))
+    }
+
+    /// The scheme clients reach the server by, `https` behind a TLS terminator, for the
+    /// same-origin checks: the origin of a page is its scheme, host and port, so the layer
+    /// must know the scheme of its own. Default: the scheme the
+    /// [trusted proxies](Self::trusted_proxies) forward (`Forwarded: proto=`,
+    /// `X-Forwarded-Proto`), else the request target's (HTTP/2 always has one), else `http`.
+    /// Set it when the layer cannot see it: TLS terminated by a proxy it does not trust, or by
+    /// the server itself over HTTP/1.1. It takes precedence over the request target's scheme,
+    /// not over what trusted proxies forward.
+    ///
+    /// It matters for requests whose browser sends no `Sec-Fetch-Site` (those older than 2023):
+    /// with the wrong scheme, their same-origin `POST`s are refused as cross-origin and their
+    /// same-origin streams that send an `Origin` answered `403`.
+    ///
+    /// ```
+    /// use http::uri::Scheme;
+    /// use tower_sse::SseLayer;
+    ///
+    /// let layer = SseLayer::new().public_scheme(Scheme::HTTPS);
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `scheme` is neither `http` nor `https`.
+    #[track_caller]
+    pub fn public_scheme(self, scheme: http::uri::Scheme) -> Self {
+        let Some(scheme) = Scheme::parse(scheme.as_str().as_bytes()) else {
+            panic!(
+                "tower_sse::SseLayer::public_scheme: {scheme:?} is neither `http` nor `https`; \
+                 write `http::uri::Scheme::HTTPS` or `http::uri::Scheme::HTTP`"
+            );
+        };
+        self.update(|c| c.public_scheme = Some(scheme))
+    }
+
+    /// Lets cross-origin requests with unsafe methods through to the handler.
+    ///
+    /// By default, a request whose method is not `GET`, `HEAD` or `OPTIONS` and that a browser
+    /// sent from a page of another origin is answered `403 Forbidden` before the handler runs,
+    /// unless that origin is [allowed](Self::allow_origins): without it, any web page could
+    /// make its visitors' browsers `POST` to the server (a "simple" `POST`, a form's or a
+    /// `fetch` with a `text/plain` body, needs no preflight), with their cookies, or from
+    /// their network to a server on `localhost`. The check is Go's
+    /// `net/http.CrossOriginProtection`: `Sec-Fetch-Site` says where the request comes from
+    /// (`same-origin` or `none` pass); for browsers that do not send it, an `Origin` must be
+    /// the server's own (scheme, host and port, see [`public_scheme`](Self::public_scheme)) or
+    /// an allowed one, and `Origin: null` never passes. A request with neither header (`curl`,
+    /// a server) passes. The refusal keeps nothing and reads no body; safe methods and
+    /// preflights are never refused, so handlers must not change anything on `GET`.
+    ///
+    /// Switch it off only for routes that take no action on behalf of a browser's user, or
+    /// that protect themselves (a token in the body or a custom header that no cross-origin
+    /// page can send without a preflight). See the
+    /// [module documentation](crate::layer#cross-site-requests-and-dns-rebinding).
+    ///
+    /// ```
+    /// use tower_sse::SseLayer;
+    ///
+    /// // A webhook receiver: servers post to it, with a signature the handler checks.
+    /// let layer = SseLayer::new().no_cross_origin_protection();
+    /// # let _ = layer;
+    /// ```
+    pub fn no_cross_origin_protection(self) -> Self {
+        self.update(|c| c.cross_origin_protection = false)
+    }
+
     /// The `retry:` hint of a stream refused by a connection limit, before jitter (±50 %).
     /// Default 10 s.
     pub fn over_limit_retry(self, retry: Duration) -> Self {
@@ -352,15 +510,21 @@ impl SseLayer {
     /// ([`DEFAULT_WRITE_TIMEOUT`]). `Duration::ZERO` switches it off, like
     /// [`no_write_timeout`](Self::no_write_timeout).
     ///
-    /// It needs no help from the server: the layer sees that nobody asked the stream for its
-    /// next frame, which a server does only once it has written the previous one. A stream
-    /// that stalls is ended within `timeout` and a quarter more (a task per registry looks over
-    /// the open streams four times per timeout). Served by `tower_sse::serve`, the
-    /// connection that carried the stream is then reset (over HTTP/2, with the client's other
-    /// streams on it), freeing its socket and buffers. Any other server (plain `axum::serve`)
-    /// still holds the connection, with what its socket and write buffer hold, until the
-    /// client reads or goes, as the layer cannot close a socket; a server that caps the socket
-    /// send buffer bounds what each holds, not how many.
+    /// Served by `tower_sse::serve`, the server tells the layer when the connection's socket
+    /// stopped taking bytes, and the connection that carried a stalled stream is reset (over
+    /// HTTP/2, with the client's other streams on it), freeing its socket and buffers. A
+    /// stream that stalls is ended within `timeout` and a quarter more (a task per registry
+    /// looks over the open streams four times per timeout).
+    ///
+    /// Any other server (plain `axum::serve`) works too, with a longer bound: the layer sees
+    /// that nobody asked the stream for its next frame, which a server does only once it has
+    /// taken the previous one into its write buffer. hyper takes up to 16 frames there
+    /// whether or not the socket accepts them, and a keep-alive is one frame, so a stream
+    /// that has only keep-alives to send is found up to 16 keep-alive intervals later (one
+    /// with events to send, within the timeout). Such a server still holds the connection,
+    /// with what its socket and write buffer hold, until the client reads or goes, as the
+    /// layer cannot close a socket; a server that caps the socket send buffer bounds what
+    /// each holds, not how many.
     ///
     /// A stream with nothing to send is never stalled: an idle client is found by the
     /// keep-alive instead. A slow client is not stalled either, as long as it takes some bytes

@@ -34,6 +34,11 @@
 //!
 //! Every other response passes through untouched, byte for byte.
 //!
+//! Before the handler runs, every request (not only those for streams) is checked: one with an
+//! unsafe method from a page of another origin is refused, and so, with
+//! [`allow_hosts`](SseLayer::allow_hosts), is one for a host the server does not serve; see
+//! [Cross-site requests and DNS rebinding](#cross-site-requests-and-dns-rebinding).
+//!
 //! # Streams that answer a `POST`
 //!
 //! A stream does not have to answer a `GET` from `EventSource`: the layer treats any response
@@ -70,6 +75,79 @@
 //! # let _ = app;
 //! ```
 //!
+//! # Cross-site requests and DNS rebinding
+//!
+//! Two attacks reach a server through its users' browsers. The layer stops both before the
+//! handler runs, keeping nothing and reading no request body.
+//!
+//! **Cross-site writes.** Any web page can make its visitors' browsers send a `POST` anywhere: a
+//! form, or `fetch` with a `text/plain` body, is a "simple" request that needs no preflight. It
+//! carries the visitors' cookies, and it reaches servers on their `localhost` or private
+//! network. CORS only keeps the page from reading the answer: the handler has run. So a request
+//! whose method is not `GET`, `HEAD` or `OPTIONS` and that a browser sent from a page of another
+//! origin is answered `403 Forbidden`, unless that origin is
+//! [allowed](SseLayer::allow_origins). The check is Go's `net/http.CrossOriginProtection`:
+//! `Sec-Fetch-Site` (sent by every browser since 2023) says where the request comes from, and
+//! only `same-origin` and `none` (the user) pass without an allowed origin; for browsers that do
+//! not send it, an `Origin` must be the server's own or an allowed one (`null` never is).
+//! Requests with neither header, from `curl` or servers, pass. Handlers must therefore not change
+//! anything on `GET`. [`no_cross_origin_protection`](SseLayer::no_cross_origin_protection)
+//! switches it off.
+//!
+//! **Same origin** means the same scheme, host and port (a missing port is the scheme's default
+//! one). The host and port are the request's (`Host`, or HTTP/2's `:authority`); the scheme is
+//! what [trusted proxies](SseLayer::trusted_proxies) forward (`Forwarded: proto=`,
+//! `X-Forwarded-Proto`), else the [public scheme](SseLayer::public_scheme) if set, else the
+//! request target's (HTTP/2 has one), else `http`: the layer cannot see TLS. The same check
+//! decides which event streams with an `Origin` need an allowed origin.
+//!
+//! **DNS rebinding.** A page on a name its author controls, `evil.example`, points that name at
+//! the server's address (`127.0.0.1`, or one of a private network) once loaded. The browser then
+//! sends the page's requests to the server with `Host` and `Origin` both naming `evil.example`,
+//! and holds them same-origin: the page reads streams and publishes, whatever the server checks
+//! about origins. Only `Host`, which no page can set, tells. [`allow_hosts`](SseLayer::allow_hosts)
+//! lists the names the server is reached by and answers every other one
+//! `421 Misdirected Request`. Without it (the default, for a layer behind a proxy that routes by
+//! host) every host is served: a server that browsers reach directly, above all on `localhost`
+//! or a private network, should list its names.
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::post};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt as _;
+//! use tower_sse::SseLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app: Router = Router::new()
+//!     .route("/publish", post(|| async { "published" }))
+//!     .layer(
+//!         SseLayer::new()
+//!             .allow_hosts(["push.example.com", "localhost:8080"])
+//!             // Pages on this origin may read streams and publish.
+//!             .allow_origins(["https://app.example.com"]),
+//!     );
+//!
+//! let publish = |host: &str, origin: &str| {
+//!     Request::post("/publish")
+//!         .header("host", host)
+//!         .header("origin", origin)
+//!         .header("content-type", "text/plain")
+//!         .body(Body::from("hello"))
+//!         .unwrap()
+//! };
+//! // A page on another site.
+//! let response = app.clone().oneshot(publish("push.example.com", "https://evil.example")).await;
+//! assert_eq!(response.unwrap().status(), StatusCode::FORBIDDEN);
+//! // A page on a name rebound to the server's address.
+//! let response = app.clone().oneshot(publish("evil.example", "http://evil.example")).await;
+//! assert_eq!(response.unwrap().status(), StatusCode::MISDIRECTED_REQUEST);
+//! // The allowed page.
+//! let response = app.oneshot(publish("push.example.com", "https://app.example.com")).await;
+//! assert_eq!(response.unwrap().status(), StatusCode::OK);
+//! # }
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -97,8 +175,10 @@ mod body;
 mod compression;
 mod cors;
 mod future;
+mod host;
 #[allow(clippy::module_inception)]
 mod layer;
+mod origin;
 mod proxy;
 mod service;
 mod signal;
@@ -108,6 +188,7 @@ pub use body::SseBody;
 pub use compression::Compression;
 pub use cors::InvalidOrigin;
 pub use future::ResponseFuture;
+pub use host::InvalidHost;
 pub use layer::{DEFAULT_KEEP_ALIVE, DEFAULT_WRITE_TIMEOUT, SseLayer};
 pub use proxy::{ClientAddr, InvalidProxy};
 pub use service::SseService;
@@ -119,6 +200,10 @@ pub(crate) use future::CACHE_CONTROL;
 mod compression_tests;
 #[cfg(test)]
 mod ending_tests;
+#[cfg(test)]
+mod host_tests;
+#[cfg(test)]
+mod origin_tests;
 #[cfg(test)]
 mod post_tests;
 #[cfg(test)]

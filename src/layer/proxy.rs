@@ -14,7 +14,10 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use ipnet::IpNet;
 
+use super::origin::Scheme;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The client's address as [`SseLayer`](crate::SseLayer) resolved it: behind a
 /// [trusted proxy](crate::SseLayer::trusted_proxies), the address the proxy forwarded (port 0
@@ -66,7 +69,7 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.nets.iter().any(|net| net.contains(&ip))
     }
@@ -85,7 +88,8 @@ impl TrustedProxies {
             headers
                 .get_all(header::FORWARDED)
                 .iter()
-                .flat_map(forwarded_nodes),
+                .flat_map(forwarded_elements)
+                .map(|element| element.node),
         );
         let forwarded_for = self.walk(
             headers
@@ -105,6 +109,50 @@ impl TrustedProxies {
                 }
             }
             _ => peer,
+        }
+    }
+
+    /// The scheme the client used, as the proxies say, for a request that came from `peer`:
+    /// `None` from an untrusted peer, or when they say nothing readable.
+    ///
+    /// `Forwarded` gives it in the element the client's address is read from (the `proto` the
+    /// first trusted proxy set, see [`client`](Self::client)); `X-Forwarded-Proto` in its
+    /// rightmost value (the one the nearest proxy set or appended). When both are present
+    /// and disagree, neither is believed.
+    pub(crate) fn proto(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<Scheme> {
+        if !self.trusts(peer.ip()) {
+            return None;
+        }
+        let forwarded = if headers.contains_key(header::FORWARDED) {
+            // The element of the rightmost node that is not a trusted proxy, or the first.
+            let mut untrusted = None;
+            let mut first = None;
+            for element in headers
+                .get_all(header::FORWARDED)
+                .iter()
+                .flat_map(forwarded_elements)
+            {
+                first.get_or_insert(element.proto);
+                if !element.node.is_some_and(|addr| self.trusts(addr.ip())) {
+                    untrusted = Some(element.proto);
+                }
+            }
+            untrusted
+                .or(first)
+                .map(|proto| proto.and_then(Scheme::parse))
+        } else {
+            None
+        };
+        let forwarded_proto = headers
+            .get_all(X_FORWARDED_PROTO)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .rfind(|proto| !proto.trim_ascii().is_empty())
+            .map(Scheme::parse);
+        match (forwarded, forwarded_proto) {
+            (Some(scheme), None) | (None, Some(scheme)) => scheme,
+            (Some(a), Some(b)) if a == b => a,
+            _ => None,
         }
     }
 
@@ -179,30 +227,40 @@ fn parse_node(node: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// The `for` nodes of one `Forwarded` value, in order: one per element, `None` for an element
-/// without a readable one (`for=unknown`, obfuscated, missing, or a malformed element).
-fn forwarded_nodes(value: &HeaderValue) -> Elements<'_> {
+/// The elements of one `Forwarded` value, in order.
+fn forwarded_elements(value: &HeaderValue) -> Elements<'_> {
     Elements {
         rest: value.as_bytes(),
     }
 }
 
-/// The elements of a `Forwarded` value, as their `for` nodes: `element *( "," element )`, an
-/// element being `pair *( ";" pair )` and a pair `token "=" ( token / quoted-string )`; a
-/// quoted string may hold commas and semicolons. Empty elements are skipped. No allocation.
+/// What one `Forwarded` element says, as far as the layer cares.
+#[derive(Debug, Clone, Copy)]
+struct Element<'a> {
+    /// Its `for` node; `None` without a readable one (`for=unknown`, obfuscated, missing, or a
+    /// malformed element).
+    node: Option<SocketAddr>,
+    /// Its `proto` value; `None` when it has none, or is malformed.
+    proto: Option<&'a [u8]>,
+}
+
+/// The elements of a `Forwarded` value: `element *( "," element )`, an element being
+/// `pair *( ";" pair )` and a pair `token "=" ( token / quoted-string )`; a quoted string may
+/// hold commas and semicolons. Empty elements are skipped. No allocation.
 struct Elements<'a> {
     rest: &'a [u8],
 }
 
-impl Iterator for Elements<'_> {
-    type Item = Option<SocketAddr>;
+impl<'a> Iterator for Elements<'a> {
+    type Item = Element<'a>;
 
-    fn next(&mut self) -> Option<Option<SocketAddr>> {
+    fn next(&mut self) -> Option<Element<'a>> {
         loop {
             if self.rest.is_empty() {
                 return None;
             }
             let mut node = None;
+            let mut proto = None;
             let mut malformed = false;
             let mut empty = true;
             // Each turn takes at least one byte, or ends the element.
@@ -242,6 +300,8 @@ impl Iterator for Elements<'_> {
                     };
                     if name.eq_ignore_ascii_case(b"for") {
                         node = value.and_then(parse_node);
+                    } else if name.eq_ignore_ascii_case(b"proto") {
+                        proto = value;
                     }
                 } else if !name.is_empty() {
                     // A pair without `=`.
@@ -271,7 +331,14 @@ impl Iterator for Elements<'_> {
                 }
             }
             if !empty || malformed {
-                return Some(if malformed { None } else { node });
+                return Some(if malformed {
+                    Element {
+                        node: None,
+                        proto: None,
+                    }
+                } else {
+                    Element { node, proto }
+                });
             }
         }
     }

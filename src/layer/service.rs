@@ -1,13 +1,15 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::cors::is_same_origin;
 use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
 use super::layer::Config;
+use super::origin::{
+    FetchSite, Scheme, is_own_origin, is_safe, is_same_origin, passes_protection, request_host,
+};
 use super::proxy::ClientAddr;
 use crate::extract::LAST_EVENT_ID;
 use crate::registry::{ConnectionSlot, StallSignal};
@@ -50,24 +52,55 @@ where
             accept,
             user_agent,
             last_event_id,
+            fetch_site,
         } = scan(req.headers());
+        let config = &*self.config;
+        // Refusals come first and keep nothing: the request (its body unread) is dropped.
+        if let Some(hosts) = &config.hosts
+            && let Err(refused) = hosts.check(req.uri(), req.headers(), || {
+                scheme(req.uri(), req.headers(), req.extensions(), config)
+            })
+        {
+            tracing::debug!(
+                host = ?req.headers().get(header::HOST),
+                authority = ?req.uri().authority(),
+                status = refused.status().as_u16(),
+                "refused a request for a host this server does not serve"
+            );
+            return ResponseFuture::rejected(refused.status(), refused.message());
+        }
+        let protect = config.cross_origin_protection && !is_safe(req.method());
+        let fetch_site = FetchSite::of(fetch_site.as_ref());
         // The origin predicate takes the request's parts; only a request with an `Origin`
         // header pays for taking the request apart.
         let has_origin = origin.is_some();
-        let origin_allowed = match origin {
-            None => true,
+        // `None` without an `Origin`; else whether it is the server's own or an allowed one.
+        let origin_allowed = match &origin {
+            None => None,
             Some(origin) => {
                 let (parts, body) = req.into_parts();
-                let allowed = is_same_origin(&origin, &parts)
-                    || self
-                        .config
+                let own_origin = || {
+                    let scheme = scheme(&parts.uri, &parts.headers, &parts.extensions, config);
+                    is_own_origin(origin, scheme, request_host(&parts.uri, &parts.headers))
+                };
+                let same_or_allowed = is_same_origin(fetch_site, own_origin)
+                    || config
                         .origins
                         .as_ref()
-                        .is_some_and(|allowed| allowed.allows(&origin, &parts));
+                        .is_some_and(|allowed| allowed.allows(origin, &parts));
                 req = Request::from_parts(parts, body);
-                allowed
+                Some(same_or_allowed)
             }
         };
+        if protect && !passes_protection(fetch_site, origin_allowed) {
+            tracing::debug!(
+                method = %req.method(),
+                origin = ?origin,
+                sec_fetch_site = ?req.headers().get(SEC_FETCH_SITE),
+                "refused a cross-origin request with an unsafe method"
+            );
+            return ResponseFuture::rejected(StatusCode::FORBIDDEN, CROSS_ORIGIN_REFUSED);
+        }
         let peer = client_addr(&mut req, &self.config);
         let slot = ConnectionSlot::new(
             self.config.registry.clone(),
@@ -85,6 +118,7 @@ where
         // other request runs its handler: one that may be answered otherwise (`Accept: */*`
         // from `fetch`, `application/json, text/event-stream` from an MCP client) must be, and
         // if its answer is an event stream the limits apply to it when it is registered.
+        let origin_allowed = origin_allowed.unwrap_or(true);
         let early = if origin_allowed && accept == Accept::OnlyEventStream {
             self.config
                 .registry
@@ -141,6 +175,38 @@ where
     }
 }
 
+/// `Sec-Fetch-Site`, which browsers set on every request (since 2023, all of them).
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// The body of a request refused by the cross-origin protection.
+const CROSS_ORIGIN_REFUSED: &str = "cross-origin request refused\n";
+
+/// The scheme the client used to reach the server, which its own origin has: the one the
+/// [trusted proxies](crate::SseLayer::trusted_proxies) forwarded (`Forwarded: proto=`,
+/// `X-Forwarded-Proto`), else the [public scheme](crate::SseLayer::public_scheme), else the
+/// request target's (HTTP/2 always has one), else `http`: a layer cannot see whether its
+/// connection is TLS.
+fn scheme(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    config: &Config,
+) -> Scheme {
+    if let Some(trusted) = &config.trusted_proxies
+        && let Some(peer) = peer_addr(extensions)
+        && let Some(scheme) = trusted.proto(peer, headers)
+    {
+        return scheme;
+    }
+    if let Some(scheme) = config.public_scheme {
+        return scheme;
+    }
+    match uri.scheme() {
+        Some(scheme) if *scheme == http::uri::Scheme::HTTPS => Scheme::Https,
+        _ => Scheme::Http,
+    }
+}
+
 /// The client's address: behind a trusted proxy, the one it forwarded, left in the request's
 /// extensions as a [`ClientAddr`] for handlers; else the one the server (or an outer layer)
 /// left there.
@@ -173,10 +239,11 @@ struct Scanned {
     accept: Accept,
     user_agent: Option<HeaderValue>,
     last_event_id: Option<HeaderValue>,
+    fetch_site: Option<HeaderValue>,
 }
 
 /// Finds the headers the layer reads in one pass over the request's: on every request that is
-/// cheaper than four lookups, one of them by a non-standard name. The first value of each
+/// cheaper than five lookups, two of them by non-standard names. The first value of each
 /// counts, as with `HeaderMap::get`.
 fn scan(headers: &http::HeaderMap) -> Scanned {
     let mut scanned = Scanned {
@@ -184,6 +251,7 @@ fn scan(headers: &http::HeaderMap) -> Scanned {
         accept: Accept::Unsaid,
         user_agent: None,
         last_event_id: None,
+        fetch_site: None,
     };
     for (name, value) in headers {
         let first = |slot: &mut Option<HeaderValue>| {
@@ -197,6 +265,8 @@ fn scan(headers: &http::HeaderMap) -> Scanned {
             first(&mut scanned.user_agent);
         } else if name == LAST_EVENT_ID {
             first(&mut scanned.last_event_id);
+        } else if name == SEC_FETCH_SITE {
+            first(&mut scanned.fetch_site);
         }
     }
     scanned
