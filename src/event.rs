@@ -31,13 +31,19 @@
 //!     event.as_bytes(),
 //!     &b"id: 42\nevent: price\nretry: 3000\ndata: EUR 1.08\ndata: USD 1.00\n\n"[..]
 //! );
+//!
+//! // What a browser reads from it:
 //! assert_eq!(event.id(), Some("42"));
+//! assert_eq!(event.name(), Some("price"));
+//! assert_eq!(event.data_str().as_deref(), Some("EUR 1.08\nUSD 1.00"));
+//! assert_eq!(event.retry_hint(), Some(Duration::from_secs(3)));
 //!
 //! // Runtime data can never inject a field:
 //! assert!(Event::builder().id("1\ndata: forged").build().is_err());
 //! # Ok::<(), tower_sse::EventError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
@@ -138,13 +144,106 @@ impl Event {
     /// # Ok::<(), tower_sse::EventError>(())
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.bytes[self.id_line..]
-            .split(|&b| b == b'\n')
+        // A browser takes the last `event:` line; this crate writes at most one.
+        self.fields()
+            .filter(|(field, _)| *field == "event")
+            .last()
+            .map(|(_, value)| value)
+    }
+
+    /// The event's data as a browser receives it (`MessageEvent.data`): its `data:` lines joined
+    /// with LF, or `None` when it has no `data:` line and so fires nothing in a browser.
+    ///
+    /// It is the data the event was built with, except that each line break (CR, LF or CRLF) is
+    /// an LF, as the browser sees it. Empty data is `Some("")`: it fires an empty message. Data
+    /// on one line is borrowed from the encoded event; data on several lines is joined into a
+    /// new `String`.
+    ///
+    /// ```
+    /// use tower_sse::Event;
+    /// assert_eq!(Event::data("hello").data_str().as_deref(), Some("hello"));
+    /// assert_eq!(Event::data("a\r\nb\rc").data_str().as_deref(), Some("a\nb\nc"));
+    /// assert_eq!(Event::data("").data_str().as_deref(), Some(""));
+    /// assert_eq!(Event::builder().id("7").build()?.data_str(), None);
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn data_str(&self) -> Option<Cow<'_, str>> {
+        let mut lines = self
+            .fields()
+            .filter(|(field, _)| *field == "data")
+            .map(|(_, value)| value);
+        let first = lines.next()?;
+        let Some(second) = lines.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut data = String::with_capacity(self.bytes.len());
+        data.push_str(first);
+        for line in std::iter::once(second).chain(lines) {
+            data.push('\n');
+            data.push_str(line);
+        }
+        Some(Cow::Owned(data))
+    }
+
+    /// The event's `retry:` hint, in the whole milliseconds it is written in: how long a
+    /// browser waits before it reconnects once the connection drops.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sse::Event;
+    /// let event = Event::retry(Duration::from_millis(2500));
+    /// assert_eq!(event.retry_hint(), Some(Duration::from_millis(2500)));
+    /// assert_eq!(Event::data("x").retry_hint(), None);
+    /// ```
+    pub fn retry_hint(&self) -> Option<Duration> {
+        // A browser takes the last `retry:` line that is only ASCII digits.
+        self.fields()
+            .filter(|(field, value)| {
+                *field == "retry" && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+            })
+            .last()
+            .map(|(_, value)| {
+                let millis = value.bytes().fold(0u64, |n, b| {
+                    n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+                });
+                Duration::from_millis(millis)
+            })
+    }
+
+    /// The event's comments, in order, as [`EventBuilder::comment`] was given them (a `: text`
+    /// line gives `"text"`). Browsers ignore them.
+    ///
+    /// ```
+    /// use tower_sse::Event;
+    /// let event = Event::builder().comment("first").comment("").data("x").build()?;
+    /// assert!(event.comments().eq(["first", ""]));
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn comments(&self) -> impl Iterator<Item = &str> {
+        self.lines()
+            .filter_map(|line| line.strip_prefix(':'))
+            .map(|text| text.strip_prefix(' ').unwrap_or(text))
+    }
+
+    /// The encoded lines, without the blank line that ends the event.
+    fn lines(&self) -> impl Iterator<Item = &str> {
+        // Written from `&str`s, or checked by `from_encoded`: always UTF-8, lines ended by LF.
+        std::str::from_utf8(&self.bytes)
+            .unwrap_or_default()
+            .split('\n')
             .take_while(|line| !line.is_empty())
-            .find_map(|line| line.strip_prefix(b"event:"))
-            .map(|value| value.strip_prefix(b" ").unwrap_or(value))
-            // Written from a `&str`, or checked by `from_encoded`: always UTF-8.
-            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    /// The field lines as `(name, value)`, read as a browser reads them: the name up to the
+    /// first `:`, the value after it without one leading space; a line without `:` is a name
+    /// with an empty value.
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.lines()
+            .filter(|line| !line.starts_with(':'))
+            .map(|line| match line.split_once(':') {
+                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+                None => (line, ""),
+            })
     }
 
     /// The encoded event, ending with the blank line that dispatches it.

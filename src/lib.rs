@@ -19,6 +19,8 @@
 //! - [`auth`]: who may publish and subscribe to which topic, a policy the hub consults on
 //!   publish and subscribe (replay included); with feature `jwt`, one on JSON Web Tokens.
 //!   Read [private topics](auth#private-topics) before a client names a topic.
+//! - `testing` (feature `testing`): a WHATWG-exact event-stream parser and helpers that read
+//!   a response as events and reconnect to a router with `Last-Event-ID`, for your own tests.
 //!
 //! # Example
 //!
@@ -56,11 +58,13 @@
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
 //! | `axum`  | yes     | [`LastEventId`], `Connection` and [`auth::Identity`] as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
+//! | `signal` | yes    | `shutdown_signal()`: resolves on Ctrl-C (SIGINT) or SIGTERM, for [`SseLayer::shutdown_on`] (through `tokio/signal`) |
 //! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde; `Serialize` for `ConnectionInfo` |
 //! | `redis` | no      | `backend::RedisBackend` and `HubBuilder::redis`: history and fan-out in Redis Streams |
 //! | `compression` | no | [`SseLayer::compression`]: the layer compresses event streams (zstd, gzip, Brotli), one context per stream, flushed after every event |
 //! | `serve` | no      | `serve()`: HTTP/1 and HTTP/2 serving with header and idle timeouts, a send buffer cap, peer addresses and a shutdown deadline |
 //! | `jwt`   | no      | `auth::jwt::Jwt`: an authorization policy on JSON Web Tokens (HS256, RS256, ES256) with topic selectors in the claims |
+//! | `testing` | no    | `tower_sse::testing`: a WHATWG-exact parser, an event reader for any response body and `get_events` to drive a router with `Last-Event-ID`, for tests |
 //!
 //! Without `axum`, the layer works on any `tower::Service<http::Request<B>>` whose responses
 //! are `http::Response<B2>`, and [`EventStream`] is an [`http_body::Body`].
@@ -78,11 +82,15 @@ pub mod layer;
 pub mod registry;
 pub mod response;
 pub mod serve;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use event::{Event, EventBuilder, EventError};
 pub use extract::{InvalidLastEventId, LastEventId};
 pub use hub::{Hub, HubBuilder, HubError, Subscription};
-pub use layer::{SseLayer, SseService, shutdown_signal};
+#[cfg(feature = "signal")]
+pub use layer::shutdown_signal;
+pub use layer::{SseLayer, SseService};
 pub use response::{EventStream, TryEventStream};
 #[cfg(feature = "serve")]
 pub use serve::serve;

@@ -2,7 +2,7 @@
 //! measures the heap bytes in use (allocated minus freed) around a thousand refusals at the
 //! connection cap of the hub server, over one real keep-alive connection, with `Accept: text/event-stream` (the
 //! layer refuses before the handler runs) and with `Accept: */*` (the handler runs and
-//! subscribes to the hub, which opens nothing for a request the layer will refuse). What the
+//! subscribes to the hub, whose subscription the layer drops unpolled). What the
 //! connection itself holds (hyper's buffers) is there before and after, and is not counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -79,18 +79,24 @@ const GUARD: Duration = Duration::from_secs(30);
 /// One HTTP/1.1 keep-alive connection, one request at a time.
 struct Client {
     stream: BufReader<TcpStream>,
+    /// The `Host` of its requests: the server's address, one of the hosts it answers for.
+    host: String,
 }
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
         Client {
             stream: BufReader::new(TcpStream::connect(addr).await.unwrap()),
+            host: addr.to_string(),
         }
     }
 
     /// Sends a `GET` and reads the whole response; returns its body.
     async fn get(&mut self, path: &str, accept: &str) -> Vec<u8> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: {accept}\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\n\r\n",
+            self.host
+        );
         self.stream
             .get_mut()
             .write_all(request.as_bytes())

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -437,4 +438,195 @@ fn a_bare_id_line_is_an_empty_id() {
     let event = Event::from_encoded(Bytes::from_static(b"id\ndata: x\n\n")).unwrap();
     assert_eq!(event.id(), Some(""));
     assert_eq!(event.without_id(), &b"data: x\n\n"[..]);
+}
+
+// --- Accessors: what a browser reads back from the encoded event ---
+
+fn data_of(event: &Event) -> Option<&str> {
+    // A helper that keeps the borrow: `data_str` of one line is borrowed.
+    match event.data_str()? {
+        Cow::Borrowed(data) => Some(data),
+        Cow::Owned(_) => panic!("one line of data is borrowed: {event:?}"),
+    }
+}
+
+#[test]
+fn data_str_is_the_data_a_browser_receives() {
+    assert_eq!(data_of(&Event::data("hello")), Some("hello"));
+    assert_eq!(
+        Event::data("one\ntwo\nthree").data_str().as_deref(),
+        Some("one\ntwo\nthree")
+    );
+    // CR, LF and CRLF each end one line, and come back as LF.
+    assert_eq!(Event::data("a\r\nb").data_str().as_deref(), Some("a\nb"));
+    assert_eq!(Event::data("a\rb").data_str().as_deref(), Some("a\nb"));
+    assert_eq!(
+        Event::data("a\n\rb\r\rc\r\n\nd").data_str().as_deref(),
+        Some("a\n\nb\n\nc\n\nd")
+    );
+    // Leading and trailing line breaks survive.
+    assert_eq!(Event::data("a\n").data_str().as_deref(), Some("a\n"));
+    assert_eq!(Event::data("\na").data_str().as_deref(), Some("\na"));
+    assert_eq!(Event::data("\r\n").data_str().as_deref(), Some("\n"));
+    assert_eq!(Event::data("\n\n").data_str().as_deref(), Some("\n\n"));
+}
+
+#[test]
+fn data_str_keeps_colons_and_leading_spaces() {
+    assert_eq!(data_of(&Event::data(" x")), Some(" x"));
+    assert_eq!(data_of(&Event::data("  two")), Some("  two"));
+    assert_eq!(
+        data_of(&Event::data(": not a comment")),
+        Some(": not a comment")
+    );
+    assert_eq!(data_of(&Event::data("data: x")), Some("data: x"));
+    assert_eq!(
+        Event::data(" a:b\n :c\n\t").data_str().as_deref(),
+        Some(" a:b\n :c\n\t")
+    );
+    assert_eq!(data_of(&Event::data("é ✓ \0")), Some("é ✓ \0"));
+}
+
+#[test]
+fn empty_data_is_some_empty_and_no_data_is_none() {
+    assert_eq!(data_of(&Event::data("")), Some(""));
+    assert_eq!(data_of(&build(Event::builder().data(""))), Some(""));
+    assert_eq!(build(Event::builder().id("1")).data_str(), None);
+    assert_eq!(build(Event::builder().event("e")).data_str(), None);
+    assert_eq!(build(Event::builder()).data_str(), None);
+    assert_eq!(Event::retry(Duration::from_secs(1)).data_str(), None);
+}
+
+#[test]
+fn accessors_read_every_field_of_a_full_event() {
+    let event = build(
+        Event::builder()
+            .id("i: 1")
+            .event(" spaced:name ")
+            .retry(Duration::from_millis(1500))
+            .comment("c: 1")
+            .comment(" c2")
+            .data("data: a\r\n: b"),
+    );
+    assert_eq!(event.id(), Some("i: 1"));
+    assert_eq!(event.name(), Some(" spaced:name "));
+    assert_eq!(event.retry_hint(), Some(Duration::from_millis(1500)));
+    assert!(event.comments().eq(["c: 1", " c2"]));
+    assert_eq!(event.data_str().as_deref(), Some("data: a\n: b"));
+    // The same after an id is given at publish time.
+    let event = event.with_id("2").unwrap();
+    assert_eq!(event.id(), Some("2"));
+    assert_eq!(event.name(), Some(" spaced:name "));
+    assert_eq!(event.data_str().as_deref(), Some("data: a\n: b"));
+}
+
+#[test]
+fn an_empty_name_and_an_empty_comment_are_kept() {
+    let event = build(Event::builder().event("").comment("").data("x"));
+    assert_eq!(event.name(), Some(""));
+    assert!(event.comments().eq([""]));
+    assert_eq!(Event::data("x").comments().count(), 0);
+}
+
+#[test]
+fn retry_hint_is_in_whole_milliseconds() {
+    assert_eq!(Event::data("x").retry_hint(), None);
+    assert_eq!(
+        Event::retry(Duration::from_micros(1999)).retry_hint(),
+        Some(Duration::from_millis(1))
+    );
+    assert_eq!(
+        Event::retry(Duration::ZERO).retry_hint(),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        Event::retry(Duration::MAX).retry_hint(),
+        Some(Duration::from_millis(u64::MAX))
+    );
+}
+
+#[test]
+fn accessors_read_encoded_events_as_a_browser_would() {
+    let event = |bytes: &'static [u8]| Event::from_encoded(Bytes::from_static(bytes)).unwrap();
+    // No space after the colon, a bare field name, the last `event:` and valid `retry:` win.
+    let e = event(b"event:a\nevent\nevent: b\ndata:x\ndata\nretry: 10\nretry: 2x\n:c\n\n");
+    assert_eq!(e.name(), Some("b"));
+    assert_eq!(e.data_str().as_deref(), Some("x\n"));
+    assert_eq!(e.retry_hint(), Some(Duration::from_millis(10)));
+    assert!(e.comments().eq(["c"]));
+    // Unknown fields are ignored; a field named like a prefix is another field.
+    let e = event(b"datum: x\nevents: y\nretry\n\n");
+    assert_eq!(e.data_str(), None);
+    assert_eq!(e.name(), None);
+    assert_eq!(e.retry_hint(), None);
+    // A retry beyond `u64` milliseconds saturates, as the parser's does.
+    let e = event(b"retry: 99999999999999999999999\n\n");
+    assert_eq!(e.retry_hint(), Some(Duration::from_millis(u64::MAX)));
+}
+
+mod accessor_props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text weighted towards what the format cares about.
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                3 => any::<char>(),
+                1 => Just('\r'),
+                1 => Just('\n'),
+                1 => Just(':'),
+                1 => Just(' '),
+            ],
+            0..16,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    /// Text without line breaks (valid as a name or a comment), NUL allowed or not.
+    fn line(nul: bool) -> impl Strategy<Value = String> {
+        text().prop_map(move |s| {
+            s.chars()
+                .filter(|&c| c != '\r' && c != '\n' && (nul || c != '\0'))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Whatever an event is built with, the accessors give it back as a browser reads it.
+        #[test]
+        fn builder_then_accessors_round_trip(
+            id in proptest::option::of(line(false)),
+            name in proptest::option::of(line(true)),
+            retry in proptest::option::of(any::<u64>()),
+            comments in proptest::collection::vec(line(true), 0..3),
+            data in proptest::option::of(text()),
+        ) {
+            let mut builder = Event::builder();
+            if let Some(id) = &id {
+                builder = builder.id(id.clone());
+            }
+            if let Some(name) = &name {
+                builder = builder.event(name.clone());
+            }
+            if let Some(millis) = retry {
+                builder = builder.retry(Duration::from_millis(millis));
+            }
+            for comment in &comments {
+                builder = builder.comment(comment.clone());
+            }
+            if let Some(data) = &data {
+                builder = builder.data(data.clone());
+            }
+            let event = builder.build().unwrap();
+            prop_assert_eq!(event.id(), id.as_deref());
+            prop_assert_eq!(event.name(), name.as_deref());
+            prop_assert_eq!(event.retry_hint(), retry.map(Duration::from_millis));
+            prop_assert_eq!(event.comments().collect::<Vec<_>>(), comments);
+            let expected = data.map(|d| d.replace("\r\n", "\n").replace('\r', "\n"));
+            let data = event.data_str();
+            prop_assert_eq!(data.as_deref(), expected.as_deref());
+        }
+    }
 }

@@ -291,11 +291,15 @@ impl Hub {
     ///   stop reconnecting.
     /// - On a closed topic, the subscription is what is retained after `start`, then the
     ///   topic's final event, then its end.
-    /// - Called by a handler behind [`SseLayer`](crate::SseLayer) whose stream the layer would
-    ///   refuse now (a connection limit is reached, or the server is shutting down), it opens
-    ///   nothing in the backend (no topic, no position, no replay read, no round trip) and
-    ///   returns a subscription that is a `retry:` hint and its end: the layer answers with
-    ///   its refusal instead, and drops the subscription unpolled.
+    /// - Once the hub's [registry](Hub::registry) is shutting down
+    ///   ([`SseLayer::shutdown`](crate::SseLayer::shutdown) on a layer given that registry), it
+    ///   opens nothing in the backend (no topic, no position, no replay read, no round trip)
+    ///   and returns a subscription that is a `retry:` hint and its end: the layer answers
+    ///   with its refusal instead, and drops the subscription unpolled.
+    /// - Called by a handler whose stream the layer then refuses for a connection limit (a
+    ///   request that does not take only `text/event-stream`: `EventSource`'s are refused
+    ///   before the handler runs), the subscription is opened, and dropped unpolled by the
+    ///   layer: it keeps nothing. The hub cannot see the request, so it cannot tell.
     /// - When the backend cannot serve (Redis unreachable), or the hub is at
     ///   [`max_topics`](HubBuilder::max_topics) with no idle topic to evict, the
     ///   subscription is a comment saying so and a `retry:` hint, then its end: an
@@ -317,9 +321,9 @@ impl Hub {
         {
             return Ok(Subscription::ended(topic.into()));
         }
-        if crate::registry::ConnectionSlot::current_is_refused() {
-            // The layer will refuse this request's stream (a connection limit is reached, or
-            // the server is shutting down) and drop the subscription unpolled: open nothing.
+        if self.inner.registry.is_closing() {
+            // The hub's registry is shutting down: the layer on it refuses every new stream and
+            // drops its subscription unpolled, so open nothing.
             return Ok(Subscription::refused(
                 topic.into(),
                 self.inner.retry_after_lag,

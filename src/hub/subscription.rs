@@ -97,7 +97,6 @@ impl Subscription {
             Rest::More => Tail::Retry(retry),
             Rest::End(end) => Tail::End(end),
         };
-        record_topic(&topic);
         Subscription {
             topic,
             head,
@@ -116,7 +115,6 @@ impl Subscription {
             .retry(retry)
             .build()
             .unwrap_or_else(|_| Event::retry(retry));
-        record_topic(&topic);
         Subscription {
             topic,
             head: VecDeque::from([notice]),
@@ -126,8 +124,8 @@ impl Subscription {
         }
     }
 
-    /// A subscription for a request whose stream the layer refuses: nothing opened in the
-    /// backend, nothing recorded in the registry; a `retry:` hint, should it be sent after all.
+    /// A subscription on a hub whose registry is shutting down, whose stream the layer refuses:
+    /// nothing opened in the backend; a `retry:` hint, should it be sent after all.
     pub(crate) fn refused(topic: Arc<str>, retry: Duration) -> Self {
         Subscription {
             topic,
@@ -140,7 +138,6 @@ impl Subscription {
 
     /// A subscription for a client that has seen its topic's final event.
     pub(crate) fn ended(topic: Arc<str>) -> Self {
-        record_topic(&topic);
         Subscription {
             topic,
             head: VecDeque::new(),
@@ -232,14 +229,6 @@ fn expired_event(retry: Duration) -> Event {
         .build()
         // A constant comment always builds.
         .unwrap_or_else(|_| Event::retry(retry))
-}
-
-/// Tells the registry entry of the request being handled its topic, when the handler runs
-/// behind `SseLayer` (whose response future is polling it now).
-fn record_topic(topic: &Arc<str>) {
-    if let Some(entry) = crate::registry::ConnectionSlot::current_entry() {
-        entry.set_topic(topic.clone());
-    }
 }
 
 /// The in-band notice that a replay is incomplete.
@@ -362,11 +351,16 @@ impl Stream for Subscription {
 
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Subscription {
-    /// A `text/event-stream`, or `204 No Content` when [ended](Subscription::is_ended).
+    /// A `text/event-stream`, or `204 No Content` when [ended](Subscription::is_ended). The
+    /// stream carries its topic in its extensions ([`StreamTopic`](crate::registry::StreamTopic)),
+    /// for [`SseLayer`](crate::SseLayer)'s registry.
     fn into_response(self) -> axum::response::Response {
         if self.is_ended() {
             return http::StatusCode::NO_CONTENT.into_response();
         }
-        crate::EventStream::new(self).into_response()
+        let topic = crate::registry::StreamTopic::from_shared(self.topic.clone());
+        let mut response = crate::EventStream::new(self).into_response();
+        response.extensions_mut().insert(topic);
+        response
     }
 }

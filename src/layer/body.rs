@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::layer::Config;
+use super::config::Config;
 use crate::registry::{Departure, Registration};
 
 const KEEP_ALIVE: Bytes = Bytes::from_static(b":\n\n");

@@ -26,7 +26,7 @@
 use http::{HeaderMap, header};
 
 use super::SseBody;
-use super::layer::Config;
+use super::config::Config;
 use crate::registry::Registration;
 
 /// The encoding a request's `Accept-Encoding` allows for an event stream from this layer;
@@ -128,8 +128,11 @@ mod enabled {
     use std::task::{Context, Poll, ready};
 
     use async_compression::Level;
-    use async_compression::codecs::{BrotliEncoder, Encode, GzipEncoder, ZstdEncoder};
-    use async_compression::core::util::PartialBuffer;
+    use std::cell::RefCell;
+
+    use async_compression::codecs::{BrotliEncoder, EncodeV2, GzipEncoder, ZstdEncoder};
+    use async_compression::core::util::{PartialBuffer, WriteBuffer};
+    use async_compression::zstd::CParameter;
     use bytes::{Bytes, BytesMut};
     use http::{HeaderMap, HeaderValue, header};
     use http_body::{Body, Frame, SizeHint};
@@ -139,24 +142,37 @@ mod enabled {
 
     /// Which encodings [`SseLayer::compression`](crate::SseLayer::compression) may compress
     /// event streams with: all three by default. The client's `q` values decide first; between
-    /// encodings it weighs alike, the layer prefers those that compress each event against
-    /// more of the stream's past, in this order:
+    /// encodings it weighs alike, the layer prefers zstd (about gzip's CPU and bytes per event
+    /// in the microbenchmark below, and a window four times as long), then gzip, then Brotli
+    /// (which keeps no context between events):
     ///
-    /// | encoding | settings | context kept between events | memory per stream, about |
-    /// |----------|----------|-----------------------------|--------------------------|
-    /// | `zstd`   | level 1  | 128 KiB window | 150–250 KiB |
-    /// | `gzip`   | level 1  | 32 KiB window  | 270 KiB |
-    /// | `br`     | quality 1 | none (each event on its own) | 6 KiB |
+    /// | encoding | settings | context kept between events | memory per stream, about | CPU added per delivery, 1 KiB JSON, 1 000 streams |
+    /// |----------|----------|-----------------------------|--------------------------|------------------------------|
+    /// | `zstd`   | level −1, 4 096-entry match table | 128 KiB window | 190 KiB | 15.7 µs, 296 bytes |
+    /// | `gzip`   | level 1  | 32 KiB window  | 270 KiB | 16.5 µs, 291 bytes |
+    /// | `br`     | quality 1 | none (each event on its own) | 3 KiB | 13.3 µs, 438 bytes |
     ///
     /// Each stream has its own context, which is where the memory goes: an event is
     /// compressed against the earlier ones still in the window, so a page sent again with
-    /// small changes (a server-driven UI's morph) compresses to little more than the changes.
-    /// The fastest settings are used because every stream compresses every event it sends: a
-    /// topic with a thousand subscribers compresses each event a thousand times. In the
-    /// benchmark harness (`compression` scenario: 1 KiB JSON events, a thousand subscribers,
-    /// 2 cores), three runs measured gzip at 1.75 to 2.4 times the server CPU per delivery of
-    /// the uncompressed stream, Brotli at 1.6 to 2.2 and zstd at 2.4 to 3.3, the codec doing
-    /// most of it, for a third to two fifths of the bytes.
+    /// small changes (a server-driven UI's morph) compresses to little more than the changes
+    /// (a 48 KiB page sent again with one row changed: 50 bytes to an eighth of the first send
+    /// with zstd, depending on the rows; gzip's window is too short for it). The fastest settings are used because every stream compresses
+    /// every event it sends: a topic with a thousand subscribers compresses each event a
+    /// thousand times, and with a thousand contexts none is in the CPU cache when its event
+    /// comes, so what a context reads at random (zstd's match table, kept small here) costs
+    /// more than the compressing itself. The last column is the microbenchmark
+    /// (`WARM=300 STREAMS=1000 cargo bench --features compression --bench compress`, every
+    /// stream's window full; 1 057-byte events; 2 cores shared with other work): the CPU a
+    /// delivery costs more than a plain one, and the bytes it sends.
+    ///
+    /// In the benchmark harness (`cargo run --release -p tower-sse-bench --bin run -- --quick
+    /// --servers tower-sse --scenarios compression`: 1 KiB JSON events, a thousand
+    /// subscribers, 2 cores shared with other work), where the plain stream costs 8 to 10 µs
+    /// of server CPU per delivery, two runs measured zstd at 3.05 and 2.97 times that, gzip
+    /// at 1.93 and 3.00, Brotli at 2.25 and 2.09: the spread between runs is larger than the
+    /// differences between encodings, and all are far from the 1.3 times of issue 12's
+    /// target. Compress event streams for large, repetitive events (HTML morphs) to clients
+    /// on slow links, not for small events to many subscribers.
     ///
     /// ```
     /// use tower_sse::SseLayer;
@@ -378,6 +394,15 @@ mod enabled {
         }
     }
 
+    /// zstd's settings, chosen by measuring (see [`Compression`]): a fast level, the window
+    /// that holds a page sent again, and a small match table. The table is what a stream's
+    /// compression reads at random; with a thousand streams none of it is in the cache when
+    /// an event comes, and each read is a miss. 4 096 entries (16 KiB) still find a 48 KiB
+    /// page sent again (`compression_tests`); 1 024 did not.
+    const ZSTD_LEVEL: i32 = -1;
+    const ZSTD_WINDOW_LOG: u32 = 17;
+    const ZSTD_HASH_LOG: u32 = 12;
+
     /// One stream's compression context.
     enum Encoder {
         Zstd(ZstdEncoder),
@@ -394,16 +419,33 @@ mod enabled {
         Finish,
     }
 
-    /// Room for a codec's output in its first call of a step; doubled for each further call.
-    const FIRST_ROOM: usize = 256;
+    thread_local! {
+        /// Where the codecs of the streams polled on this thread write, before their output
+        /// is copied into the frame: one buffer, warm in the cache and zeroed once, rather than
+        /// a new zeroed one per event (the crate writes no `unsafe` to hand a codec
+        /// uninitialized memory).
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Room the scratch buffer starts with: an event and its keep-alive fit in one call,
+    /// with room to spare for zstd to compress straight into it (when the room is at least
+    /// the bound of what a block can compress to, zstd skips its own output buffer).
+    const SCRATCH_ROOM: usize = 16 * 1024;
+
+    /// The scratch buffer is never kept larger than this (a large event grows it for once).
+    const SCRATCH_MAX: usize = 256 * 1024;
 
     impl Encoder {
         fn new(encoding: Encoding) -> Encoder {
             match encoding {
-                Encoding::Zstd => {
-                    let window = async_compression::zstd::CParameter::window_log(17);
-                    Encoder::Zstd(ZstdEncoder::new_with_params(1, &[window]))
-                }
+                Encoding::Zstd => Encoder::Zstd(ZstdEncoder::new_with_params(
+                    ZSTD_LEVEL,
+                    &[
+                        CParameter::window_log(ZSTD_WINDOW_LOG),
+                        CParameter::hash_log(ZSTD_HASH_LOG),
+                        CParameter::checksum_flag(false),
+                    ],
+                )),
                 Encoding::Brotli => {
                     let params = async_compression::brotli::EncoderParams::default()
                         .quality(Level::Precise(1));
@@ -416,75 +458,106 @@ mod enabled {
         /// Compresses `data`, and with `flush` everything the context still holds, so that
         /// the bytes returned so far decode to all the input so far.
         fn compress(&mut self, data: &[u8], flush: bool) -> io::Result<Bytes> {
-            let mut out = BytesMut::new();
+            // Outside the work, which may run again after its room ran out: it goes on
+            // where it stopped.
             let mut input = PartialBuffer::new(data);
-            let mut room = data.len() / 2 + FIRST_ROOM;
-            while !input.unwritten().is_empty() {
-                let before = input.written_len();
-                let (_, wrote) = self.step(&mut out, Step::Encode, &mut input, room)?;
-                if input.written_len() == before && wrote == 0 {
-                    return Err(io::Error::other("the compressor made no progress"));
+            self.with_scratch(data.len(), |encoder, out| {
+                while !input.unwritten().is_empty() {
+                    let before = (input.written_len(), out.written_len());
+                    if out.has_no_spare_space() {
+                        return Ok(false);
+                    }
+                    encoder.step(Step::Encode, &mut input, out)?;
+                    if (input.written_len(), out.written_len()) == before {
+                        return Err(io::Error::other("the compressor made no progress"));
+                    }
                 }
-                room = room.saturating_mul(2);
-            }
-            if flush {
-                self.until_done(&mut out, Step::Flush)?;
-            }
-            Ok(out.freeze())
+                if flush {
+                    encoder.step(Step::Flush, &mut PartialBuffer::new(&[][..]), out)
+                } else {
+                    Ok(true)
+                }
+            })
         }
 
         /// Writes out what the context holds and ends the compressed stream.
         fn finish(&mut self) -> io::Result<Bytes> {
-            let mut out = BytesMut::new();
-            self.until_done(&mut out, Step::Finish)?;
-            Ok(out.freeze())
+            self.with_scratch(0, |encoder, out| {
+                encoder.step(Step::Finish, &mut PartialBuffer::new(&[][..]), out)
+            })
         }
 
-        /// Flushes or finishes. A codec says it is not done only when it filled the room it
-        /// was given, which doubles with each call; the bound stops one that never would.
-        fn until_done(&mut self, out: &mut BytesMut, step: Step) -> io::Result<()> {
-            let mut room = FIRST_ROOM;
-            for _ in 0..16 {
-                let (done, _) = self.step(out, step, &mut PartialBuffer::new(&[][..]), room)?;
-                if done {
-                    return Ok(());
+        /// Runs `work` with this thread's scratch buffer, at least `len` plus some room, and
+        /// returns a copy of what it wrote. `work` says whether it is done; if it is not
+        /// (the room ran out: a large event, or one that did not compress), it runs again,
+        /// with the room doubled, after its output so far. The bound stops a codec that
+        /// would never be done.
+        fn with_scratch(
+            &mut self,
+            len: usize,
+            mut work: impl FnMut(&mut Self, &mut WriteBuffer<'_>) -> io::Result<bool>,
+        ) -> io::Result<Bytes> {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let want = (len + len / 4 + 1024).max(SCRATCH_ROOM);
+                if scratch.len() < want {
+                    scratch.resize(want, 0);
                 }
-                room *= 2;
-            }
-            Err(io::Error::other("the compressor did not finish flushing"))
+                let mut out = WriteBuffer::new_initialized(&mut scratch[..]);
+                if work(self, &mut out)? {
+                    let bytes = Bytes::copy_from_slice(out.written());
+                    if scratch.len() > SCRATCH_MAX {
+                        *scratch = Vec::new();
+                    }
+                    return Ok(bytes);
+                }
+                // Rare: keep what was written, and go on in a larger buffer.
+                let mut done = BytesMut::from(out.written());
+                let mut room = scratch.len();
+                for _ in 0..16 {
+                    room = room.saturating_mul(2);
+                    scratch.clear();
+                    scratch.resize(room, 0);
+                    let mut out = WriteBuffer::new_initialized(&mut scratch[..]);
+                    let finished = work(self, &mut out)?;
+                    done.extend_from_slice(out.written());
+                    if finished {
+                        if scratch.len() > SCRATCH_MAX {
+                            *scratch = Vec::new();
+                        }
+                        return Ok(done.freeze());
+                    }
+                }
+                Err(io::Error::other("the compressor did not finish flushing"))
+            })
         }
 
-        /// One call into the codec, with `room` for its output at the end of `out`. Returns
-        /// whether it is done (for a flush or finish) and how many bytes it wrote.
+        /// One call into the codec, writing into `output`. For a flush or finish, returns
+        /// whether it is done; an encode is done when all its input is in the context.
         fn step(
             &mut self,
-            out: &mut BytesMut,
             step: Step,
             input: &mut PartialBuffer<&[u8]>,
-            room: usize,
-        ) -> io::Result<(bool, usize)> {
-            let start = out.len();
-            out.resize(start + room, 0);
-            let mut output = PartialBuffer::new(&mut out[start..]);
-            let done = match self {
-                Encoder::Zstd(codec) => run(codec, step, input, &mut output),
-                Encoder::Brotli(codec) => run(&mut **codec, step, input, &mut output),
-                Encoder::Gzip(codec) => run(codec, step, input, &mut output),
-            };
-            let wrote = output.written_len();
-            out.truncate(start + wrote);
-            Ok((done?, wrote))
+            output: &mut WriteBuffer<'_>,
+        ) -> io::Result<bool> {
+            match self {
+                Encoder::Zstd(codec) => run(codec, step, input, output),
+                Encoder::Brotli(codec) => run(&mut **codec, step, input, output),
+                Encoder::Gzip(codec) => run(codec, step, input, output),
+            }
         }
     }
 
-    fn run<E: Encode>(
+    fn run<E: EncodeV2>(
         codec: &mut E,
         step: Step,
         input: &mut PartialBuffer<&[u8]>,
-        output: &mut PartialBuffer<&mut [u8]>,
+        output: &mut WriteBuffer<'_>,
     ) -> io::Result<bool> {
         match step {
-            Step::Encode => codec.encode(input, output).map(|()| false),
+            Step::Encode => codec
+                .encode(input, output)
+                .map(|()| input.unwritten().is_empty()),
             Step::Flush => codec.flush(output),
             Step::Finish => codec.finish(output),
         }

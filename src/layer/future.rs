@@ -7,8 +7,8 @@ use http::{HeaderName, HeaderValue, Response, StatusCode, Version, header};
 use pin_project_lite::pin_project;
 
 use super::SseBody;
-use super::layer::Config;
-use crate::registry::{ConnectionSlot, Refused};
+use super::config::Config;
+use crate::registry::{ConnectionSlot, Refused, StreamTopic};
 
 /// What the response future needs to know about the request.
 pub(crate) struct RequestInfo {
@@ -17,8 +17,9 @@ pub(crate) struct RequestInfo {
     /// host and port, or as `Sec-Fetch-Site` says) nor allowed.
     pub(crate) origin_allowed: bool,
     pub(crate) config: Arc<Config>,
-    /// Builds the stream's registry entry, should the response be an event stream.
-    pub(crate) slot: ConnectionSlot,
+    /// Builds the stream's registry entry, should the response be an event stream; shared with
+    /// the request's extensions (the `Connection` extractor).
+    pub(crate) slot: Arc<ConnectionSlot>,
     /// The encoding the layer would compress an event stream with (feature `compression`).
     pub(crate) accepted: super::compression::Accepted,
 }
@@ -40,7 +41,12 @@ pin_project! {
         // every ordinary request would pay for copying their size.
         Cors { future: Pin<Box<tower_http::cors::ResponseFuture<F>>> },
         // Refused before the handler ran; `cors` holds the headers an allowed origin needs.
-        Refused { refused: Refused, cors: Box<http::HeaderMap> },
+        Refused {
+            refused: Refused,
+            cors: Box<http::HeaderMap>,
+            version: Version,
+            config: Arc<Config>,
+        },
         // Answered with `status` and a plain-text `message` before anything else was done: an
         // unknown host, a cross-origin request with an unsafe method.
         Rejected { status: StatusCode, message: &'static str },
@@ -52,6 +58,25 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             inner,
             info: Some(info),
+        }
+    }
+
+    /// A stream refused (by a connection limit or a shutdown) before the handler ran and before
+    /// anything was built for it; `cors` holds the headers an allowed origin needs.
+    pub(crate) fn refused(
+        refused: Refused,
+        cors: Box<http::HeaderMap>,
+        version: Version,
+        config: Arc<Config>,
+    ) -> Self {
+        ResponseFuture {
+            inner: Inner::Refused {
+                refused,
+                cors,
+                version,
+                config,
+            },
+            info: None,
         }
     }
 
@@ -74,20 +99,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let polling = || {
-            this.info
-                .as_ref()
-                .expect("tower_sse::ResponseFuture polled after completion")
-        };
         let response = match this.inner.project() {
-            // The handler runs inside these polls: its `Connection` extractor finds the slot.
-            InnerProj::Cors { future } => {
-                ready!(polling().slot.enter(|| future.as_mut().poll(cx)))?
-            }
+            InnerProj::Cors { future } => ready!(future.as_mut().poll(cx))?,
             InnerProj::Plain { future } => {
-                let polling = polling();
-                let mut response = ready!(polling.slot.enter(|| future.poll(cx)))?;
-                if polling.config.cors.is_some() {
+                let mut response = ready!(future.poll(cx))?;
+                let info = this
+                    .info
+                    .as_ref()
+                    .expect("tower_sse::ResponseFuture polled after completion");
+                if info.config.cors.is_some() {
                     // What tower-http's CORS service adds to every response, also to those of
                     // requests without an `Origin` (which skip it): a cache must not answer a
                     // cross-origin request with a response made for a same-origin one.
@@ -95,19 +115,20 @@ where
                 }
                 response
             }
-            InnerProj::Refused { refused, cors } => {
-                let info = this
-                    .info
-                    .take()
-                    .expect("tower_sse::ResponseFuture polled after completion");
-                let mut response = Response::new(SseBody::full(refusal(*refused, &info.config)));
+            InnerProj::Refused {
+                refused,
+                cors,
+                version,
+                config,
+            } => {
+                let mut response = Response::new(SseBody::full(refusal(*refused, config)));
                 let headers = response.headers_mut();
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream"),
                 );
                 headers.extend(std::mem::take(&mut **cors));
-                set_stream_headers(headers, info.version);
+                set_stream_headers(headers, *version);
                 return Poll::Ready(Ok(response));
             }
             InnerProj::Rejected { status, message } => {
@@ -183,7 +204,15 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
     let registered = config
         .registry
         .admits(config.limits, info.slot.peer_ip())
-        .and_then(|()| config.registry.register(info.slot.entry(), config.limits));
+        .and_then(|()| {
+            let entry = info.slot.entry();
+            // The topic comes up in the response's extensions (a hub `Subscription` sets it),
+            // before the entry registers, so the `Connected` notice carries it.
+            if let Some(topic) = parts.extensions.get::<StreamTopic>() {
+                entry.set_topic(topic.shared());
+            }
+            config.registry.register(entry, config.limits)
+        });
     match registered {
         Ok(registration) => {
             let body = super::compression::stream_body(

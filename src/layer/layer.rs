@@ -1,11 +1,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, header};
 use tower_layer::Layer;
 
+// Re-exported for `super::compression`, which still imports it from here.
+use super::config::Config;
 use super::cors::{AllowedOrigins, InvalidOrigin};
 use super::host::{AllowedHosts, InvalidHost};
 use super::origin::Scheme;
@@ -31,9 +32,6 @@ pub const DEFAULT_SHUTDOWN_RETRY: Duration = Duration::from_secs(2);
 /// Default `retry:` hint for a stream refused by a connection limit, before jitter.
 pub const DEFAULT_OVER_LIMIT_RETRY: Duration = Duration::from_secs(10);
 
-/// Size of the optional padding comment for old polyfills.
-const PADDING: usize = 2048;
-
 /// A tower [`Layer`] that makes every `text/event-stream` response production-grade.
 ///
 /// See the [module documentation](crate::layer) for what it does to a stream, and the setters
@@ -42,38 +40,6 @@ const PADDING: usize = 2048;
 #[must_use]
 pub struct SseLayer {
     pub(crate) config: Arc<Config>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) keep_alive: Option<Duration>,
-    retry: Option<Duration>,
-    initial_comment: bool,
-    padding: bool,
-    /// The bytes a stream starts with (initial comment, padding, retry hint), if any.
-    pub(crate) prelude: Option<Bytes>,
-    pub(crate) origins: Option<AllowedOrigins>,
-    allow_methods: Vec<Method>,
-    allow_headers: Vec<HeaderName>,
-    /// The CORS layer derived from the settings above; `None` without allowed origins.
-    pub(crate) cors: Option<tower_http::cors::CorsLayer>,
-    pub(crate) registry: Registry,
-    pub(crate) limits: Limits,
-    pub(crate) shutdown_retry: Duration,
-    pub(crate) over_limit_retry: Duration,
-    pub(crate) max_lifetime: Option<Duration>,
-    pub(crate) write_timeout: Option<Duration>,
-    /// Whose `Forwarded` and `X-Forwarded-For` headers are believed; `None`: nobody's.
-    pub(crate) trusted_proxies: Option<TrustedProxies>,
-    shutdown_grace: Duration,
-    /// The hosts served ([`SseLayer::allow_hosts`]); `None`: every host.
-    pub(crate) hosts: Option<AllowedHosts>,
-    /// [`SseLayer::public_scheme`].
-    pub(crate) public_scheme: Option<Scheme>,
-    /// Whether cross-origin requests with unsafe methods are refused (on by default).
-    pub(crate) cross_origin_protection: bool,
-    /// [`SseLayer::compression`] (feature `compression`); see `super::compression`.
-    pub(crate) compression: super::compression::Settings,
 }
 
 impl Default for SseLayer {
@@ -664,45 +630,6 @@ fn shut_down(registry: &Registry, grace: Duration) {
         tokio::time::sleep(grace).await;
         registry.close_all();
     });
-}
-
-impl Config {
-    /// Recomputes what is derived from the settings.
-    fn refresh(&mut self) {
-        self.prelude = self.build_prelude();
-        self.cors = self.origins.as_ref().map(|origins| {
-            let allowed = origins.clone();
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(origins.to_tower_http())
-                // Only alongside an allowed origin: an unlisted one gets no CORS header at all.
-                .allow_credentials(tower_http::cors::AllowCredentials::predicate(
-                    move |origin, parts| allowed.allows(origin, parts),
-                ))
-                .allow_methods(self.allow_methods.clone())
-                .allow_headers(self.allow_headers.clone())
-        });
-    }
-
-    fn build_prelude(&self) -> Option<Bytes> {
-        if !self.initial_comment && !self.padding && self.retry.is_none() {
-            return None;
-        }
-        let mut buf = BytesMut::with_capacity(if self.padding { PADDING + 32 } else { 32 });
-        if self.initial_comment || self.padding {
-            buf.put_u8(b':');
-            if self.padding {
-                buf.put_bytes(b' ', PADDING);
-            }
-            buf.put_u8(b'\n');
-        }
-        if let Some(retry) = self.retry {
-            let retry = crate::Event::retry(retry);
-            // `retry: N\n\n` without its blank line: the prelude ends with one below.
-            buf.put_slice(&retry.as_bytes()[..retry.len() - 1]);
-        }
-        buf.put_u8(b'\n');
-        Some(buf.freeze())
-    }
 }
 
 impl<S> Layer<S> for SseLayer {

@@ -173,6 +173,7 @@
 
 mod body;
 mod compression;
+mod config;
 mod cors;
 mod future;
 mod host;
@@ -181,6 +182,7 @@ mod layer;
 mod origin;
 mod proxy;
 mod service;
+#[cfg(feature = "signal")]
 mod signal;
 
 pub use body::SseBody;
@@ -192,6 +194,7 @@ pub use host::InvalidHost;
 pub use layer::{DEFAULT_KEEP_ALIVE, DEFAULT_WRITE_TIMEOUT, SseLayer};
 pub use proxy::{ClientAddr, InvalidProxy};
 pub use service::SseService;
+#[cfg(feature = "signal")]
 pub use signal::shutdown_signal;
 
 pub(crate) use future::CACHE_CONTROL;

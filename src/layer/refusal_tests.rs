@@ -1,7 +1,9 @@
-//! Tests for what a request refused by a connection limit or a shutdown costs: a handler that
-//! runs anyway (its request did not take only an event stream) and subscribes to a hub opens
-//! nothing in the backend and builds no registry entry; one below the limits subscribes as
-//! always. The allocation count over a real socket is `tests/refusals.rs`.
+//! Tests for what a request refused by a connection limit or a shutdown costs when its handler
+//! runs anyway (its request did not take only an event stream) and subscribes to a hub: during
+//! a shutdown the subscription opens nothing in the backend; at a connection limit it is opened
+//! (the hub cannot see the request) and dropped unpolled by the layer, keeping nothing; neither
+//! builds a registry entry. One below the limits subscribes as always. The heap count over a
+//! real socket is `tests/refusals.rs`.
 
 use std::sync::{Arc, Mutex};
 
@@ -56,7 +58,7 @@ fn fetch(uri: &str) -> Request<Body> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_refused_request_subscribes_to_nothing() {
+async fn a_request_refused_at_the_cap_keeps_no_subscription() {
     let hub = Hub::memory();
     let seen = Seen::default();
     let app = app(SseLayer::new().max_connections(1), &hub, &seen);
@@ -66,22 +68,18 @@ async fn a_refused_request_subscribes_to_nothing() {
     assert_eq!(next(&mut open).await, KEEP_ALIVE);
     assert_eq!(seen.lock().unwrap().pop(), Some((true, None)));
 
-    // At the cap: the handler runs, its subscription opens nothing, the layer refuses.
+    // At the cap: the handler runs and its subscription is opened (the hub cannot see the
+    // request, nor the layer's limits); the layer refuses the stream and drops the
+    // subscription unpolled, and with it the topic it held and the registry entry it never
+    // built.
     let refused = app.clone().oneshot(fetch("/events/second")).await.unwrap();
     assert_eq!(refused.status(), StatusCode::OK);
     let body = rest(&mut refused.into_body()).await;
     assert!(body.starts_with(b": too many connections\n"), "{body:?}");
-    assert_eq!(seen.lock().unwrap().pop(), Some((false, None)));
+    assert_eq!(seen.lock().unwrap().pop(), Some((true, None)));
     assert!(hub.topic_info("second").await.unwrap().is_none());
     assert_eq!(hub.registry().len(), 1);
     assert_eq!(hub.registry().stats().refused, 1);
-
-    // Polled anyway (here by the handler itself), it is a `retry:` hint and its end.
-    let _ = app.clone().oneshot(fetch("/events/probe")).await.unwrap();
-    let (exists, first) = seen.lock().unwrap().pop().unwrap();
-    assert!(!exists);
-    let first = first.expect("a retry hint");
-    assert!(first.as_bytes().starts_with(b"retry: "), "{first:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -91,11 +89,29 @@ async fn during_a_shutdown_a_handler_subscribes_to_nothing() {
     let layer = SseLayer::new();
     let app = app(layer.clone(), &hub, &seen);
     SseLayer::new().registry(hub.registry()).shutdown();
-    let refused = app.oneshot(fetch("/events/late")).await.unwrap();
+    let refused = app.clone().oneshot(fetch("/events/late")).await.unwrap();
     let body = rest(&mut refused.into_body()).await;
     assert!(body.starts_with(b": shutting down\n"), "{body:?}");
     assert_eq!(seen.lock().unwrap().pop(), Some((false, None)));
     assert!(hub.topic_info("late").await.unwrap().is_none());
+
+    // Polled anyway (here by the handler itself), it is a `retry:` hint and its end.
+    let _ = app.oneshot(fetch("/events/probe")).await.unwrap();
+    let (exists, first) = seen.lock().unwrap().pop().unwrap();
+    assert!(!exists);
+    let first = first.expect("a retry hint");
+    assert!(first.as_bytes().starts_with(b"retry: "), "{first:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hub_whose_registry_shuts_down_opens_nothing_even_without_a_request() {
+    let hub = Hub::memory();
+    SseLayer::new().registry(hub.registry()).shutdown();
+    let mut subscription = hub.subscribe("after", None).await.unwrap();
+    assert!(hub.topic_info("after").await.unwrap().is_none());
+    let first = subscription.next().await.expect("a retry hint");
+    assert!(first.as_bytes().starts_with(b"retry: "), "{first:?}");
+    assert!(subscription.next().await.is_none());
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,14 +5,14 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::config::Config;
 use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
-use super::layer::Config;
 use super::origin::{
     FetchSite, Scheme, is_own_origin, is_safe, is_same_origin, passes_protection, request_host,
 };
 use super::proxy::ClientAddr;
 use crate::extract::LAST_EVENT_ID;
-use crate::registry::{ConnectionSlot, StallSignal};
+use crate::registry::{ConnectionSlot, StallSignal, peer_ip};
 
 /// The service produced by [`SseLayer`](crate::SseLayer); see the
 /// [module documentation](crate::layer).
@@ -102,31 +102,36 @@ where
             return ResponseFuture::rejected(StatusCode::FORBIDDEN, CROSS_ORIGIN_REFUSED);
         }
         let peer = client_addr(&mut req, &self.config);
-        let slot = ConnectionSlot::new(
-            self.config.registry.clone(),
-            self.config.limits,
+        // A request that takes nothing but an event stream, as `EventSource`'s do, and the
+        // registry would refuse anyway is refused before the handler runs, so a reconnect storm
+        // against a full or stopping server costs no handler work (a replay read, say) and
+        // allocates nothing but its answer. Any other request runs its handler: one that may
+        // be answered otherwise (`Accept: */*` from `fetch`, `application/json,
+        // text/event-stream` from an MCP client) must be, and if its answer is an event stream
+        // the limits apply to it when it is registered.
+        let origin_allowed = origin_allowed.unwrap_or(true);
+        if origin_allowed
+            && accept == Accept::OnlyEventStream
+            && let Err(refused) = config.registry.admits(config.limits, peer_ip(peer))
+        {
+            let (parts, _body) = req.into_parts();
+            let cors = Box::new(allowed_origin_headers(&parts, config));
+            return ResponseFuture::refused(refused, cors, parts.version, self.config.clone());
+        }
+        // The stream's slot goes down in the request's extensions, where the handler's
+        // `Connection` extractor finds it whatever runs the handler (the way axum's
+        // `MatchedPath` does), and stays in the response future, which registers its entry if
+        // the response is an event stream.
+        let slot = Arc::new(ConnectionSlot::new(
+            config.registry.clone(),
             peer,
             req.uri().clone(),
             user_agent,
             last_event_id,
             // Left by `tower_sse::serve`: how a stalled stream's connection gets closed.
             req.extensions().get::<StallSignal>().cloned(),
-        );
-        // A request that takes nothing but an event stream, as `EventSource`'s do, and the
-        // registry would refuse anyway is refused before the handler runs, so a reconnect storm
-        // against a full or stopping server costs no handler work (a replay read, say). Any
-        // other request runs its handler: one that may be answered otherwise (`Accept: */*`
-        // from `fetch`, `application/json, text/event-stream` from an MCP client) must be, and
-        // if its answer is an event stream the limits apply to it when it is registered.
-        let origin_allowed = origin_allowed.unwrap_or(true);
-        let early = if origin_allowed && accept == Accept::OnlyEventStream {
-            self.config
-                .registry
-                .admits(self.config.limits, slot.peer_ip())
-                .err()
-        } else {
-            None
-        };
+        ));
+        req.extensions_mut().insert(slot.clone());
         let info = RequestInfo {
             version: req.version(),
             origin_allowed,
@@ -134,11 +139,6 @@ where
             slot,
             accepted: super::compression::accepted(req.headers(), &self.config),
         };
-        if let Some(refused) = early {
-            let (parts, _body) = req.into_parts();
-            let cors = Box::new(allowed_origin_headers(&parts, &self.config));
-            return ResponseFuture::new(InnerFuture::Refused { refused, cors }, info);
-        }
         // tower-http answers every `OPTIONS` as a preflight, with or without `Origin`; it sees
         // those and every request with an `Origin`, and nothing else.
         let to_cors = has_origin || req.method() == http::Method::OPTIONS;

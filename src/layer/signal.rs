@@ -1,6 +1,7 @@
 /// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM, which is
 /// what systemd, Docker and Kubernetes send. Pass it to
-/// [`SseLayer::shutdown_on`](crate::SseLayer::shutdown_on):
+/// [`SseLayer::shutdown_on`](crate::SseLayer::shutdown_on). Feature `signal` (on by default),
+/// which turns on tokio's `signal` feature; without it, pass any future of your own.
 ///
 /// ```no_run
 /// # async fn run(app: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Uri};
 
-use super::{Limits, Registry, StallSignal};
+use super::{Registry, StallSignal};
 use crate::{Event, LastEventId};
 
 /// How many events [`Connection::send`] may queue for one client before it reports
@@ -317,22 +317,21 @@ fn queued(outbox: &VecDeque<Event>) -> u32 {
 
 /// The address the connection limits count a peer by: an IPv4 client on a dual-stack socket is
 /// the same peer as on an IPv4 one.
-fn peer_ip(peer: Option<SocketAddr>) -> Option<IpAddr> {
+pub(crate) fn peer_ip(peer: Option<SocketAddr>) -> Option<IpAddr> {
     peer.map(|peer| peer.ip().to_canonical())
 }
 
 /// What the layer keeps for each request: the means to build its registry entry, built only
 /// when it is needed (the response is an event stream, or the handler asks for its
-/// [`Connection`]), so an ordinary request costs no entry, no allocation and no parsing.
+/// [`Connection`]), so an ordinary request costs no entry and no parsing.
 ///
-/// It lives in the layer's response future. While that future polls the inner service's, the
-/// slot is the thread's *current* one ([`ConnectionSlot::enter`]), which is how the handler's
-/// `Connection` extractor finds it: nothing goes into the request's extensions, whose insert
-/// would cost every request an allocation or two.
+/// The layer shares it, as an `Arc`, between its response future (which registers the entry
+/// when the response is an event stream) and the request's extensions, where the handler's
+/// `Connection` extractor finds it, the way axum's `MatchedPath` travels: whatever runs the
+/// handler (a middleware may spawn it as a task of its own) has the request, and with it the
+/// slot.
 pub(crate) struct ConnectionSlot {
     registry: Registry,
-    /// The layer's limits, which the stream will be registered under.
-    limits: Limits,
     peer: Option<SocketAddr>,
     uri: Uri,
     user_agent: Option<HeaderValue>,
@@ -341,14 +340,20 @@ pub(crate) struct ConnectionSlot {
     entry: OnceLock<Arc<ConnShared>>,
 }
 
-scoped_tls::scoped_thread_local!(static CURRENT: ConnectionSlot);
+impl fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionSlot")
+            .field("uri", &self.uri)
+            .field("entry", &self.entry.get())
+            .finish_non_exhaustive()
+    }
+}
 
 impl ConnectionSlot {
     /// A slot for a request to `uri` with these `User-Agent` and `Last-Event-ID` headers, from
     /// `peer` (the client, behind a trusted proxy).
     pub(crate) fn new(
         registry: Registry,
-        limits: Limits,
         peer: Option<SocketAddr>,
         uri: Uri,
         user_agent: Option<HeaderValue>,
@@ -357,7 +362,6 @@ impl ConnectionSlot {
     ) -> Self {
         ConnectionSlot {
             registry,
-            limits,
             peer,
             uri,
             user_agent,
@@ -371,29 +375,8 @@ impl ConnectionSlot {
         peer_ip(self.peer)
     }
 
-    /// Runs `poll` (of the inner service's future) with this slot as the thread's current one.
-    pub(crate) fn enter<R>(&self, poll: impl FnOnce() -> R) -> R {
-        CURRENT.set(self, poll)
-    }
-
-    /// The entry of the request whose handler the calling thread is polling, if that handler
-    /// runs inside the layer's response future.
-    pub(crate) fn current_entry() -> Option<Arc<ConnShared>> {
-        CURRENT
-            .is_set()
-            .then(|| CURRENT.with(ConnectionSlot::entry))
-    }
-
-    /// Whether the request whose handler the calling thread is polling would be refused a
-    /// stream now (a connection limit is reached, or the registry is shutting down): the layer
-    /// will answer it with a refusal if its response is an event stream, so the handler's
-    /// stream would be dropped unpolled. Its registry entry is not built to find out.
-    pub(crate) fn current_is_refused() -> bool {
-        CURRENT.is_set()
-            && CURRENT.with(|slot| slot.registry.admits(slot.limits, slot.peer_ip()).is_err())
-    }
-
-    /// The request's entry, built the first time it is asked for.
+    /// The request's entry, built the first time it is asked for (by the `Connection`
+    /// extractor, or by the layer when the response is an event stream), on whatever task.
     pub(crate) fn entry(&self) -> Arc<ConnShared> {
         self.entry
             .get_or_init(|| {
@@ -431,11 +414,11 @@ impl Drop for Registration {
 /// A handle to one stream: its own, as an axum extractor in a handler behind
 /// [`SseLayer`](crate::SseLayer), or any open one from [`Registry::get`].
 ///
-/// The extractor finds its stream while the layer's response future polls the handler's, so
-/// the handler's future must be polled from there, as layers do (timeouts, tracing, CORS,
-/// axum's middleware, even `tower::buffer`, which hands the future back to the caller). One
-/// that spawns the handler's future as a task of its own makes it fail with
-/// [`MissingConnection`].
+/// The layer leaves the request's stream slot in the request's extensions, where the extractor
+/// finds it, whatever runs the handler in between: layers that poll the handler's future
+/// themselves, `tower::buffer`, or a middleware that spawns it as a task of its own. The
+/// registry entry is built the first time it is asked for; it counts as open once the handler
+/// has returned an event stream and the layer has registered it.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -466,6 +449,14 @@ impl fmt::Debug for Connection {
 impl Connection {
     pub(crate) fn new(shared: Arc<ConnShared>) -> Self {
         Connection { shared }
+    }
+
+    /// The stream of the request whose extensions these are, when it went through the layer.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    fn of_request(extensions: &http::Extensions) -> Option<Connection> {
+        extensions
+            .get::<Arc<ConnectionSlot>>()
+            .map(|slot| Connection::new(slot.entry()))
     }
 
     /// The connection's id in the registry.
@@ -556,6 +547,51 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// The hub topic an event-stream response carries, in its extensions: the layer copies it into
+/// the stream's registry entry ([`ConnectionInfo::topic`]) when it registers the stream, and
+/// leaves it there for outer layers (a log line, a metric by topic).
+///
+/// A [`Subscription`](crate::Subscription) returned as a response sets it. A handler that
+/// builds its response some other way (a subscription mapped or merged into a stream of its
+/// own, or without the `axum` feature) sets it like any response extension:
+///
+/// ```
+/// use axum::response::{IntoResponse, Response};
+/// use futures_util::StreamExt as _;
+/// use tower_sse::{EventStream, Hub, HubError, registry::StreamTopic};
+///
+/// async fn events(hub: Hub) -> Result<Response, HubError> {
+///     let subscription = hub.subscribe("room", None).await?;
+///     let mut response = EventStream::new(subscription.map(|event| event)).into_response();
+///     response.extensions_mut().insert(StreamTopic::new("room"));
+///     Ok(response)
+/// }
+/// # let _ = events;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTopic(Arc<str>);
+
+impl StreamTopic {
+    /// The topic `topic`.
+    pub fn new(topic: impl Into<Arc<str>>) -> Self {
+        StreamTopic(topic.into())
+    }
+
+    /// The topic, as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn from_shared(topic: Arc<str>) -> Self {
+        StreamTopic(topic)
+    }
+
+    pub(crate) fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
 /// A snapshot of one open stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {
@@ -601,10 +637,11 @@ impl ConnectionInfo {
         &self.path
     }
 
-    /// The hub topic the stream is subscribed to, when its handler called
-    /// [`Hub::subscribe`](crate::Hub::subscribe) (the first topic, if it subscribed more than
-    /// once). The layer learns it while it polls the handler, so a handler whose future is
-    /// spawned on a task of its own leaves it unset.
+    /// The hub topic the stream is subscribed to: the layer reads it from the response's
+    /// [`StreamTopic`] extension when it registers the stream. A handler that returns a
+    /// [`Subscription`](crate::Subscription) (as is, or with `prepend`, `expire_at`, in a
+    /// `Result` or a tuple) sets it; one that wraps the subscription in a stream of its own
+    /// can insert the extension itself.
     pub fn topic(&self) -> Option<&str> {
         self.topic.as_deref()
     }
@@ -672,8 +709,7 @@ impl serde::Serialize for ConnectionInfo {
 }
 
 /// Rejection of the [`Connection`] extractor on a route without
-/// [`SseLayer`](crate::SseLayer) (or whose handler's future is spawned on a task of its own):
-/// `500 Internal Server Error`.
+/// [`SseLayer`](crate::SseLayer): `500 Internal Server Error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingConnection;
 
@@ -681,8 +717,7 @@ impl fmt::Display for MissingConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
             "the `Connection` extractor needs `tower_sse::SseLayer` on this route \
-             (`Router::layer(SseLayer::new())`), with no layer between them that spawns the \
-             handler's future as a task of its own",
+             (`Router::layer(SseLayer::new())`)",
         )
     }
 }
@@ -698,18 +733,16 @@ mod axum_impls {
     use http::StatusCode;
     use http::request::Parts;
 
-    use super::{Connection, ConnectionSlot, MissingConnection};
+    use super::{Connection, MissingConnection};
 
     impl<S: Send + Sync> FromRequestParts<S> for Connection {
         type Rejection = MissingConnection;
 
         async fn from_request_parts(
-            _parts: &mut Parts,
+            parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            ConnectionSlot::current_entry()
-                .map(Connection::new)
-                .ok_or(MissingConnection)
+            Connection::of_request(&parts.extensions).ok_or(MissingConnection)
         }
     }
 
@@ -717,10 +750,10 @@ mod axum_impls {
         type Rejection = Infallible;
 
         async fn from_request_parts(
-            _parts: &mut Parts,
+            parts: &mut Parts,
             _state: &S,
         ) -> Result<Option<Self>, Self::Rejection> {
-            Ok(ConnectionSlot::current_entry().map(Connection::new))
+            Ok(Connection::of_request(&parts.extensions))
         }
     }
 

@@ -9,7 +9,9 @@
 //! connects and disconnects ([`Registry::presence`]), and enforces the layer's connection limits.
 //!
 //! Handlers get their own entry with the [`Connection`] extractor, e.g. to send one event to
-//! just that client.
+//! just that client: the layer leaves the means to build it in the request's extensions. An
+//! entry's topic comes back up in the response's extensions ([`StreamTopic`]), which a hub
+//! [`Subscription`](crate::Subscription) sets.
 //!
 //! # Example
 //!
@@ -45,8 +47,9 @@ use tokio::sync::broadcast;
 
 pub use connection::{
     CloseReason, Connection, ConnectionInfo, MissingConnection, OUTBOX_CAPACITY, SendError,
+    StreamTopic,
 };
-pub(crate) use connection::{ConnShared, ConnectionSlot, Registration};
+pub(crate) use connection::{ConnShared, ConnectionSlot, Registration, peer_ip};
 pub use presence::{Presence, PresenceStream};
 pub(crate) use stats::Departure;
 pub use stats::RegistryStats;

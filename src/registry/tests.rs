@@ -890,8 +890,8 @@ async fn connection_extractor_works_behind_a_middleware_between_it_and_the_layer
 
 #[tokio::test]
 async fn connection_extractor_works_behind_a_buffer() {
-    // The buffer calls the handler on its worker task but hands the future back: the layer's
-    // response future still polls it.
+    // The buffer calls the handler on its worker task: the request, and with it the stream's
+    // slot in its extensions, goes along.
     let router = Router::new()
         .route(
             "/events",
@@ -912,25 +912,61 @@ async fn connection_extractor_works_behind_a_buffer() {
 }
 
 #[tokio::test]
-async fn connection_extractor_in_a_spawned_future_is_a_500_naming_sse_layer() {
+async fn connection_and_topic_reach_the_registry_when_a_middleware_spawns_the_handler() {
+    let hub = Hub::memory();
+    let registry = hub.registry();
+    let (conns, mut handler_conns) = mpsc::unbounded_channel();
     let router = Router::new()
-        .route("/events", get(|_: Connection| async { idle_stream() }))
+        .route(
+            "/events/{topic}",
+            get(
+                move |State(hub): State<Hub>, Path(topic): Path<String>, conn: Connection| {
+                    let conns = conns.clone();
+                    async move {
+                        conns.send((conn, tokio::task::try_id())).unwrap();
+                        hub.subscribe(&topic, None).await
+                    }
+                },
+            ),
+        )
         .layer(axum::middleware::from_fn(
             |req: axum::extract::Request, next: axum::middleware::Next| async move {
                 // The handler runs on a task of its own, away from the layer's response future.
                 tokio::spawn(next.run(req)).await.unwrap()
             },
         ))
-        .layer(SseLayer::new());
-    let response = router.oneshot(req("/events")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let message = String::from_utf8(rest(&mut response.into_body()).await).unwrap();
-    assert!(message.contains("SseLayer"), "{message}");
+        .layer(SseLayer::new().registry(registry.clone()))
+        .with_state(hub.clone());
+    let mut body = router
+        .oneshot(req("/events/room"))
+        .await
+        .unwrap()
+        .into_body();
+    let (conn, handler_task) = handler_conns.try_recv().unwrap();
+    assert!(
+        handler_task.is_some() && handler_task != tokio::task::try_id(),
+        "the handler ran on a task of its own"
+    );
+    assert_eq!(next(&mut body).await, PRELUDE);
+
+    // The handler's `Connection` is the stream's registry entry, and the entry has the topic
+    // the handler's subscription carried up in the response's extensions.
+    let open = registry.snapshot();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id(), conn.id());
+    assert_eq!(open[0].topic(), Some("room"));
+    assert_eq!(conn.info().topic(), Some("room"));
+    assert!(conn.is_open());
+    conn.send(Event::data("to you")).unwrap();
+    assert_eq!(next(&mut body).await, "data: to you\n\n");
+    hub.publish("room", Event::data("to all")).await.unwrap();
+    assert!(next(&mut body).await.ends_with(b"data: to all\n\n"));
 }
 
 #[tokio::test]
 async fn cross_origin_stream_has_its_connection_and_its_topic_in_the_registry() {
-    // The path through tower-http's CORS service polls the handler too.
+    // The path through tower-http's CORS service carries the request's extensions down and
+    // the response's up too.
     let hub = crate::Hub::memory();
     let registry = hub.registry();
     let (ids, mut handler_ids) = mpsc::unbounded_channel();

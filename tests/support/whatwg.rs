@@ -1,260 +1,47 @@
-//! A reference event-stream parser, written line by line from the WHATWG HTML standard,
-//! section 9.2 "Server-sent events": "Parsing an event stream", "Interpreting an event stream"
-//! and the dispatch steps of the processing model.
+//! The reference event-stream parser: `tower_sse::testing`'s, written line by line from the
+//! WHATWG HTML standard, section 9.2 "Server-sent events" (see its docs for what it
+//! implements), with the two helpers these tests feed it with.
 //!
-//! It is what a browser's `EventSource` does with the bytes of a `text/event-stream` response,
-//! minus the networking: tests feed it the bytes the crate writes and compare what a browser
-//! would fire with what was meant.
-//!
-//! The parser is incremental. Feed it byte chunks split anywhere (inside a UTF-8 sequence, inside
-//! the BOM, between the CR and the LF of a CRLF) and it gives the same events as for one chunk:
-//!
-//! ```ignore
-//! let mut parser = Parser::new();
-//! assert!(parser.feed(b"data: a\r").is_empty());
-//! assert_eq!(parser.feed(b"\ndata: b\r\n\r\n"), [ParsedEvent::message("a\nb")]);
-//! ```
-//!
-//! What it implements, in the standard's words where they matter:
-//!
-//! - The stream is decoded as UTF-8, one leading BOM (U+FEFF) is stripped, invalid bytes become
-//!   U+FFFD.
-//! - Lines end with CRLF, a lone LF or a lone CR.
-//! - A line starting with `:` is a comment and is ignored (this parser also reports it, see
-//!   [`Item::Comment`]).
-//! - Otherwise the field name is everything up to the first `:` and the value everything after
-//!   it, minus one leading space; a line without `:` is a field name with an empty value.
-//! - `event` sets the event type buffer; `data` appends the value and an LF to the data buffer;
-//!   `id` sets the last event ID buffer unless the value contains NUL; `retry` sets the
-//!   reconnection time if the value is ASCII digits only; any other field is ignored.
-//! - A blank line dispatches: the last event ID string takes the buffer's value (even when
-//!   nothing fires); if the data buffer is empty the data and event type buffers are reset and
-//!   nothing fires; otherwise one trailing LF is removed from the data and a `MessageEvent`
-//!   fires with type `message` unless the event type buffer says otherwise.
-//! - At the end of the stream, an incomplete event is discarded.
+//! [`Parser`] wraps `tower_sse::testing::Parser` only to give the tests its `retry` in
+//! milliseconds, the unit of the `retry:` field they compare it with.
 
 #![allow(dead_code)]
 
-/// An event as a browser's `EventSource` would fire it: a `MessageEvent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedEvent {
-    /// The event's `type`: the `event:` field's value, or `"message"` when there was none or it
-    /// was empty. This is the name `addEventListener` listens for.
-    pub event_type: String,
-    /// `MessageEvent.data`: the `data:` lines joined with LF.
-    pub data: String,
-    /// `MessageEvent.lastEventId`: the last `id:` seen on the stream so far, in this event or an
-    /// earlier one (an id persists until another `id:` line changes it), or `""`.
-    pub last_event_id: String,
-}
+use std::ops::{Deref, DerefMut};
 
-impl ParsedEvent {
-    /// An event with every field given.
-    pub fn new(
-        event_type: impl Into<String>,
-        data: impl Into<String>,
-        last_event_id: impl Into<String>,
-    ) -> Self {
-        ParsedEvent {
-            event_type: event_type.into(),
-            data: data.into(),
-            last_event_id: last_event_id.into(),
-        }
-    }
+#[allow(unused_imports)] // each test file uses some of them
+pub use tower_sse::testing::{Item, ParsedEvent, parse};
 
-    /// A `message` event with this data and no last event id.
-    pub fn message(data: impl Into<String>) -> Self {
-        ParsedEvent::new("message", data, "")
-    }
-}
-
-/// Something the parser found in the stream, in stream order; see [`Parser::feed_items`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    /// An event that fired.
-    Event(ParsedEvent),
-    /// A comment line. Browsers ignore comments; tests look at them to check keep-alives.
-    Comment {
-        /// Everything after the leading `:`, unmodified (a `: ping` line gives `" ping"`).
-        text: String,
-        /// Whether the comment came in the middle of an event: after a field line and before
-        /// the blank line that ends the event. Harmless to a browser, but a server that only
-        /// writes keep-alives between events never produces it.
-        mid_event: bool,
-    },
-}
-
-/// The incremental WHATWG event-stream parser. See the [module docs](self).
-#[derive(Debug, Clone)]
-pub struct Parser {
-    /// Bytes of the current, not yet terminated line.
-    line: Vec<u8>,
-    /// The previous byte fed was a CR, so an LF that follows it is part of the same line end.
-    after_cr: bool,
-    /// No line has been completed yet: the BOM, if any, is still at the start of `line`.
-    at_stream_start: bool,
-    /// The data buffer.
-    data: String,
-    /// The event type buffer.
-    event_type: String,
-    /// The last event ID buffer.
-    last_event_id_buffer: String,
-    /// The `EventSource`'s last event ID string, set from the buffer on each dispatch.
-    last_event_id: String,
-    /// The reconnection time in milliseconds, once a valid `retry:` has been seen.
-    retry: Option<u64>,
-    /// A field line has been seen since the last blank line.
-    mid_event: bool,
-}
-
-impl Default for Parser {
-    fn default() -> Self {
-        Parser::new()
-    }
-}
+/// `tower_sse::testing::Parser`, with [`retry`](Self::retry) in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Parser(tower_sse::testing::Parser);
 
 impl Parser {
     /// A parser at the start of a stream.
     pub fn new() -> Self {
-        Parser {
-            line: Vec::new(),
-            after_cr: false,
-            at_stream_start: true,
-            data: String::new(),
-            event_type: String::new(),
-            last_event_id_buffer: String::new(),
-            last_event_id: String::new(),
-            retry: None,
-            mid_event: false,
-        }
-    }
-
-    /// Feeds the next chunk of the stream and returns the events it completed, in order.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<ParsedEvent> {
-        self.feed_items(chunk)
-            .into_iter()
-            .filter_map(|item| match item {
-                Item::Event(event) => Some(event),
-                Item::Comment { .. } => None,
-            })
-            .collect()
-    }
-
-    /// Like [`feed`](Self::feed), but also returns the comment lines, in stream order with the
-    /// events.
-    pub fn feed_items(&mut self, chunk: &[u8]) -> Vec<Item> {
-        let mut items = Vec::new();
-        for &byte in chunk {
-            let after_cr = std::mem::replace(&mut self.after_cr, false);
-            match byte {
-                b'\n' if after_cr => {}
-                b'\n' => self.end_line(&mut items),
-                b'\r' => {
-                    self.after_cr = true;
-                    self.end_line(&mut items);
-                }
-                _ => self.line.push(byte),
-            }
-        }
-        items
-    }
-
-    /// The `EventSource`'s last event ID string: what a browser would send as `Last-Event-ID`
-    /// if it reconnected now. Set at each blank line, including those that fire nothing.
-    pub fn last_event_id(&self) -> &str {
-        &self.last_event_id
+        Parser::default()
     }
 
     /// The reconnection time in milliseconds from the last valid `retry:` field, if any.
     pub fn retry(&self) -> Option<u64> {
-        self.retry
-    }
-
-    /// Whether the stream so far ends in the middle of an event: a partial line, or field lines
-    /// not yet followed by a blank line. If the stream ended here, that part would be discarded.
-    pub fn has_pending(&self) -> bool {
-        !self.line.is_empty() || self.mid_event
-    }
-
-    fn end_line(&mut self, items: &mut Vec<Item>) {
-        let mut raw = std::mem::take(&mut self.line);
-        if std::mem::replace(&mut self.at_stream_start, false) && raw.starts_with(b"\xEF\xBB\xBF") {
-            raw.drain(..3);
-        }
-        // CR and LF never occur inside a UTF-8 sequence, so decoding line by line is decoding
-        // the stream.
-        let line = String::from_utf8_lossy(&raw);
-        self.process_line(&line, items);
-    }
-
-    fn process_line(&mut self, line: &str, items: &mut Vec<Item>) {
-        if line.is_empty() {
-            self.dispatch(items);
-            return;
-        }
-        if let Some(comment) = line.strip_prefix(':') {
-            items.push(Item::Comment {
-                text: comment.to_owned(),
-                mid_event: self.mid_event,
-            });
-            return;
-        }
-        self.mid_event = true;
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line, ""),
-        };
-        match field {
-            "event" => self.event_type = value.to_owned(),
-            "data" => {
-                self.data.push_str(value);
-                self.data.push('\n');
-            }
-            // An id containing NUL is ignored.
-            "id" if !value.contains('\0') => self.last_event_id_buffer = value.to_owned(),
-            // A retry that is not only ASCII digits is ignored.
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                let millis = value.bytes().fold(0u64, |n, b| {
-                    n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
-                });
-                self.retry = Some(millis);
-            }
-            // Anything else is ignored.
-            _ => {}
-        }
-    }
-
-    fn dispatch(&mut self, items: &mut Vec<Item>) {
-        self.mid_event = false;
-        // 1. The last event ID string is set even when nothing fires.
-        self.last_event_id.clone_from(&self.last_event_id_buffer);
-        // 2. An empty data buffer fires nothing.
-        let mut data = std::mem::take(&mut self.data);
-        let event_type = std::mem::take(&mut self.event_type);
-        if data.is_empty() {
-            return;
-        }
-        // 3. One trailing LF is removed.
-        if data.ends_with('\n') {
-            data.pop();
-        }
-        // 4.-7. Fire, as `message` unless the event type buffer is set.
-        items.push(Item::Event(ParsedEvent {
-            event_type: if event_type.is_empty() {
-                "message".to_owned()
-            } else {
-                event_type
-            },
-            data,
-            last_event_id: self.last_event_id.clone(),
-        }));
+        self.0
+            .retry()
+            .map(|retry| u64::try_from(retry.as_millis()).unwrap_or(u64::MAX))
     }
 }
 
-/// Parses a complete stream: the events a browser would fire. An incomplete final event is
-/// discarded, as at the end of a real stream.
-pub fn parse(stream: &[u8]) -> Vec<ParsedEvent> {
-    Parser::new().feed(stream)
+impl Deref for Parser {
+    type Target = tower_sse::testing::Parser;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Parser {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// Parses a complete stream delivered in these chunks.
