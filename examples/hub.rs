@@ -1,22 +1,65 @@
 //! The tower-sse hub server: publish to topics over HTTP, subscribe with `EventSource`.
 //!
+//! Secure by default: publishing needs a token (a JWT whose `sse.publish` selectors match the
+//! topic), and so do the admin routes; subscribing is open on the topics of `PUBLIC_TOPICS`
+//! (every topic by default) and needs a token elsewhere. Without `JWT_SECRET` or
+//! `JWT_PUBLIC_KEY`, the server signs tokens with a random secret made at start and prints a
+//! publisher token and the admin page's address:
+//!
 //! ```text
-//! cargo run --release --example hub
+//! cargo run --release --example hub                          # prints TOKEN=… and the admin URL
+//! TOKEN=…                                                    # the line it printed
 //! curl -N http://127.0.0.1:3000/events/news                  # subscribe
-//! curl -d 'hello' http://127.0.0.1:3000/publish/news          # publish: {"id":"…"}
-//! curl -d '{"p":1}' 'http://127.0.0.1:3000/publish/news?event=price'
+//! curl -H "Authorization: Bearer $TOKEN" -d hello http://127.0.0.1:3000/publish/news   # {"id":"…"}
+//! curl -H "Authorization: Bearer $TOKEN" -d '{"p":1}' 'http://127.0.0.1:3000/publish/news?event=price'
 //! curl -N -H 'Last-Event-ID: <id>' http://127.0.0.1:3000/events/news   # resume
 //! curl -N 'http://127.0.0.1:3000/events/news?from=oldest'    # everything retained, then live
 //! curl http://127.0.0.1:3000/topics/news                     # subscribers, retained events
-//! curl -X POST http://127.0.0.1:3000/close/news              # end the topic's streams
-//! curl http://127.0.0.1:3000/connections
+//! curl -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:3000/close/news   # end its streams
+//! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/connections  # admin token
 //! curl http://127.0.0.1:3000/health                         # {"backend":"ok"}, or 503
 //! ```
+//!
+//! Tokens carry `{"sse": {"publish": [sel…], "subscribe": [sel…], "admin": true}, "exp": …}`, a
+//! selector being an exact topic, a prefix ending in `*`, or `*`; they are read from
+//! `Authorization: Bearer`, the cookie `sse_token` (what an `EventSource` sends), or the
+//! `authorization` query parameter (a last resort: URLs end up in logs). With `JWT_SECRET` set,
+//! `hub token` mints one:
+//!
+//! ```text
+//! export JWT_SECRET=$(openssl rand -base64 32)
+//! PUBLIC_TOPICS=news cargo run --release --example hub &
+//! TOKEN=$(cargo run -q --release --example hub -- token --subscribe 'user/42/*')
+//! curl -N -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/events/user/42/inbox
+//! ```
+//!
+//! - Publishing (`/publish/{topic}`, `/close/{topic}`): `401` without a token, `403` when no
+//!   publish selector matches. Event names the hub sends itself (`gap`, `end`, `done`, `error`,
+//!   `cancelled`) are refused with `400`.
+//! - Subscribing (`/events/{topic}`, `/topics/{topic}`): open on `PUBLIC_TOPICS`, else `401`
+//!   without a token and `403` when no subscribe selector matches, replay included. A stream
+//!   ends when its token expires, with a `retry:` hint.
+//! - `/connections` and the admin page (`/admin`) need `"admin": true`.
+//! - A token that does not hold (expired, another key, malformed) is `401`, with why in
+//!   `WWW-Authenticate`, even on a public topic.
+//! - A browser page of another origin cannot publish through its visitors (`403` before the
+//!   handler, unless `ALLOW_ORIGINS` lists it), and a `Host` the server does not answer for
+//!   (DNS rebinding) is `421`.
 //!
 //! Configuration, from the environment:
 //!
 //! ```text
 //! ADDR            listen address, default 127.0.0.1:3000; prints "listening on http://ADDR" when ready
+//! JWT_SECRET      HS256 secret that tokens are signed with, 32 bytes or more
+//!                 (openssl rand -base64 32)
+//! JWT_PUBLIC_KEY  path of a PEM public key (RS256, ES256, ES384, EdDSA) instead: tokens are
+//!                 signed elsewhere, with its private key; this server cannot mint any
+//!                 (with neither: a random secret for this run, and a token printed at start)
+//! PUBLIC_TOPICS   comma-separated selectors of the topics anyone may subscribe to without a
+//!                 token (default *: every topic; empty: none)
+//! ALLOW_HOSTS     comma-separated host[:port] names the server answers for (default: the
+//!                 listen address, localhost, 127.0.0.1 and [::1], with its port); list the
+//!                 public name when clients reach it by one
 //! ALLOW_ORIGINS   comma-separated origins allowed with credentials (default none: same origin only)
 //! KEEP_ALIVE      keep-alive interval in seconds (default 15)
 //! HISTORY         events kept per topic (default 1000)
@@ -33,29 +76,90 @@
 //!                 the client (default none: those headers are ignored)
 //! WRITE_TIMEOUT   seconds a client may accept no bytes while its stream has something to send
 //!                 before the stream is ended (default 30; 0: never)
+//! SEND_BUFFER     socket send buffer per connection, in bytes (default 65536; 0: the kernel's
+//!                 automatic sizing)
+//! SHUTDOWN_DEADLINE  seconds a graceful shutdown may take before open connections are reset
+//!                 (default 10)
 //! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
-//!                 servers share it (default: in memory)
+//!                 servers share it (default: in memory); give them the same JWT_SECRET
 //! ```
 //!
 //! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, then the
 //! process exits.
 
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tower_sse::auth::jwt::{Claims, Jwt};
+use tower_sse::auth::{Action, Identity};
 use tower_sse::backend::{Health, Start};
+use tower_sse::hub::stream::{CANCELLED, DONE, ERROR};
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
+
+#[path = "hub/admin.rs"]
+mod admin;
+
+/// Event names the hub sends itself, which publishers may not use: `gap` (a replay that cannot
+/// be complete), `end` (a closed topic's final event) and the ends of response streams (`done`,
+/// `error`, `cancelled`). A subscriber can then trust an event of one of these names.
+pub const RESERVED_EVENT_NAMES: [&str; 5] = ["gap", "end", DONE, ERROR, CANCELLED];
+
+/// The clock skew allowed on a token's `exp`: short, so a stream ends soon after its token.
+pub const JWT_LEEWAY: Duration = Duration::from_secs(5);
+
+/// How long the tokens printed at start (with a random secret) are valid.
+pub const PRINTED_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a token minted by `hub token` is valid unless `--ttl` says otherwise.
+pub const MINTED_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// An HS256 secret. Its `Debug` does not show it.
+#[derive(Clone)]
+pub struct JwtSecret(String);
+
+impl JwtSecret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        JwtSecret(secret.into())
+    }
+}
+
+impl From<&str> for JwtSecret {
+    fn from(secret: &str) -> Self {
+        JwtSecret::new(secret)
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(…)")
+    }
+}
 
 /// The hub server's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The address to listen on; once bound, the address listened on (its port decides the
+    /// default [allowed hosts](Self::allowed_hosts)).
     pub addr: String,
+    /// `None` with no `jwt_public_key` either: a random secret for this run.
+    pub jwt_secret: Option<JwtSecret>,
+    /// A PEM public key file: tokens are signed elsewhere.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Selectors of the topics anyone may subscribe to without a token.
+    pub public_topics: Vec<String>,
+    /// Empty: the default of [`allowed_hosts`](Self::allowed_hosts).
+    pub allow_hosts: Vec<String>,
     pub allow_origins: Vec<String>,
     pub keep_alive: Duration,
     pub history: usize,
@@ -68,6 +172,10 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// `None`: no write timeout.
     pub write_timeout: Option<Duration>,
+    /// `None`: `tower_sse::serve`'s default; `Some(0)`: the kernel's automatic sizing.
+    pub send_buffer: Option<usize>,
+    /// `None`: `tower_sse::serve`'s default.
+    pub shutdown_deadline: Option<Duration>,
     pub redis_url: Option<String>,
 }
 
@@ -78,6 +186,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             addr: "127.0.0.1:3000".to_owned(),
+            jwt_secret: None,
+            jwt_public_key: None,
+            public_topics: vec!["*".to_owned()],
+            allow_hosts: Vec::new(),
             allow_origins: Vec::new(),
             keep_alive: Duration::from_secs(15),
             history: 1000,
@@ -88,17 +200,28 @@ impl Default for Config {
             max_connections_per_peer: Some(DEFAULT_MAX_CONNECTIONS_PER_PEER),
             trusted_proxies: Vec::new(),
             write_timeout: Some(tower_sse::layer::DEFAULT_WRITE_TIMEOUT),
+            send_buffer: None,
+            shutdown_deadline: None,
             redis_url: None,
         }
     }
 }
 
 impl Config {
-    /// Reads the settings from the environment; the error says which variable is wrong.
+    /// Reads the settings from the environment; the error says which variable is wrong (and
+    /// never shows a secret).
     pub fn from_env() -> Result<Config, String> {
         let mut config = Config::default();
         if let Ok(addr) = std::env::var("ADDR") {
             config.addr = addr;
+        }
+        config.jwt_secret = text("JWT_SECRET")?.map(JwtSecret::new);
+        config.jwt_public_key = text("JWT_PUBLIC_KEY")?.map(PathBuf::from);
+        if let Ok(topics) = std::env::var("PUBLIC_TOPICS") {
+            config.public_topics = list(&topics);
+        }
+        if let Ok(hosts) = std::env::var("ALLOW_HOSTS") {
+            config.allow_hosts = list(&hosts);
         }
         if let Ok(origins) = std::env::var("ALLOW_ORIGINS") {
             config.allow_origins = list(&origins);
@@ -123,11 +246,89 @@ impl Config {
         if let Some(secs) = number("WRITE_TIMEOUT")? {
             config.write_timeout = (secs > 0).then(|| Duration::from_secs(secs as u64));
         }
+        config.send_buffer = number("SEND_BUFFER")?;
+        config.shutdown_deadline =
+            number("SHUTDOWN_DEADLINE")?.map(|secs| Duration::from_secs(secs as u64));
         config.redis_url = std::env::var("REDIS_URL")
             .ok()
             .filter(|url| !url.is_empty());
         Ok(config)
     }
+
+    /// The `Host` names the server answers for: `allow_hosts` when set; by default the address
+    /// it listens on (unless that is `0.0.0.0` or `::`, which no client names), `localhost`,
+    /// `127.0.0.1` and `[::1]`, each with the port listened on (with any port while that is 0,
+    /// not bound yet).
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        if !self.allow_hosts.is_empty() {
+            return self.allow_hosts.clone();
+        }
+        let (host, port) = split_host_port(&self.addr);
+        let port = port
+            .filter(|&port| port != 0)
+            .map_or_else(String::new, |port| format!(":{port}"));
+        let listened = host.filter(|host| !is_unspecified(host));
+        let mut hosts: Vec<String> = Vec::new();
+        for name in listened
+            .as_deref()
+            .into_iter()
+            .chain(["localhost", "127.0.0.1", "[::1]"])
+        {
+            let entry = format!("{name}{port}");
+            if !hosts.contains(&entry) {
+                hosts.push(entry);
+            }
+        }
+        hosts
+    }
+
+    /// Whether the server listens on every address (`0.0.0.0`, `::`): clients then reach it by
+    /// names only `ALLOW_HOSTS` can list.
+    pub fn listens_on_every_address(&self) -> bool {
+        split_host_port(&self.addr)
+            .0
+            .is_some_and(|host| is_unspecified(&host))
+    }
+
+    /// The server's own URL, for the lines it prints: the address listened on, or the loopback
+    /// one when that is every address.
+    pub fn base_url(&self) -> String {
+        match self.addr.parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_unspecified() => {
+                let loopback = match addr.ip() {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                };
+                format!("http://{}", SocketAddr::new(loopback, addr.port()))
+            }
+            _ => format!("http://{}", self.addr),
+        }
+    }
+}
+
+/// The host (`[…]` around an IPv6 address) and port of `host:port`.
+fn split_host_port(addr: &str) -> (Option<String>, Option<u16>) {
+    if let Ok(addr) = addr.parse::<SocketAddr>() {
+        let host = match addr.ip() {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        return (Some(host), Some(addr.port()));
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (
+            Some(host.to_owned()).filter(|host| !host.is_empty()),
+            port.parse().ok(),
+        ),
+        None => (Some(addr.to_owned()).filter(|host| !host.is_empty()), None),
+    }
+}
+
+fn is_unspecified(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
 }
 
 /// The items of a comma-separated list, trimmed, empty ones left out.
@@ -151,17 +352,280 @@ fn number(name: &str) -> Result<Option<usize>, String> {
     }
 }
 
+/// A variable's value; `None` when unset or empty. The error does not show the value.
+fn text(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    }
+}
+
+/// How the server verifies tokens, and signs them when it holds a secret.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The hub's policy.
+    pub jwt: Jwt,
+    pub source: KeySource,
+}
+
+/// Where the server's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Neither `JWT_SECRET` nor `JWT_PUBLIC_KEY`: a random secret made for this run.
+    Random,
+    /// `JWT_SECRET`.
+    Secret,
+    /// `JWT_PUBLIC_KEY`, this file.
+    PublicKey(PathBuf),
+}
+
+impl Keys {
+    /// The keys `config` names, or a random secret; the policy with the server's leeway
+    /// ([`JWT_LEEWAY`]) and public topics.
+    pub fn from_config(config: &Config) -> Result<Keys, String> {
+        let (jwt, source) = match (&config.jwt_secret, &config.jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err("set JWT_SECRET or JWT_PUBLIC_KEY, not both".to_owned());
+            }
+            (Some(secret), None) => (
+                Jwt::hs256(secret.0.as_bytes()).map_err(|err| format!("JWT_SECRET: {err}"))?,
+                KeySource::Secret,
+            ),
+            (None, Some(path)) => (
+                Jwt::from_pem_file(path).map_err(|err| format!("JWT_PUBLIC_KEY: {err}"))?,
+                KeySource::PublicKey(path.clone()),
+            ),
+            (None, None) => {
+                let mut secret = [0u8; 32];
+                getrandom::fill(&mut secret).map_err(|err| {
+                    format!("cannot make a random secret ({err}): set JWT_SECRET")
+                })?;
+                let jwt = Jwt::hs256(secret).map_err(|err| err.to_string())?;
+                (jwt, KeySource::Random)
+            }
+        };
+        let jwt = jwt
+            .leeway(JWT_LEEWAY)
+            .public_topics(config.public_topics.iter().map(String::as_str));
+        Ok(Keys { jwt, source })
+    }
+
+    /// A token carrying `claims`.
+    ///
+    /// # Errors
+    ///
+    /// Keys from `JWT_PUBLIC_KEY`, which cannot sign; claims without an expiry.
+    pub fn mint(&self, claims: &Claims) -> Result<String, String> {
+        self.jwt.sign(claims).map_err(|err| err.to_string())
+    }
+}
+
+/// What the server prints before `listening on`: how it verifies tokens (with a random secret:
+/// a publisher token, the admin page's address with an admin token, both valid for
+/// [`PRINTED_TOKEN_TTL`]), which topics are public and which hosts it answers for.
+/// `config.addr` is the address it listens on. A secret is never printed.
+pub fn startup_message(config: &Config, keys: &Keys) -> Result<String, String> {
+    let mut out = String::new();
+    let base = config.base_url();
+    let hours = PRINTED_TOKEN_TTL.as_secs() / 3600;
+    match &keys.source {
+        KeySource::Random => {
+            let everything = Claims::new()
+                .publish(["*"])
+                .subscribe(["*"])
+                .expires_in(PRINTED_TOKEN_TTL);
+            let publisher = keys.mint(&everything)?;
+            let admin = keys.mint(&everything.admin(true))?;
+            let _ = writeln!(
+                out,
+                "tokens: no JWT_SECRET or JWT_PUBLIC_KEY, so they are signed with a random \
+                 secret made for this run (set JWT_SECRET to keep them valid across restarts)"
+            );
+            let _ = writeln!(
+                out,
+                "publisher token, to publish and subscribe on every topic, for {hours} h:"
+            );
+            let _ = writeln!(out, "  TOKEN={publisher}");
+            let _ = writeln!(
+                out,
+                "  curl -H \"Authorization: Bearer $TOKEN\" -d hello {base}/publish/news"
+            );
+            let _ = writeln!(
+                out,
+                "admin page, for {hours} h: {base}/admin?authorization={admin}"
+            );
+        }
+        KeySource::Secret => {
+            let _ = writeln!(
+                out,
+                "tokens: HS256, signed with JWT_SECRET; mint one with \
+                 `cargo run --example hub -- token --publish '*'`"
+            );
+        }
+        KeySource::PublicKey(path) => {
+            let _ = writeln!(
+                out,
+                "tokens: {}, verified with the public key in {}; this server cannot mint \
+                 tokens: sign them with the private key",
+                keys.jwt.algorithm(),
+                path.display()
+            );
+        }
+    }
+    let _ = match config.public_topics.as_slice() {
+        [] => writeln!(
+            out,
+            "public topics: none, subscribing needs a token (PUBLIC_TOPICS)"
+        ),
+        topics if topics.iter().any(|t| t == "*") => writeln!(
+            out,
+            "public topics: all, anyone may subscribe to any topic without a token \
+             (PUBLIC_TOPICS lists the public ones, the others need a token)"
+        ),
+        topics => writeln!(
+            out,
+            "public topics: {} (PUBLIC_TOPICS); the others need a token",
+            topics.join(", ")
+        ),
+    };
+    let hosts = config.allowed_hosts().join(", ");
+    if config.listens_on_every_address() && config.allow_hosts.is_empty() {
+        let _ = writeln!(
+            out,
+            "listening on every address: set ALLOW_HOSTS to the names clients reach this \
+             server by (e.g. ALLOW_HOSTS=push.example.com); until then it answers for {hosts} \
+             only"
+        );
+    } else {
+        let _ = writeln!(out, "hosts: {hosts} (ALLOW_HOSTS)");
+    }
+    Ok(out)
+}
+
+/// Usage of `hub token`.
+pub const TOKEN_USAGE: &str = "usage: hub token [--publish SELECTOR]... [--subscribe SELECTOR]... \
+[--admin] [--subject SUB] [--ttl SECONDS]
+  prints a token signed with JWT_SECRET, valid for --ttl seconds (default 3600); a selector is
+  a topic, a prefix ending in *, or * (quote it in the shell: '*')";
+
+/// `hub token …`: a token signed with `JWT_SECRET`, for the hub servers that share it. `args`
+/// are those after `token`.
+///
+/// # Errors
+///
+/// No `JWT_SECRET` (each server would make a random secret of its own), a public key (which
+/// cannot sign), or arguments [`TOKEN_USAGE`] does not describe.
+pub fn token_command(config: &Config, args: &[String]) -> Result<String, String> {
+    if config.jwt_secret.is_none() && config.jwt_public_key.is_none() {
+        return Err(
+            "JWT_SECRET is not set: without it, each hub server makes a random secret \
+                    of its own, which no token minted here matches; export JWT_SECRET \
+                    (openssl rand -base64 32) for both"
+                .to_owned(),
+        );
+    }
+    let keys = Keys::from_config(config)?;
+    let mut claims = Claims::new();
+    let mut ttl = MINTED_TOKEN_TTL;
+    let mut rights = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("{arg} needs a value\n{TOKEN_USAGE}"))
+        };
+        match arg.as_str() {
+            "--publish" => {
+                claims = claims.publish([value()?]);
+                rights = true;
+            }
+            "--subscribe" => {
+                claims = claims.subscribe([value()?]);
+                rights = true;
+            }
+            "--admin" => {
+                claims = claims.admin(true);
+                rights = true;
+            }
+            "--subject" => claims = claims.subject(value()?),
+            "--ttl" => {
+                let secs = value()?;
+                ttl = secs
+                    .parse()
+                    .ok()
+                    .filter(|&secs| secs > 0)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| format!("--ttl takes whole seconds, not {secs:?}"))?;
+            }
+            "-h" | "--help" => return Err(TOKEN_USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{TOKEN_USAGE}")),
+        }
+    }
+    if !rights {
+        return Err(format!(
+            "a token needs --publish, --subscribe or --admin\n{TOKEN_USAGE}"
+        ));
+    }
+    keys.mint(&claims.expires_in(ttl))
+}
+
 /// The hub server's parts: the router, the layer (whose `shutdown_on` ends every stream at
-/// shutdown) and the hub.
+/// shutdown), the hub, its keys and how to serve it.
 pub struct App {
     pub router: Router,
     pub sse: SseLayer,
     pub hub: Hub,
+    /// `None` for an app built without the hub server's policy ([`App::new`]).
+    pub keys: Option<Keys>,
+    /// As [`Config::send_buffer`].
+    pub send_buffer: Option<usize>,
+    /// As [`Config::shutdown_deadline`].
+    pub shutdown_deadline: Option<Duration>,
 }
 
-/// Builds the app; the error says which setting is wrong.
+impl App {
+    /// Routes built elsewhere, served as the hub server serves its own.
+    pub fn new(router: Router, sse: SseLayer, hub: Hub) -> App {
+        App {
+            router,
+            sse,
+            hub,
+            keys: None,
+            send_buffer: None,
+            shutdown_deadline: None,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AppState {
+    hub: Hub,
+    activity: admin::Activity,
+}
+
+impl FromRef<AppState> for Hub {
+    fn from_ref(state: &AppState) -> Hub {
+        state.hub.clone()
+    }
+}
+
+impl FromRef<AppState> for admin::Activity {
+    fn from_ref(state: &AppState) -> admin::Activity {
+        state.activity.clone()
+    }
+}
+
+/// Builds the app; the error says which setting is wrong. `config.addr` is the address the
+/// server listens on (see [`Config::allowed_hosts`]).
 pub async fn app(config: &Config) -> Result<App, String> {
-    let mut builder = Hub::builder().history_events(config.history);
+    let keys = Keys::from_config(config)?;
+    let mut builder = Hub::builder()
+        .history_events(config.history)
+        .policy(keys.jwt.clone());
     if let Some(max) = config.max_topics {
         builder = builder.max_topics(max);
     }
@@ -180,7 +644,12 @@ pub async fn app(config: &Config) -> Result<App, String> {
     };
     let mut sse = SseLayer::new()
         .keep_alive(config.keep_alive)
-        .registry(hub.registry());
+        .registry(hub.registry())
+        // Pages of allowed origins publish with a token in a header, which `fetch` preflights.
+        .allow_methods([Method::POST])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+        .try_allow_hosts(config.allowed_hosts())
+        .map_err(|err| format!("ALLOW_HOSTS: {err}"))?;
     if !config.allow_origins.is_empty() {
         sse = sse
             .try_allow_origins(&config.allow_origins)
@@ -199,21 +668,33 @@ pub async fn app(config: &Config) -> Result<App, String> {
         Some(timeout) => sse.write_timeout(timeout),
         None => sse.no_write_timeout(),
     };
+    let activity = admin::Activity::default();
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/events/{topic}", get(subscribe))
-        .route("/publish/{topic}", post(publish))
-        .route("/close/{topic}", post(close))
-        .route("/topics/{topic}", get(topic_info))
+        .route("/events/{*topic}", get(subscribe))
+        .route("/publish/{*topic}", post(publish))
+        .route("/close/{*topic}", post(close))
+        .route("/topics/{*topic}", get(topic_info))
         .route("/connections", get(connections))
         .route("/health", get(health))
+        .merge(admin::router(hub.clone(), activity.clone()))
         .layer(sse.clone())
-        .with_state(hub.clone());
-    Ok(App { router, sse, hub })
+        .with_state(AppState {
+            hub: hub.clone(),
+            activity,
+        });
+    Ok(App {
+        router,
+        sse,
+        hub,
+        keys: Some(keys),
+        send_buffer: config.send_buffer,
+        shutdown_deadline: config.shutdown_deadline,
+    })
 }
 
 /// Serves `app` until `signal` resolves, then ends every stream and returns once the open
-/// connections have finished.
+/// connections have finished, or at the shutdown deadline.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
@@ -221,7 +702,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Timeouts, a send buffer cap, peer addresses (for the layer's per-peer limits and
     // registry) and a shutdown that returns within its deadline whatever clients do.
-    tower_sse::serve(listener, app.router)
+    let mut server = tower_sse::serve(listener, app.router);
+    server = match app.send_buffer {
+        Some(0) => server.no_send_buffer_size(),
+        Some(bytes) => server.send_buffer_size(bytes),
+        None => server,
+    };
+    if let Some(deadline) = app.shutdown_deadline {
+        server = server.shutdown_deadline(deadline);
+    }
+    server
         .with_graceful_shutdown(app.sse.shutdown_on(signal))
         .await
 }
@@ -232,8 +722,11 @@ struct SubscribeParams {
     from: Option<String>,
 }
 
+/// Open on public topics; elsewhere the token's subscribe selectors decide, before any replay
+/// is read. The stream ends when the token expires.
 async fn subscribe(
     State(hub): State<Hub>,
+    who: Identity,
     Path(topic): Path<String>,
     Query(params): Query<SubscribeParams>,
     last: Option<LastEventId>,
@@ -242,21 +735,31 @@ async fn subscribe(
         Some("oldest") => Start::Oldest,
         _ => Start::Live,
     };
-    hub.subscribe_from(&topic, Start::resume_or(last, first))
+    hub.subscribe_as(&who, &topic, Start::resume_or(last, first))
         .await
 }
 
-/// Ends every stream of the topic with an `end` event; reconnects then get `204`.
-async fn close(State(hub): State<Hub>, Path(topic): Path<String>) -> Response {
-    match hub.close(&topic).await {
-        Ok(end) => Json(json!({ "id": end.id() })).into_response(),
-        Err(err) => err.into_response(),
-    }
+/// Ends every stream of the topic with an `end` event; reconnects then get `204`. Ending a
+/// topic is publishing its last event: it needs a publish selector that matches.
+async fn close(
+    State(hub): State<Hub>,
+    who: Identity,
+    Path(topic): Path<String>,
+) -> Result<Response, HubError> {
+    hub.authorize(&who, Action::Publish, &topic)?;
+    let end = hub.close(&topic).await?;
+    Ok(Json(json!({ "id": end.id() })).into_response())
 }
 
-async fn topic_info(State(hub): State<Hub>, Path(topic): Path<String>) -> Response {
-    match hub.topic_info(&topic).await {
-        Ok(Some(info)) => Json(json!({
+/// What a topic holds, for whoever may subscribe to it.
+async fn topic_info(
+    State(hub): State<Hub>,
+    who: Identity,
+    Path(topic): Path<String>,
+) -> Result<Response, HubError> {
+    hub.authorize(&who, Action::Subscribe, &topic)?;
+    Ok(match hub.topic_info(&topic).await? {
+        Some(info) => Json(json!({
             "subscribers": info.subscribers,
             "retained_events": info.retained_events,
             "retained_bytes": info.retained_bytes,
@@ -264,9 +767,8 @@ async fn topic_info(State(hub): State<Hub>, Path(topic): Path<String>) -> Respon
             "closed": info.closed,
         }))
         .into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, "no such topic\n").into_response(),
-        Err(err) => err.into_response(),
-    }
+        None => (StatusCode::NOT_FOUND, "no such topic\n").into_response(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -276,25 +778,40 @@ struct PublishParams {
 
 async fn publish(
     State(hub): State<Hub>,
+    State(activity): State<admin::Activity>,
+    who: Identity,
     Path(topic): Path<String>,
     Query(params): Query<PublishParams>,
-    data: String,
-) -> Response {
+    body: Bytes,
+) -> Result<Response, HubError> {
+    // Refused before the body is looked at: without the right, nothing more is learnt.
+    hub.authorize(&who, Action::Publish, &topic)?;
+    let Ok(data) = std::str::from_utf8(&body) else {
+        return Ok((StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n").into_response());
+    };
     let mut event = Event::builder().data(data);
     if let Some(name) = params.event {
+        if RESERVED_EVENT_NAMES.contains(&name.as_str()) {
+            let message = format!(
+                "event name {name:?} is reserved: the hub sends {} itself; choose another name\n",
+                RESERVED_EVENT_NAMES.join(", ")
+            );
+            return Ok((StatusCode::BAD_REQUEST, message).into_response());
+        }
         event = event.event(name);
     }
     let event = match event.build() {
         Ok(event) => event,
-        Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+        Err(err) => return Ok((StatusCode::BAD_REQUEST, format!("{err}\n")).into_response()),
     };
-    match hub.publish(&topic, event).await {
-        Ok(event) => Json(json!({ "id": event.id() })).into_response(),
-        Err(err) => err.into_response(),
-    }
+    let event = hub.publish_as(&who, &topic, event).await?;
+    activity.record_publish(&topic);
+    Ok(Json(json!({ "id": event.id() })).into_response())
 }
 
-async fn connections(State(hub): State<Hub>) -> Json<serde_json::Value> {
+/// Every open stream, with its peer's address: for admin tokens only.
+async fn connections(State(hub): State<Hub>, who: Identity) -> Result<Response, HubError> {
+    hub.authorize(&who, Action::Admin, "*")?;
     let list: Vec<_> = hub
         .registry()
         .snapshot()
@@ -314,7 +831,7 @@ async fn connections(State(hub): State<Hub>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    Json(json!(list))
+    Ok(Json(json!(list)).into_response())
 }
 
 async fn health(State(hub): State<Hub>) -> Response {
@@ -338,19 +855,38 @@ async fn main() {
     }
 }
 
+#[allow(dead_code)]
 async fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("token") => {
+            let config = Config::from_env()?;
+            println!("{}", token_command(&config, &args[1..])?);
+            return Ok(());
+        }
+        Some(other) => {
+            return Err(format!(
+                "unknown command {other:?}: run `hub` to serve, `hub token --help` to mint a token"
+            ));
+        }
+    }
     // Logs to stderr; RUST_LOG=debug shows more (e.g. refused streams).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::from_env()?;
-    let app = app(&config).await?;
+    let mut config = Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(&config.addr)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.addr))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
+    config.addr = addr.to_string();
+    let app = app(&config).await?;
+    if let Some(keys) = &app.keys {
+        print!("{}", startup_message(&config, keys)?);
+    }
     println!("listening on http://{addr}");
     serve(listener, app, tower_sse::shutdown_signal())
         .await
@@ -368,15 +904,20 @@ const PAGE: &str = r##"<!doctype html>
   body { font: 15px/1.5 system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; }
   form { display: flex; gap: .5rem; margin: .75rem 0; }
   input { font: inherit; padding: .3rem .5rem; }
-  input[name=data] { flex: 1; }
+  input[name=data], input[name=token] { flex: 1; }
+  label { display: flex; gap: .5rem; align-items: center; }
+  #token label { flex: 1; }
   #state { font-weight: 600; }
-  #state.open { color: #137333; } #state.reconnecting { color: #b06000; }
+  #state.open { color: #137333; } #state.reconnecting { color: #b06000; } #state.closed { color: #b3261e; }
+  .hint { color: #666; font-size: 13px; margin: -.4rem 0 .75rem; }
   ol { font-family: ui-monospace, monospace; padding-left: 0; list-style: none; }
   li { padding: .15rem .4rem; border-bottom: 1px solid #eee; }
   li.gap { background: #fff4e5; } li.note { color: #666; font-style: italic; }
   .id { color: #888; margin-right: .75rem; }
 </style>
 <h1>tower-sse hub</h1>
+<form id="token"><label>Token <input name="token" type="password" autocomplete="off" spellcheck="false" placeholder="the token the hub printed: needed to publish and for private topics"></label><button>Use</button></form>
+<p class="hint">Kept for this tab, and sent as the <code>sse_token</code> cookie when watching; public topics need none.</p>
 <form id="watch"><label>Topic <input name="topic" value="news" required></label><button>Watch</button></form>
 <p>Connection: <span id="state">idle</span> · reconnects: <span id="reconnects">0</span></p>
 <form id="publish"><input name="data" placeholder="event data" required><input name="event" placeholder="event name (optional)" size="14"><button>Publish</button></form>
@@ -385,6 +926,7 @@ const PAGE: &str = r##"<!doctype html>
   const $ = (s) => document.querySelector(s);
   const log = $("#log");
   let source = null, topic = null, reconnects = 0;
+  let token = sessionStorage.getItem("sse_token") || "";
   function add(text, cls, id) {
     const li = document.createElement("li");
     if (cls) li.className = cls;
@@ -394,18 +936,36 @@ const PAGE: &str = r##"<!doctype html>
     while (log.children.length > 200) log.lastChild.remove();
   }
   function setState(text) { $("#state").textContent = text; $("#state").className = text; }
+  // The token: for this tab (sessionStorage), as the Authorization header of a publish, and as
+  // the cookie an EventSource sends (SameSite=Strict: never on another site's requests).
+  function useToken(value) {
+    token = value.trim();
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    if (token) {
+      sessionStorage.setItem("sse_token", token);
+      document.cookie = `sse_token=${token}; Path=/; SameSite=Strict${secure}`;
+    } else {
+      sessionStorage.removeItem("sse_token");
+      document.cookie = `sse_token=; Path=/; Max-Age=0; SameSite=Strict${secure}`;
+    }
+  }
   function watch(name) {
     if (source) source.close();
+    const again = name === topic;
     topic = name; reconnects = 0; $("#reconnects").textContent = "0";
-    log.replaceChildren();
-    add(`watching "${name}"`, "note");
+    if (!again) log.replaceChildren();
+    add(again ? `watching "${name}" again` : `watching "${name}"`, "note");
     source = new EventSource(`/events/${encodeURIComponent(name)}`);
     let opened = false;
     source.onopen = () => {
       if (opened) { reconnects++; $("#reconnects").textContent = reconnects; add("reconnected", "note"); }
       opened = true; setState("open");
     };
-    source.onerror = () => setState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) return setState("reconnecting");
+      setState("closed");
+      if (!opened) add("refused: a private topic needs a token whose subscribe selectors match, and a token must be valid", "note");
+    };
     source.onmessage = (e) => add(e.data, "", e.lastEventId);
     source.addEventListener("end", () => {
       add("the topic was closed", "note");
@@ -417,14 +977,28 @@ const PAGE: &str = r##"<!doctype html>
     });
     for (const name of ["price", "alert", "chat"]) source.addEventListener(name, (e) => add(`${name}: ${e.data}`, "", e.lastEventId));
   }
+  $("#token").onsubmit = (e) => {
+    e.preventDefault();
+    const value = e.target.token.value.trim();
+    if (value && !/^[A-Za-z0-9_.-]+$/.test(value)) { add("that is not a token: a JWT is three base64url parts joined by dots", "note"); return; }
+    useToken(value);
+    add(token ? "token set" : "token cleared", "note");
+    watch(topic); // again, with the cookie as it is now: the list stays
+  };
   $("#watch").onsubmit = (e) => { e.preventDefault(); watch(e.target.topic.value); };
   $("#publish").onsubmit = async (e) => {
     e.preventDefault();
     const f = e.target;
     const q = f.event.value ? `?event=${encodeURIComponent(f.event.value)}` : "";
-    const r = await fetch(`/publish/${encodeURIComponent(topic)}${q}`, { method: "POST", body: f.data.value });
-    if (!r.ok) add(`publish failed: ${await r.text()}`, "note"); else f.data.value = "";
+    const headers = { "content-type": "text/plain; charset=utf-8" };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const r = await fetch(`/publish/${encodeURIComponent(topic)}${q}`, { method: "POST", body: f.data.value, headers });
+    if (r.status === 401 && !token) add("publishing needs a token: paste the one the hub printed above", "note");
+    else if (!r.ok) add(`publish failed (${r.status}): ${await r.text()}`, "note");
+    else f.data.value = "";
   };
+  $("#token").token.value = token;
+  if (token) useToken(token);
   watch($("#watch").topic.value);
 </script>
 </html>

@@ -203,6 +203,7 @@ async fn no_http2_response_from_the_hub_carries_connection_specific_headers_on_t
     let bad = server
         .client
         .post(server.url("/publish/bad%20topic"))
+        .header("authorization", support::hub::bearer(&server.token))
         .body("x")
         .send()
         .await

@@ -120,7 +120,8 @@ async fn each_event_comes_through_nginx_before_the_next_is_published() {
     let binary = nginx_binary();
     let hub = Server::for_nginx().await;
     let nginx = Nginx::start(binary, |dir, port| config(dir, port, hub.addr));
-    let client = reqwest::Client::new();
+    // With the publisher's token on every request.
+    let client = support::hub::authorized_client();
 
     let mut reader = subscribe(&client, &nginx.url("/events/live")).await;
     hub.until_open(1).await;
@@ -290,7 +291,8 @@ async fn idle_stream_survives_30_s_through_a_10_s_proxy_read_timeout() {
     let binary = nginx_binary();
     let hub = Server::for_nginx().await;
     let nginx = Nginx::start(binary, |dir, port| config(dir, port, hub.addr));
-    let client = reqwest::Client::new();
+    // With the publisher's token on every request.
+    let client = support::hub::authorized_client();
 
     let mut reader = subscribe(&client, &nginx.url("/events/quiet")).await;
     hub.until_open(1).await;

@@ -322,13 +322,24 @@ mod with_redis {
         let redis = RedisServer::start();
         let mut servers = Vec::new();
         for _ in 0..3 {
-            servers.push(server_on(&redis).await);
+            // nginx passes on the Host clients sent it (`$http_host`): the servers answer for
+            // nginx's name, as the README's command says with ALLOW_HOSTS=127.0.0.1:8080 (here
+            // nginx listens on a free port, chosen once the servers run).
+            servers.push(
+                Server::start(Config {
+                    redis_url: Some(redis.url()),
+                    allow_hosts: vec!["127.0.0.1".to_owned()],
+                    ..config()
+                })
+                .await,
+            );
         }
         let upstreams: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
         let nginx = support::nginx::Nginx::start(binary, |dir, port| {
             readme_config_for(dir, port, &upstreams)
         });
-        let client = reqwest::Client::new();
+        // With the publisher's token on every request.
+        let client = support::hub::authorized_client();
         let events_url = nginx.url("/events/news");
         let publish_url = nginx.url("/publish/news");
 
@@ -463,9 +474,13 @@ impl HubProcess {
     async fn start() -> HubProcess {
         let mut child = tokio::process::Command::new(HubProcess::binary())
             .env("ADDR", "127.0.0.1:0")
+            .env("JWT_SECRET", support::hub::SECRET)
             .env("RUST_LOG", "warn")
             .env_remove("REDIS_URL")
             .env_remove("MAX_CONNECTIONS")
+            .env_remove("JWT_PUBLIC_KEY")
+            .env_remove("PUBLIC_TOPICS")
+            .env_remove("ALLOW_HOSTS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -528,7 +543,8 @@ impl HubProcess {
 /// `retry:` hint after its last complete event and that the process exits 0.
 async fn streams_end_with_a_retry_hint_and_the_process_exits_0_on(signal: &str) {
     let hub = HubProcess::start().await;
-    let client = reqwest::Client::new();
+    // With the publisher's token (signed with the process's JWT_SECRET) on every request.
+    let client = support::hub::authorized_client();
     let mut readers = Vec::new();
     for topic in ["a", "a", "b"] {
         let response = client.get(hub.url(&format!("/events/{topic}"))).send();

@@ -81,6 +81,8 @@ fn config(redis: &RedisServer) -> Config {
     Config {
         addr: "127.0.0.1:0".to_owned(),
         redis_url: Some(redis.url()),
+        // The servers of a test share their key, as servers on one Redis should.
+        jwt_secret: Some(support::hub::SECRET.into()),
         ..Config::default()
     }
 }
@@ -826,7 +828,7 @@ fn app_on(hub: Hub) -> App {
         .route("/publish/{topic}", post(publish))
         .layer(sse.clone())
         .with_state(hub.clone());
-    App { router, sse, hub }
+    App::new(router, sse, hub)
 }
 
 // ---- Topics that close, expire and cost what they hold (issue 10) ----

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
+  authorization,
   launchBrowser,
   missing,
   openSource,
@@ -21,9 +22,9 @@ import {
 
 const message = (data, lastEventId) => ({ type: 'message', data, lastEventId });
 
-/// `POST /close/{topic}`; returns the id of the topic's final event.
+/// `POST /close/{topic}`, with a publisher's token; returns the id of the topic's final event.
 async function close(base, topic) {
-  const res = await fetch(`${base}/close/${encodeURIComponent(topic)}`, { method: 'POST' });
+  const res = await fetch(`${base}/close/${encodeURIComponent(topic)}`, { method: 'POST', headers: authorization() });
   const text = await res.text();
   if (!res.ok) throw new Error(`close of ${topic} answered ${res.status}: ${text}`);
   const { id } = JSON.parse(text);

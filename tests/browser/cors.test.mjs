@@ -4,12 +4,15 @@
 //
 // The two page origins are http://127.0.0.1:<port> of small Node servers, the hub is
 // http://127.0.0.1:<its port>: different origins (so CORS applies), the same site (so a
-// SameSite=Lax cookie for 127.0.0.1 goes with the request).
+// SameSite=Lax cookie for 127.0.0.1 goes with the request). A listed origin also reads a
+// private topic with the hub's `sse_token` cookie and publishes with the token.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
+  authorization,
+  hubToken,
   launchBrowser,
   missing,
   openSource,
@@ -29,7 +32,8 @@ describe('cross-origin EventSource with credentials', { skip: missing('chromium'
     browser = await launchBrowser();
     allowed = await pageServer();
     unlisted = await pageServer();
-    hub = await startExample('hub', { ALLOW_ORIGINS: allowed.origin });
+    // `cors` is public; every other topic needs a token.
+    hub = await startExample('hub', { ALLOW_ORIGINS: allowed.origin, PUBLIC_TOPICS: 'cors' });
   });
 
   after(async () => {
@@ -111,11 +115,62 @@ describe('cross-origin EventSource with credentials', { skip: missing('chromium'
 
     // And the hub did no stream work for it: one stream on the topic, the listed page's.
     const connections = await until(async () => {
-      const list = await (await fetch(`${hub.url}/connections`)).json();
+      const list = await (await fetch(`${hub.url}/connections`, { headers: authorization() })).json();
       const mine = list.filter((c) => c.topic === 'cors');
       return mine.length >= 1 && mine;
     }, { what: 'the listed stream in /connections' });
     assert.equal(connections.length, 1, `only the listed origin's stream is open: ${JSON.stringify(connections)}`);
+
+    await context.close();
+  });
+  test('a listed origin reads a private topic with the sse_token cookie and publishes with the token', async () => {
+    const topic = 'private/alice';
+    const token = hubToken({ subscribe: ['private/alice'], publish: ['private/alice'] });
+    const context = await browser.newContext();
+    // The hub's cookie, as a login on the hub's origin would have set it.
+    await context.addCookies([{ name: 'sse_token', value: token, url: hub.url, sameSite: 'Strict', httpOnly: true }]);
+    const page = await context.newPage();
+    await page.goto(`${allowed.origin}/`);
+
+    // Without credentials, the private topic is refused (401): the browser gives up.
+    const anonymous = await context.newPage();
+    await anonymous.goto(`${allowed.origin}/`);
+    await openSource(anonymous, `${hub.url}/events/${topic}`);
+    await waitForSse(anonymous, (sse) => sse.errors.includes(2), null, { what: 'the anonymous stream to fail' });
+    assert.equal(await anonymous.evaluate(() => window.sse.opens), 0);
+
+    // With credentials, the cookie goes along and the stream opens.
+    await openSource(page, `${hub.url}/events/${topic}`, { withCredentials: true });
+    await waitForSse(page, (sse) => sse.opens === 1, null, { what: 'the private stream to open' });
+
+    // The page publishes with the token in the Authorization header (a preflighted request the
+    // hub allows for listed origins), and receives its own event.
+    const published = await page.evaluate(
+      async ({ url, token }) => {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+          body: 'for alice only',
+        });
+        return { status: res.status, body: await res.json() };
+      },
+      { url: `${hub.url}/publish/${topic}`, token },
+    );
+    assert.equal(published.status, 200);
+    await waitForSse(page, (sse) => sse.received.length >= 1, null, { what: 'the private event' });
+    assert.deepEqual(await received(page), [
+      { type: 'message', data: 'for alice only', lastEventId: published.body.id },
+    ]);
+
+    // The same publish without the token is refused, and the stream gets nothing more.
+    const refused = await page.evaluate(async (url) => {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'forged' });
+      return res.status;
+    }, `${hub.url}/publish/${topic}`);
+    assert.equal(refused, 401);
+    await publish(hub.url, topic, 'from the server');
+    await waitForSse(page, (sse) => sse.received.length >= 2, null, { what: 'the next private event' });
+    assert.deepEqual((await received(page)).map((e) => e.data), ['for alice only', 'from the server']);
 
     await context.close();
   });

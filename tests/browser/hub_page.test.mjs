@@ -1,6 +1,8 @@
 // The hub server's own page at `/` (README: "The hub serves a page at `/` to watch a topic and
-// publish to it"), driven as a person would: it watches a topic, its publish form sends an event,
-// and the event shows in its list with its id; watching another topic moves its stream there.
+// publish to it"), driven as a person would on a first run: the hub started with no key prints a
+// publisher token; without it the page watches public topics but cannot publish; with it pasted
+// in, its publish form sends an event, which shows in its list with its id, and it watches a
+// private topic with the token as its cookie; watching another topic moves its stream there.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -34,9 +36,15 @@ async function entry(page, what, match) {
 describe('the hub page in the browser', { skip: missing('chromium') }, () => {
   let browser, hub;
 
+  let token, admin;
+
   before(async () => {
     browser = await launchBrowser();
-    hub = await startExample('hub');
+    // As in the README: no JWT_SECRET, so the hub makes a secret of its own and prints tokens.
+    hub = await startExample('hub', { JWT_SECRET: '', PUBLIC_TOPICS: 'news,sports' });
+    token = /^ {2}TOKEN=(\S+)$/m.exec(hub.output)?.[1];
+    admin = /\/admin\?authorization=(\S+)$/m.exec(hub.output)?.[1];
+    assert.ok(token && admin, `the hub printed a publisher token and an admin URL:\n${hub.output}`);
   });
 
   after(async () => {
@@ -52,13 +60,27 @@ describe('the hub page in the browser', { skip: missing('chromium') }, () => {
     await page.goto(`${hub.url}/`);
 
     // It watches "news" by itself: its stream is at the hub, and it says it is open.
-    await until(async () => (await streamsOn(hub.url, 'news')).length === 1, {
+    await until(async () => (await streamsOn(hub.url, 'news', { token: admin })).length === 1, {
       what: "the page's stream on news in /connections",
     });
     await page.waitForFunction(() => document.querySelector('#state').textContent === 'open', null, {
       timeout: 15_000,
       polling: 20,
     });
+
+    // Without a token it cannot publish, and says what to do.
+    const refused = page.waitForResponse((r) => r.url().endsWith('/publish/news'));
+    await page.locator('#publish input[name=data]').fill('no token');
+    await page.locator('#publish button').click();
+    assert.equal((await refused).status(), 401);
+    await entry(page, 'the note that publishing needs a token', (e) => e.cls === 'note' && e.text.includes('needs a token'));
+
+    // The printed token, pasted in: kept for the tab, and the cookie its EventSource sends.
+    await page.locator('#token input[name=token]').fill(token);
+    await page.locator('#token button').click();
+    await entry(page, 'the note that the token is set', (e) => e.cls === 'note' && e.text === 'token set');
+    const cookies = await context.cookies(hub.url);
+    assert.equal(cookies.find((c) => c.name === 'sse_token')?.value, token, 'the token is the sse_token cookie');
 
     // Its publish form: the id the hub answered is the one the list shows.
     const published = page.waitForResponse((r) => r.url().endsWith('/publish/news'));
@@ -78,7 +100,7 @@ describe('the hub page in the browser', { skip: missing('chromium') }, () => {
     await entry(page, 'the named event in the list', (e) => e.text.endsWith('price: {"eur":1.08}'));
 
     // Published by someone else, it shows too.
-    const other = await publish(hub.url, 'news', 'from curl');
+    const other = await publish(hub.url, 'news', 'from curl', undefined, { token });
     const fromCurl = await entry(page, "someone else's event", (e) => e.text.endsWith('from curl'));
     assert.equal(fromCurl.id, other);
 
@@ -87,7 +109,9 @@ describe('the hub page in the browser', { skip: missing('chromium') }, () => {
     await page.locator('#watch input[name=topic]').fill('sports');
     await page.locator('#watch button').click();
     await until(
-      async () => (await streamsOn(hub.url, 'sports')).length === 1 && (await streamsOn(hub.url, 'news')).length === 0,
+      async () =>
+        (await streamsOn(hub.url, 'sports', { token: admin })).length === 1 &&
+        (await streamsOn(hub.url, 'news', { token: admin })).length === 0,
       { what: "the page's stream to move from news to sports" },
     );
     await entry(page, 'the note that it watches sports', (e) => e.cls === 'note' && e.text === 'watching "sports"');
@@ -99,8 +123,25 @@ describe('the hub page in the browser', { skip: missing('chromium') }, () => {
     const list = await log(page);
     assert.ok(!list.some((e) => e.text.includes('from curl')), 'the list of news is gone');
 
-    assert.deepEqual(errors, [], 'no script errors');
+    // A private topic (not in PUBLIC_TOPICS): watched with the token's cookie.
+    await page.locator('#watch input[name=topic]').fill('user/42/inbox');
+    await page.locator('#watch button').click();
+    await until(async () => (await streamsOn(hub.url, 'user/42/inbox', { token: admin })).length === 1, {
+      what: "the page's stream on the private topic",
+    });
+    const secret = await publish(hub.url, 'user/42/inbox', 'for your eyes only', undefined, { token });
+    const shownSecret = await entry(page, 'the private event', (e) => e.text.endsWith('for your eyes only'));
+    assert.equal(shownSecret.id, secret);
     await screenshot(page, 'hub-page');
+
+    // Without the token, the same topic is refused, and the page says why.
+    await page.locator('#token input[name=token]').fill('');
+    await page.locator('#token button').click();
+    await entry(page, 'the note that the stream was refused', (e) => e.cls === 'note' && e.text.startsWith('refused'));
+    assert.equal(await page.locator('#state').textContent(), 'closed');
+    assert.equal((await streamsOn(hub.url, 'user/42/inbox', { token: admin })).length, 0);
+
+    assert.deepEqual(errors, [], 'no script errors');
     await context.close();
   });
 });

@@ -12,6 +12,7 @@
 // --test`) needs nothing else and prints a closing summary CI can read.
 
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -90,15 +91,18 @@ export function exampleBinary(name) {
   return path.join(TARGET_DIR, 'debug', 'examples', name);
 }
 
-/// Starts an example binary with `env` (ADDR defaults to `127.0.0.1:0`), waits for its
+/// Starts an example binary with `env` (ADDR defaults to `127.0.0.1:0`; the hub's JWT_SECRET
+/// to `HUB_SECRET`, so that `hubToken` signs tokens it accepts), waits for its
 /// `listening on http://ADDR` line and returns `{ url, port, proc, output, exited, stop }`.
 export async function startExample(name, env = {}) {
   const bin = exampleBinary(name);
   if (!fs.existsSync(bin)) {
     throw new Error(`${bin} does not exist: build it with \`cargo build --examples\``);
   }
+  const defaults = { RUST_LOG: process.env.RUST_LOG || 'warn', ADDR: '127.0.0.1:0' };
+  if (name === 'hub') Object.assign(defaults, { JWT_SECRET: HUB_SECRET, PUBLIC_TOPICS: '*', ALLOW_HOSTS: '' });
   const proc = spawn(bin, [], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ADDR: '127.0.0.1:0', ...env },
+    env: { ...process.env, ...defaults, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(proc);
@@ -221,15 +225,36 @@ export async function pageServer(html = '<!doctype html><meta charset="utf-8"><t
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tokens for the hub (examples/hub.rs): HS256 JWTs with `sse` rights
+
+/// The JWT_SECRET the hub is started with (`startExample('hub')`).
+export const HUB_SECRET = 'tests/browser: the hub\'s HS256 secret, 32 bytes or more';
+
+/// A token for the hub, signed with `secret`: `rights` is the `sse` claim (`publish` and
+/// `subscribe` selector lists, `admin`), valid for `ttl` seconds.
+export function hubToken(rights, { ttl = 3600, secret = HUB_SECRET } = {}) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const head = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sse: rights, exp: Math.floor(Date.now() / 1000) + ttl })}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+/// A token that may do everything on the hub: publish, subscribe, `/connections`.
+export const PUBLISHER_TOKEN = hubToken({ publish: ['*'], subscribe: ['*'], admin: true });
+
+/// The `Authorization` header of `token` (by default, `PUBLISHER_TOKEN`).
+export const authorization = (token = PUBLISHER_TOKEN) => ({ authorization: `Bearer ${token}` });
+
+// ---------------------------------------------------------------------------------------------
 // The hub's HTTP API
 
-/// `POST /publish/{topic}[?event=NAME]` with `data` as the body; returns the event's id.
-export async function publish(base, topic, data, event) {
+/// `POST /publish/{topic}[?event=NAME]` with `data` as the body, with `token` (by default,
+/// `PUBLISHER_TOKEN`); returns the event's id.
+export async function publish(base, topic, data, event, { token } = {}) {
   const query = event ? `?event=${encodeURIComponent(event)}` : '';
   const res = await fetch(`${base}/publish/${encodeURIComponent(topic)}${query}`, {
     method: 'POST',
     body: data,
-    headers: { 'content-type': 'text/plain; charset=utf-8' },
+    headers: { 'content-type': 'text/plain; charset=utf-8', ...authorization(token) },
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`publish to ${topic} answered ${res.status}: ${text}`);
@@ -238,9 +263,12 @@ export async function publish(base, topic, data, event) {
   return id;
 }
 
-/// The hub's open streams on `topic`, from `GET /connections`.
-export async function streamsOn(base, topic) {
-  const list = await (await fetch(`${base}/connections`)).json();
+/// The hub's open streams on `topic`, from `GET /connections` (with an admin token: by
+/// default, `PUBLISHER_TOKEN`).
+export async function streamsOn(base, topic, { token } = {}) {
+  const res = await fetch(`${base}/connections`, { headers: authorization(token) });
+  if (!res.ok) throw new Error(`GET /connections answered ${res.status}: ${await res.text()}`);
+  const list = await res.json();
   return list.filter((c) => c.topic === topic);
 }
 

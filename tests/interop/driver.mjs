@@ -20,6 +20,7 @@
 // not be checked: no redis-server, outside CI), and exits 1 if anything failed.
 
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { once } from "node:events";
 import net from "node:net";
 import path from "node:path";
@@ -147,7 +148,14 @@ async function freePort() {
 async function startHub({ port = 0, env = {} } = {}) {
   const child = track(
     spawn(HUB_BIN, [], {
-      env: { ...process.env, RUST_LOG: "warn", ADDR: `127.0.0.1:${port}`, ...env },
+      env: {
+        ...process.env,
+        RUST_LOG: "warn",
+        ADDR: `127.0.0.1:${port}`,
+        JWT_SECRET: HUB_SECRET,
+        PUBLIC_TOPICS: "*",
+        ...env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     }),
   );
@@ -233,16 +241,32 @@ function runClient(label, command, args) {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
+/** The hub's JWT_SECRET: every hub this driver starts (restarts included) accepts TOKEN. */
+const HUB_SECRET = "tests/interop: the hub's HS256 secret, 32 bytes or more";
+
+/** An HS256 token that may publish, subscribe and list connections, for an hour. */
+const TOKEN = (() => {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const rights = { publish: ["*"], subscribe: ["*"], admin: true };
+  const head = `${part({ alg: "HS256", typ: "JWT" })}.${part({ sse: rights, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${head}.${createHmac("sha256", HUB_SECRET).update(head).digest("base64url")}`;
+})();
+const AUTHORIZATION = { authorization: `Bearer ${TOKEN}` };
+
 async function publish(base, topic, data, event) {
   const query = event === undefined ? "" : `?event=${encodeURIComponent(event)}`;
-  const response = await fetch(`${base}/publish/${topic}${query}`, { method: "POST", body: data });
+  const response = await fetch(`${base}/publish/${topic}${query}`, {
+    method: "POST",
+    body: data,
+    headers: AUTHORIZATION,
+  });
   const text = await response.text();
   if (response.status !== 200) throw new Error(`publish to ${topic} answered ${response.status}: ${text}`);
   return JSON.parse(text).id;
 }
 
 async function connections(base, topic) {
-  const response = await fetch(`${base}/connections`);
+  const response = await fetch(`${base}/connections`, { headers: AUTHORIZATION });
   const list = await response.json();
   return list.filter((c) => c.topic === topic);
 }

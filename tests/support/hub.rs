@@ -2,13 +2,16 @@
 //! one harness of the end-to-end suites (hub, Redis, HTTP/2, nginx).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use futures_util::StreamExt;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_sse::auth::jwt::{Claims, Jwt};
 
-use super::client::{EventReader, GUARD, get_json};
+use super::client::{EventReader, GUARD};
 
 /// The example itself, so the tests run exactly the code users run.
 #[path = "../../examples/hub.rs"]
@@ -16,21 +19,64 @@ pub mod hub_server;
 
 pub use hub_server::{App, Config};
 
-/// The default configuration, listening on a free port, without the per-peer cap: every
-/// client of these tests connects from 127.0.0.1 (`tests/proxies.rs` tests the cap).
+/// The `JWT_SECRET` of the hub servers of the tests (in process, and the binary the tests
+/// start).
+pub const SECRET: &str = "tests/support/hub.rs: the test hub servers' HS256 secret";
+
+/// The default configuration, listening on a free port, with [`SECRET`], without the
+/// per-peer cap: every client of these tests connects from 127.0.0.1 (`tests/proxies.rs`
+/// tests the cap).
 pub fn config() -> Config {
     Config {
         addr: "127.0.0.1:0".to_owned(),
+        jwt_secret: Some(SECRET.into()),
         max_connections_per_peer: None,
         ..Config::default()
     }
+}
+
+/// A token signed with [`SECRET`], valid for an hour unless `claims` say otherwise.
+pub fn token(claims: Claims) -> String {
+    let claims = match claims.exp() {
+        Some(_) => claims,
+        None => claims.expires_in(Duration::from_secs(3600)),
+    };
+    Jwt::hs256(SECRET).unwrap().sign(&claims).unwrap()
+}
+
+/// A token that may do everything: publish and subscribe on every topic, and administer.
+pub fn publisher_token() -> String {
+    token(Claims::new().publish(["*"]).subscribe(["*"]).admin(true))
+}
+
+/// `Bearer {token}`, for an `Authorization` header.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A client whose every request carries [`publisher_token`], for requests that do not go
+/// through [`Server`]'s helpers (through nginx, to a hub process).
+pub fn authorized_client() -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&bearer(&publisher_token())).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// A running hub server.
 pub struct Server {
     pub addr: SocketAddr,
     pub hub: tower_sse::Hub,
+    /// A client that sends no credentials of its own.
     pub client: reqwest::Client,
+    /// What [`publish_raw`](Self::publish_raw) and [`connections`](Self::connections) send
+    /// as their bearer token: [`publisher_token`].
+    pub token: String,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -42,8 +88,12 @@ impl Server {
     }
 
     /// The same, talked to with `client` (e.g. one that speaks HTTP/2 only).
-    pub async fn start_with_client(config: Config, client: reqwest::Client) -> Server {
-        Server::serve_with_client(hub_server::app(&config).await.unwrap(), client).await
+    pub async fn start_with_client(mut config: Config, client: reqwest::Client) -> Server {
+        // Bound first, as the example's `main` does, so that its default allowed hosts name
+        // the port listened on.
+        let listener = tokio::net::TcpListener::bind(&config.addr).await.unwrap();
+        config.addr = listener.local_addr().unwrap().to_string();
+        Server::serve_on(listener, hub_server::app(&config).await.unwrap(), client)
     }
 
     /// Serves an app built by the test (e.g. with settings the example does not read).
@@ -73,6 +123,7 @@ impl Server {
             addr,
             hub,
             client,
+            token: publisher_token(),
             stop: Some(stop),
             task,
         }
@@ -96,7 +147,7 @@ impl Server {
         EventReader::new(self.request(topic, last).await)
     }
 
-    /// `POST path` with `body`.
+    /// `POST path` with `body`, with [`token`](Self::token).
     pub async fn publish_raw(
         &self,
         path: &str,
@@ -104,6 +155,7 @@ impl Server {
     ) -> reqwest::Response {
         self.client
             .post(self.url(path))
+            .header(AUTHORIZATION, bearer(&self.token))
             .body(body)
             .send()
             .await
@@ -131,9 +183,17 @@ impl Server {
         }
     }
 
-    /// `GET /connections`.
+    /// `GET /connections`, with [`token`](Self::token) (an admin token).
     pub async fn connections(&self) -> Vec<Value> {
-        let body = get_json(&self.client, &self.url("/connections")).await;
+        let response = self
+            .client
+            .get(self.url("/connections"))
+            .header(AUTHORIZATION, bearer(&self.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET /connections");
+        let body: Value = response.json().await.unwrap();
         body.as_array().unwrap().clone()
     }
 
