@@ -180,7 +180,7 @@ async fn x_accel_buffering_keeps_a_stalled_reader_s_backlog_out_of_nginx() {
     // The control: the same stall where nginx ignores the header.
     let mut stalled = Stalled::open(&nginx, "/buffered/events/held").await;
     hub.until_open(1).await;
-    let ids = publish_backlog(&hub, "held").await;
+    let ids = publish_backlog_at_nginx_pace(&hub, "held").await;
     let received = stalled.read_until(ids.last().unwrap()).await;
     assert!(
         received == ids && nginx.logs().contains(BUFFERED_TO_FILE),
@@ -280,6 +280,37 @@ async fn publish_backlog(hub: &Server, topic: &str) -> Vec<String> {
     let data = "x".repeat(EVENT_BYTES);
     let mut ids = Vec::with_capacity(BACKLOG_EVENTS);
     for _ in 0..BACKLOG_EVENTS {
+        ids.push(hub.publish(topic, &data).await);
+    }
+    ids
+}
+
+/// The backlog, published no further ahead of what the hub has handed to nginx than half the
+/// subscriber queue: nginx, spilling to its temporary file, may fall behind a publisher on a
+/// busy machine, and the hub would end its stream as a slow consumer, which is not what the
+/// control is about. Waits on the registry's count of events sent, under the guard.
+async fn publish_backlog_at_nginx_pace(hub: &Server, topic: &str) -> Vec<String> {
+    let data = "x".repeat(EVENT_BYTES);
+    let registry = hub.hub.registry();
+    let sent = || {
+        registry
+            .snapshot()
+            .iter()
+            .find(|c| c.topic() == Some(topic))
+            .map_or(0, |c| c.events_sent() as usize)
+    };
+    let mut ids = Vec::with_capacity(BACKLOG_EVENTS);
+    for published in 0..BACKLOG_EVENTS {
+        if published >= QUEUE / 2 {
+            let caught_up = async {
+                while sent() + QUEUE / 2 <= published {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::time::timeout(GUARD, caught_up)
+                .await
+                .expect("nginx takes the events within the guard time");
+        }
         ids.push(hub.publish(topic, &data).await);
     }
     ids

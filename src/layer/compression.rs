@@ -167,11 +167,10 @@ mod enabled {
     ///
     /// In the benchmark harness (`cargo run --release -p tower-sse-bench --bin run -- --quick
     /// --servers tower-sse --scenarios compression`: 1 KiB JSON events, a thousand
-    /// subscribers, 2 cores shared with other work), where the plain stream costs 8 to 10 µs
-    /// of server CPU per delivery, two runs measured zstd at 3.05 and 2.97 times that, gzip
-    /// at 1.93 and 3.00, Brotli at 2.25 and 2.09: the spread between runs is larger than the
-    /// differences between encodings, and all are far from the 1.3 times of issue 12's
-    /// target. Compress event streams for large, repetitive events (HTML morphs) to clients
+    /// subscribers, 2 cores), where the plain stream costs 8 to 10 µs of server CPU per
+    /// delivery, a run on an otherwise idle machine measured zstd at 2.94 times that, gzip at
+    /// 2.98 and Brotli at 2.17 (two runs beside other work: zstd 3.05 and 2.97, gzip 1.93 and
+    /// 3.00, Brotli 2.25 and 2.09): all far from the 1.3 times of issue 12's target. Compress event streams for large, repetitive events (HTML morphs) to clients
     /// on slow links, not for small events to many subscribers.
     ///
     /// ```
