@@ -92,7 +92,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, StatusCode};
@@ -104,16 +103,10 @@ use serde_json::json;
 use tower_sse::auth::jwt::{Claims, Jwt};
 use tower_sse::auth::{Action, Identity};
 use tower_sse::backend::{Health, Start};
-use tower_sse::hub::stream::{CANCELLED, DONE, ERROR};
 use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
 
 #[path = "hub/admin.rs"]
 mod admin;
-
-/// Event names the hub sends itself, which publishers may not use: `gap` (a replay that cannot
-/// be complete), `end` (a closed topic's final event) and the ends of response streams (`done`,
-/// `error`, `cancelled`). A subscriber can then trust an event of one of these names.
-pub const RESERVED_EVENT_NAMES: [&str; 5] = ["gap", "end", DONE, ERROR, CANCELLED];
 
 /// The clock skew allowed on a token's `exp`: short, so a stream ends soon after its token.
 pub const JWT_LEEWAY: Duration = Duration::from_secs(5);
@@ -782,22 +775,21 @@ async fn publish(
     who: Identity,
     Path(topic): Path<String>,
     Query(params): Query<PublishParams>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, HubError> {
-    // Refused before the body is looked at: without the right, nothing more is learnt.
+    // Refused before the body is read: without the right, nothing more is taken in.
     hub.authorize(&who, Action::Publish, &topic)?;
+    let limit = tower_sse::hub::DEFAULT_MAX_EVENT_BYTES;
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        let message = format!("the body is larger than {limit} bytes, or was cut off\n");
+        return Ok((StatusCode::PAYLOAD_TOO_LARGE, message).into_response());
+    };
     let Ok(data) = std::str::from_utf8(&body) else {
         return Ok((StatusCode::BAD_REQUEST, "the body must be UTF-8 text\n").into_response());
     };
     let mut event = Event::builder().data(data);
     if let Some(name) = params.event {
-        if RESERVED_EVENT_NAMES.contains(&name.as_str()) {
-            let message = format!(
-                "event name {name:?} is reserved: the hub sends {} itself; choose another name\n",
-                RESERVED_EVENT_NAMES.join(", ")
-            );
-            return Ok((StatusCode::BAD_REQUEST, message).into_response());
-        }
+        // `publish_as` refuses the names the hub sends itself (`RESERVED_EVENT_NAMES`).
         event = event.event(name);
     }
     let event = match event.build() {

@@ -12,13 +12,12 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 use serde_json::Value;
 use support::client::{EventReader, GUARD};
-use support::hub::hub_server::{
-    self, JWT_LEEWAY, KeySource, Keys, RESERVED_EVENT_NAMES, startup_message, token_command,
-};
+use support::hub::hub_server::{self, JWT_LEEWAY, KeySource, Keys, startup_message, token_command};
 use support::hub::{Config, Server, bearer, config, publisher_token, token};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tower_sse::auth::jwt::{Claims, Jwt};
+use tower_sse::hub::RESERVED_EVENT_NAMES;
 
 const RSA_PRIVATE: &[u8] = include_bytes!("data/test-only-rsa-private.pem");
 const RSA_PUBLIC_PATH: &str = concat!(
@@ -159,7 +158,7 @@ async fn a_reserved_event_name_is_refused_with_400_naming_the_reserved_names() {
     let server = Server::start(config()).await;
     let mut reader = server.subscribe("news", None).await;
     server.until_open(1).await;
-    for name in ["gap", "end", "done", "error", "cancelled"] {
+    for name in ["gap", "end", "done", "error", "cancelled", "open"] {
         assert!(RESERVED_EVENT_NAMES.contains(&name));
         let response = server
             .publish_raw(&format!("/publish/news?event={name}"), "forged")
@@ -212,7 +211,8 @@ async fn a_cross_site_simple_post_never_publishes_even_with_a_valid_token_cookie
     assert_eq!(response.status(), 403, "Sec-Fetch-Site: cross-site");
     assert_eq!(server.hub.stats().published, 0);
 
-    // The control: the same cookie from the server's own page publishes.
+    // From the server's own page, the cookie alone does not publish either: a write needs the
+    // token in the Authorization header, which is what the page sends.
     let own = format!("http://{}", server.addr);
     let response = post(
         &server,
@@ -221,6 +221,20 @@ async fn a_cross_site_simple_post_never_publishes_even_with_a_valid_token_cookie
             ("content-type", "text/plain;charset=UTF-8"),
             ("origin", &own),
             ("cookie", &cookie),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(server.hub.stats().published, 0);
+    // The control: the same token in the header, from the server's own page, publishes.
+    let authorization = format!("Bearer {}", cookie.trim_start_matches("sse_token="));
+    let response = post(
+        &server,
+        "/publish/news",
+        &[
+            ("content-type", "text/plain;charset=UTF-8"),
+            ("origin", &own),
+            ("authorization", &authorization),
         ],
     )
     .await;

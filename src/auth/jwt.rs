@@ -61,7 +61,9 @@
 //! assert_eq!(ann.subject(), Some("ann"));
 //! assert!(jwt.authorize(&ann, Action::Subscribe, "user/ann/inbox").is_ok());
 //! assert_eq!(jwt.authorize(&ann, Action::Subscribe, "user/bob/inbox").unwrap_err().status(), 403);
-//! assert_eq!(jwt.authorize(&ann, Action::Publish, "news").unwrap_err().status(), 403);
+//! // A token from a cookie (or the query) reads; publishing needs the `Authorization` header,
+//! // which a cross-site form cannot send.
+//! assert_eq!(jwt.authorize(&ann, Action::Publish, "news").unwrap_err().status(), 401);
 //!
 //! // No token: anonymous, who may read the public topics only.
 //! let (request, ()) = Request::get("/events/news").body(()).unwrap().into_parts();
@@ -437,9 +439,11 @@ impl Jwt {
         Denied::invalid_token(message)
     }
 
-    /// The request's token: the `Authorization: Bearer` header, else the cookie, else the
-    /// query parameter. `None` when none has one.
-    fn token<'a>(&self, request: &'a Parts) -> Result<Option<Cow<'a, str>>, Denied> {
+    /// The request's tokens and where they came from: the `Authorization: Bearer` header's,
+    /// else the cookie's (every cookie of that name, in the order sent: a browser may hold
+    /// one for a longer path, or one planted by a sibling domain), else the query
+    /// parameter's. Empty when none has one.
+    fn tokens<'a>(&self, request: &'a Parts) -> Result<Vec<(Cow<'a, str>, TokenSource)>, Denied> {
         for value in request.headers.get_all(AUTHORIZATION) {
             let bytes = value.as_bytes();
             // RFC 7235: the scheme is case-insensitive. Other schemes (Basic, for a proxy)
@@ -457,12 +461,19 @@ impl Jwt {
             if token.is_empty() {
                 return Err(Denied::invalid_token("the Bearer token is empty"));
             }
-            return checked_len(token).map(|token| Some(Cow::Borrowed(token)));
+            return checked_len(token)
+                .map(|token| vec![(Cow::Borrowed(token), TokenSource::Header)]);
         }
-        if let Some(name) = &self.inner.cookie
-            && let Some(token) = cookie(request, name)
-        {
-            return checked_len(token).map(|token| Some(Cow::Borrowed(token)));
+        if let Some(name) = &self.inner.cookie {
+            let tokens = cookies(request, name)
+                .into_iter()
+                .map(|token| {
+                    checked_len(token).map(|token| (Cow::Borrowed(token), TokenSource::Cookie))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if !tokens.is_empty() {
+                return Ok(tokens);
+            }
         }
         if self.inner.query
             && let Some(query) = request.uri.query()
@@ -486,28 +497,30 @@ impl Jwt {
                 _ => token,
             };
             if token.is_empty() {
-                return Ok(None);
+                return Ok(Vec::new());
             }
-            return checked_len(token).map(|token| Some(Cow::Owned(token.to_owned())));
+            return checked_len(token)
+                .map(|token| vec![(Cow::Owned(token.to_owned()), TokenSource::Query)]);
         }
-        Ok(None)
+        Ok(Vec::new())
     }
 }
 
-/// The value of cookie `name`, from the request's `Cookie` headers (the first one, when
-/// sent twice); `None` when absent or empty (how a cookie is cleared).
-fn cookie<'a>(request: &'a Parts, name: &str) -> Option<&'a str> {
+/// The values of cookie `name`, from the request's `Cookie` headers, in the order sent; empty
+/// ones (how a cookie is cleared) left out.
+fn cookies<'a>(request: &'a Parts, name: &str) -> Vec<&'a str> {
     request
         .headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+        .filter_map(move |pair| {
             let (key, value) = pair.split_once('=')?;
             (key.trim() == name).then(|| value.trim().trim_matches('"'))
         })
         .filter(|value| !value.is_empty())
+        .collect()
 }
 
 fn checked_len(token: &str) -> Result<&str, Denied> {
@@ -536,10 +549,19 @@ impl Policy for Jwt {
     /// The request's token, verified: an identity with the token's `sub`, its expiry (`exp`
     /// plus the leeway) and its [`Claims`]. Anonymous without a token.
     fn authenticate(&self, request: &Parts) -> Result<Identity, Denied> {
-        let Some(token) = self.token(request)? else {
+        let tokens = self.tokens(request)?;
+        let Some(((_, source), rest)) = tokens.split_first() else {
             return Ok(Identity::anonymous());
         };
-        let claims = self.verify(&token)?;
+        // The first token that holds; if none does, why the first does not.
+        let mut claims = match self.verify(&tokens[0].0) {
+            Ok(claims) => claims,
+            Err(first) => rest
+                .iter()
+                .find_map(|(token, _)| self.verify(token).ok())
+                .ok_or(first)?,
+        };
+        claims.source = Some(*source);
         let mut identity = Identity::authenticated();
         if let Some(sub) = &claims.sub {
             identity = identity.with_subject(sub);
@@ -571,6 +593,18 @@ impl Policy for Jwt {
                 )),
             });
         };
+        if action == Action::Publish
+            && claims
+                .source
+                .is_some_and(|source| source != TokenSource::Header)
+        {
+            // A cookie goes with every request a browser sends, a cross-site form's included,
+            // and a query ends up in logs: a write needs the header, which only a script of a
+            // page allowed by CORS can set.
+            return Err(Denied::unauthenticated(
+                "publishing needs the token in the Authorization header, not a cookie or the query",
+            ));
+        }
         match action {
             Action::Subscribe if claims.can_subscribe(topic) => Ok(()),
             Action::Publish if claims.can_publish(topic) => Ok(()),
@@ -640,6 +674,21 @@ pub struct Claims {
     sse: Rights,
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
+    /// Where [`Jwt`]'s policy found the token; `None` for claims not read from a request.
+    #[serde(skip)]
+    source: Option<TokenSource>,
+}
+
+/// Where a request carried its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// `Authorization: Bearer`: the only source [`Jwt`] accepts for publishing.
+    Header,
+    /// The cookie ([`Jwt::cookie`]).
+    Cookie,
+    /// The `authorization` query parameter.
+    Query,
 }
 
 /// The `sse` claim.
@@ -748,6 +797,11 @@ impl Claims {
     /// `sse.admin`.
     pub fn is_admin(&self) -> bool {
         self.sse.admin
+    }
+
+    /// Where the request carried the token, for claims that [`Jwt`]'s policy read from one.
+    pub fn source(&self) -> Option<TokenSource> {
+        self.source
     }
 
     /// Another claim of the token, by name (`iat`, `iss`, the application's own).

@@ -569,3 +569,56 @@ fn debug_shows_no_secret() {
     assert!(shown.contains("HS256") && shown.contains("news"), "{shown}");
     assert!(!shown.contains("0123456789abcdef"), "{shown}");
 }
+
+#[test]
+fn a_cookie_or_query_token_reads_but_does_not_publish() {
+    let jwt = jwt();
+    let token = jwt
+        .sign(
+            &Claims::new()
+                .publish(["*"])
+                .subscribe(["*"])
+                .expires_in(Duration::from_secs(600)),
+        )
+        .unwrap();
+    for request in [
+        get("/events/x", &[("cookie", &format!("sse_token={token}"))]),
+        get(&format!("/events/x?authorization={token}"), &[]),
+    ] {
+        let who = jwt.authenticate(&request).unwrap();
+        assert_eq!(jwt.authorize(&who, Action::Subscribe, "x"), Ok(()));
+        let refused = jwt.authorize(&who, Action::Publish, "x").unwrap_err();
+        assert_eq!(refused.status(), 401);
+        assert!(
+            refused.message().contains("Authorization header"),
+            "{refused}"
+        );
+    }
+    let header = bearer(&token);
+    let who = jwt.authenticate(&header).unwrap();
+    assert_eq!(jwt.authorize(&who, Action::Publish, "x"), Ok(()));
+}
+
+#[test]
+fn of_several_cookies_the_first_that_holds_wins() {
+    let jwt = jwt();
+    let token = jwt
+        .sign(
+            &Claims::new()
+                .subscribe(["mine"])
+                .expires_in(Duration::from_secs(600)),
+        )
+        .unwrap();
+    // A cookie planted for a longer path (or by a sibling domain) comes first.
+    let cookies = format!("sse_token=planted.not.valid; sse_token={token}");
+    let who = jwt
+        .authenticate(&get("/events/mine", &[("cookie", &cookies)]))
+        .unwrap();
+    assert_eq!(jwt.authorize(&who, Action::Subscribe, "mine"), Ok(()));
+    // None holds: the first one's reason.
+    let bad = "sse_token=planted.not.valid; sse_token=also.not.valid";
+    let refused = jwt
+        .authenticate(&get("/events/mine", &[("cookie", bad)]))
+        .unwrap_err();
+    assert_eq!(refused.status(), 401);
+}

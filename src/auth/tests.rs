@@ -547,3 +547,23 @@ async fn identity_is_an_extractor_on_the_hubs_policy() {
         (StatusCode::UNAUTHORIZED, "bad user\n".to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_request_may_not_publish_the_names_the_hub_sends_itself() {
+    let hub = Hub::memory();
+    let who = Identity::anonymous();
+    for name in crate::hub::RESERVED_EVENT_NAMES {
+        let forged = Event::builder().event(name).data("forged").build().unwrap();
+        let err = hub.publish_as(&who, "news", forged).await.unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{name}: {err}");
+        let status = axum::response::IntoResponse::into_response(err).status();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+    }
+    assert_eq!(hub.stats().published, 0);
+    // Trusted server-side code may send them.
+    let own = Event::builder().event("end").data("{}").build().unwrap();
+    hub.publish("news", own).await.unwrap();
+    // And other names pass.
+    let fine = Event::builder().event("gaps").data("ok").build().unwrap();
+    hub.publish_as(&who, "news", fine).await.unwrap();
+}

@@ -25,6 +25,7 @@ enum Kind {
     TooLarge { size: usize, max: usize },
     Event(EventError),
     InvalidStreamId(String),
+    ReservedName(String),
     StreamExists(String),
     Denied(Denied),
     Backend(backend::Error),
@@ -53,6 +54,12 @@ impl HubError {
     pub(crate) fn invalid_stream_id(id: &str) -> Self {
         HubError {
             kind: Kind::InvalidStreamId(id.chars().take(80).collect()),
+        }
+    }
+
+    pub(crate) fn reserved_name(name: &str) -> Self {
+        HubError {
+            kind: Kind::ReservedName(name.chars().take(80).collect()),
         }
     }
 
@@ -138,6 +145,12 @@ impl fmt::Display for HubError {
                 f,
                 "invalid stream id {id:?}: use 1 to 64 ASCII letters, digits, - and _"
             ),
+            Kind::ReservedName(name) => write!(
+                f,
+                "event name {name:?} is reserved: the hub sends {} itself, and a browser \
+                 fires `open` and `error` for the connection; choose another name",
+                super::RESERVED_EVENT_NAMES.join(", ")
+            ),
             Kind::StreamExists(id) => write!(f, "a stream with id {id:?} already exists"),
             Kind::Denied(denied) => fmt::Display::fmt(denied, f),
             Kind::Backend(err) => fmt::Display::fmt(err, f),
@@ -163,9 +176,10 @@ impl axum::response::IntoResponse for HubError {
             return denied.into_response();
         }
         let status = match &self.kind {
-            Kind::InvalidTopic { .. } | Kind::Event(_) | Kind::InvalidStreamId(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Kind::InvalidTopic { .. }
+            | Kind::Event(_)
+            | Kind::InvalidStreamId(_)
+            | Kind::ReservedName(_) => StatusCode::BAD_REQUEST,
             Kind::StreamExists(_) => StatusCode::CONFLICT,
             Kind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::Backend(err) if err.is_closed() => StatusCode::CONFLICT,

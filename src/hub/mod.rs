@@ -88,6 +88,21 @@ use crate::backend::{
 use crate::registry::Registry;
 use crate::{Event, LastEventId};
 
+/// Event names that [`Hub::publish_as`] refuses to a request: those the hub sends itself
+/// (`gap`, a replay that cannot be complete; `end`, a closed topic's final event; the ends of
+/// [response streams](stream): `done`, `error`, `cancelled`), and `open`, which a browser's
+/// `EventSource` dispatches to its `onopen` handlers as if the connection had opened again
+/// (`error` likewise reaches `onerror`). A subscriber can then trust an event of one of these
+/// names. Trusted server-side code ([`Hub::publish`]) may use them.
+pub const RESERVED_EVENT_NAMES: [&str; 6] = [
+    "gap",
+    "end",
+    stream::DONE,
+    stream::ERROR,
+    stream::CANCELLED,
+    "open",
+];
+
 /// The longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 200;
 
@@ -207,8 +222,8 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// The policy's refusal ([`HubError::denied`]: `401` or `403`), else as
-    /// [`publish`](Self::publish).
+    /// The policy's refusal ([`HubError::denied`]: `401` or `403`), an event named as one of
+    /// [`RESERVED_EVENT_NAMES`] (`400`), else as [`publish`](Self::publish).
     pub async fn publish_as(
         &self,
         who: &Identity,
@@ -217,6 +232,11 @@ impl Hub {
     ) -> Result<Event, HubError> {
         validate_topic(topic)?;
         self.authorize(who, Action::Publish, topic)?;
+        if let Some(name) = event.name()
+            && RESERVED_EVENT_NAMES.contains(&name)
+        {
+            return Err(HubError::reserved_name(name));
+        }
         self.publish(topic, event).await
     }
 
