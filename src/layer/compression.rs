@@ -128,7 +128,6 @@ mod enabled {
     use std::task::{Context, Poll, ready};
 
     use async_compression::Level;
-    use std::cell::RefCell;
 
     use async_compression::codecs::{BrotliEncoder, EncodeV2, GzipEncoder, ZstdEncoder};
     use async_compression::core::util::{PartialBuffer, WriteBuffer};
@@ -418,22 +417,6 @@ mod enabled {
         Finish,
     }
 
-    thread_local! {
-        /// Where the codecs of the streams polled on this thread write, before their output
-        /// is copied into the frame: one buffer, warm in the cache and zeroed once, rather than
-        /// a new zeroed one per event (the crate writes no `unsafe` to hand a codec
-        /// uninitialized memory).
-        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Room the scratch buffer starts with: an event and its keep-alive fit in one call,
-    /// with room to spare for zstd to compress straight into it (when the room is at least
-    /// the bound of what a block can compress to, zstd skips its own output buffer).
-    const SCRATCH_ROOM: usize = 16 * 1024;
-
-    /// The scratch buffer is never kept larger than this (a large event grows it for once).
-    const SCRATCH_MAX: usize = 256 * 1024;
-
     impl Encoder {
         fn new(encoding: Encoding) -> Encoder {
             match encoding {
@@ -486,7 +469,7 @@ mod enabled {
             })
         }
 
-        /// Runs `work` with this thread's scratch buffer, at least `len` plus some room, and
+        /// Runs `work` with a scratch buffer of at least `len` plus some room, and
         /// returns a copy of what it wrote. `work` says whether it is done; if it is not
         /// (the room ran out: a large event, or one that did not compress), it runs again,
         /// with the room doubled, after its output so far. The bound stops a codec that
@@ -496,39 +479,28 @@ mod enabled {
             len: usize,
             mut work: impl FnMut(&mut Self, &mut WriteBuffer<'_>) -> io::Result<bool>,
         ) -> io::Result<Bytes> {
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let want = (len + len / 4 + 1024).max(SCRATCH_ROOM);
-                if scratch.len() < want {
-                    scratch.resize(want, 0);
-                }
+            // Room for the event compressed, and then some: zstd compresses straight into a
+            // buffer at least as large as its bound for the input, without a copy of its own.
+            let mut scratch = vec![0; len + len / 4 + 1024];
+            let mut out = WriteBuffer::new_initialized(&mut scratch[..]);
+            if work(self, &mut out)? {
+                return Ok(Bytes::copy_from_slice(out.written()));
+            }
+            // Rare: keep what was written, and go on in a larger buffer.
+            let mut done = BytesMut::from(out.written());
+            let mut room = scratch.len();
+            for _ in 0..16 {
+                room = room.saturating_mul(2);
+                scratch.clear();
+                scratch.resize(room, 0);
                 let mut out = WriteBuffer::new_initialized(&mut scratch[..]);
-                if work(self, &mut out)? {
-                    let bytes = Bytes::copy_from_slice(out.written());
-                    if scratch.len() > SCRATCH_MAX {
-                        *scratch = Vec::new();
-                    }
-                    return Ok(bytes);
+                let finished = work(self, &mut out)?;
+                done.extend_from_slice(out.written());
+                if finished {
+                    return Ok(done.freeze());
                 }
-                // Rare: keep what was written, and go on in a larger buffer.
-                let mut done = BytesMut::from(out.written());
-                let mut room = scratch.len();
-                for _ in 0..16 {
-                    room = room.saturating_mul(2);
-                    scratch.clear();
-                    scratch.resize(room, 0);
-                    let mut out = WriteBuffer::new_initialized(&mut scratch[..]);
-                    let finished = work(self, &mut out)?;
-                    done.extend_from_slice(out.written());
-                    if finished {
-                        if scratch.len() > SCRATCH_MAX {
-                            *scratch = Vec::new();
-                        }
-                        return Ok(done.freeze());
-                    }
-                }
-                Err(io::Error::other("the compressor did not finish flushing"))
-            })
+            }
+            Err(io::Error::other("the compressor did not finish flushing"))
         }
 
         /// One call into the codec, writing into `output`. For a flush or finish, returns
