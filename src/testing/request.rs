@@ -3,7 +3,7 @@
 use std::future::poll_fn;
 
 use axum::body::Body;
-use http::header::{ACCEPT, HeaderName, HeaderValue};
+use http::header::{ACCEPT, HOST, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 use tower_service::Service;
 
@@ -13,7 +13,9 @@ use super::EventReader;
 /// `service` with [`send`](GetEvents::send): an axum [`Router`](axum::Router) (or `&mut` one),
 /// or any tower service of [`Request<Body>`](http::Request).
 ///
-/// The request carries `Accept: text/event-stream`, as a browser's does; add a
+/// The request carries `Accept: text/event-stream` and a `Host` header, as a browser's does:
+/// the authority of an absolute `uri` (`http://example.com/events`), else `localhost`; a
+/// [`header`](GetEvents::header) named `Host` replaces it. Add a
 /// [`last_event_id`](GetEvents::last_event_id) to reconnect, and any other
 /// [`header`](GetEvents::header) (`Origin`, `Cookie`, `Authorization`) the route needs.
 ///
@@ -28,10 +30,16 @@ where
     Uri: TryFrom<U>,
     <Uri as TryFrom<U>>::Error: Into<http::Error>,
 {
-    let request = Request::get(uri)
+    let mut request = Request::get(uri)
         .header(ACCEPT, "text/event-stream")
         .body(Body::empty())
         .unwrap_or_else(|err| panic!("get_events: invalid URI: {err}"));
+    let host = request
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        .unwrap_or(HeaderValue::from_static("localhost"));
+    request.headers_mut().insert(HOST, host);
     GetEvents { service, request }
 }
 
@@ -67,7 +75,8 @@ impl<S> GetEvents<S> {
         self
     }
 
-    /// Adds a header to the request (after any of the same name).
+    /// Adds a header to the request (after any of the same name), except `Host`, which
+    /// replaces the one [`get_events`] set: a request has one.
     ///
     /// # Panics
     ///
@@ -86,7 +95,11 @@ impl<S> GetEvents<S> {
         let value = HeaderValue::try_from(value)
             .map_err(Into::into)
             .unwrap_or_else(|err| panic!("header: invalid value for {name}: {err}"));
-        self.request.headers_mut().append(name, value);
+        if name == HOST {
+            self.request.headers_mut().insert(name, value);
+        } else {
+            self.request.headers_mut().append(name, value);
+        }
         self
     }
 

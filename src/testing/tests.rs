@@ -94,11 +94,50 @@ fn parser_reads_every_event_the_crate_writes_back() {
     assert_eq!(parser.retry(), Some(Duration::from_secs(2)));
 }
 
+#[test]
+fn parser_strips_a_bom_split_at_every_point() {
+    let stream = b"\xEF\xBB\xBFdata: a\n\n\xEF\xBB\xBFdata: b\n\ndata: c\n\n";
+    let whole = parse(stream);
+    assert_eq!(
+        whole,
+        [
+            ParsedEvent::new("message", "a", ""),
+            ParsedEvent::new("message", "c", "")
+        ]
+    );
+    for first in 0..=stream.len() {
+        for second in first..=stream.len() {
+            let mut parser = Parser::new();
+            let mut events = Vec::new();
+            for chunk in [&stream[..first], &stream[first..second], &stream[second..]] {
+                events.extend(
+                    parser
+                        .feed_items(chunk)
+                        .into_iter()
+                        .filter_map(|item| match item {
+                            Item::Event(event) => Some(event),
+                            _ => None,
+                        }),
+                );
+            }
+            assert_eq!(events, whole, "split at {first} and {second}");
+        }
+    }
+}
+
 proptest! {
-    /// Any bytes, split anywhere: no panic, and the same items and state as in one chunk.
+    /// Any bytes, after a whole, partial or doubled BOM, split anywhere (the BOM too): no
+    /// panic, and the same items and state as in one chunk.
     #[test]
     fn parser_takes_any_bytes_split_anywhere(
-        bytes in proptest::collection::vec(
+        bom in prop_oneof![
+            Just(&b""[..]),
+            Just(&b"\xEF"[..]),
+            Just(&b"\xEF\xBB"[..]),
+            Just(&b"\xEF\xBB\xBF"[..]),
+            Just(&b"\xEF\xBB\xBF\xEF\xBB\xBF"[..]),
+        ],
+        rest in proptest::collection::vec(
             prop_oneof![
                 4 => any::<u8>(),
                 1 => Just(b'\r'),
@@ -110,6 +149,7 @@ proptest! {
         ),
         offsets in proptest::collection::vec(any::<usize>(), 0..12),
     ) {
+        let bytes = [bom, &rest[..]].concat();
         let mut whole = Parser::new();
         let expected = whole.feed_items(&bytes);
         let mut parser = Parser::new();
@@ -312,7 +352,7 @@ mod get_events {
         assert_eq!(response.status(), 200);
         assert_eq!(
             datas(response.body_mut().until_end().await.unwrap()),
-            ["accept: text/event-stream"]
+            ["accept: text/event-stream", "host: localhost"]
         );
 
         let mut response = get_events(app.clone(), "/")
@@ -328,9 +368,54 @@ mod get_events {
                 "accept: text/event-stream",
                 "cookie: a=1",
                 "cookie: b=2",
+                "host: localhost",
                 "last-event-id: 41"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_host_is_the_uris_authority_or_the_one_given() {
+        let mut app = Router::new().route("/", get(echo_headers));
+        let mut response = get_events(&mut app, "http://example.com:8080/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            datas(response.body_mut().until_end().await.unwrap()),
+            ["accept: text/event-stream", "host: example.com:8080"]
+        );
+
+        let mut response = get_events(&mut app, "/")
+            .header("host", "push.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            datas(response.body_mut().until_end().await.unwrap()),
+            ["accept: text/event-stream", "host: push.example"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_layer_that_allows_only_some_hosts_lets_the_request_through() {
+        let mut app = Router::new()
+            .route("/", get(echo_headers))
+            .layer(SseLayer::new().allow_hosts(["localhost", "push.example"]));
+        let response = get_events(&mut app, "/").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let response = get_events(&mut app, "/")
+            .header("host", "push.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let response = get_events(&mut app, "/")
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 421);
     }
 
     #[tokio::test]
@@ -344,7 +429,7 @@ mod get_events {
             .unwrap();
         assert_eq!(
             datas(response.body_mut().until_end().await.unwrap()),
-            ["accept: text/event-stream"]
+            ["accept: text/event-stream", "host: localhost"]
         );
     }
 
