@@ -63,7 +63,7 @@ nchan_found() {
 apt_install nchan nchan_found nginx-light libnginx-mod-nchan
 
 # --- jemalloc ------------------------------------------------------------
-# The path the harness preloads (run.rs, `jemalloc()`).
+# The path the harness preloads (bench/src/bin/run/servers.rs, `jemalloc()`).
 jemalloc_found() {
     local lib
     lib=/usr/lib/$(uname -m)-linux-gnu/libjemalloc.so.2

@@ -21,14 +21,20 @@
 //! server's socket is no longer established (`tower_sse::serve` resets it, so it is gone).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::{Ctx, Plan, Results, Server, Subscribers, rss_kib, sockstat_pages, stop, strings};
+use crate::clients::{Subscribers, forward_ready, publish_args, source_ips, strings};
+use crate::ctx::{Ctx, signal, stop};
+use crate::measure::{rss_kib, sockstat_pages};
+use crate::plan::Plan;
+use crate::report::markdown::{Table, fixed, heading, kib, paragraph};
+use crate::report::verdict::{Bound, Verdict, judge};
+use crate::servers::Server;
+
+use super::Results;
 
 /// The send buffer the server is configured with (`SEND_BUFFER`, `Serve::send_buffer_size`).
 const SEND_BUFFER: u64 = 64 * 1024;
@@ -44,33 +50,33 @@ const BUSY_RATE: f64 = 100.0;
 /// Events per second while the quiet phase fills the sockets.
 const QUIET_RATE: f64 = 20.0;
 /// How often `ss` is read.
-pub(super) const SAMPLE: Duration = Duration::from_millis(100);
+pub(crate) const SAMPLE: Duration = Duration::from_millis(100);
 
 // ---------------------------------------------------------------- shared with `shutdown`
 
 /// The server's side of one TCP connection, as `ss -tanmO` shows it.
-pub(super) struct Sock {
-    pub(super) state: String,
+pub(crate) struct Sock {
+    pub(crate) state: String,
     /// Bytes sent and not yet acknowledged (`Send-Q`).
-    pub(super) send_q: u64,
+    pub(crate) send_q: u64,
     /// The client's address, `ip:port`.
-    pub(super) peer: String,
+    pub(crate) peer: String,
     /// `skmem` `w`: the memory its send queue holds in the kernel (`sk_wmem_queued`), bytes.
-    pub(super) wmem: u64,
+    pub(crate) wmem: u64,
     /// `skmem` `tb`: the send buffer the kernel enforces (`sk_sndbuf`), bytes.
-    pub(super) sndbuf: u64,
+    pub(crate) sndbuf: u64,
 }
 
 impl Sock {
     /// Whether the server still holds the connection open: established, or closed by the
     /// client only. After the server's close it is in FIN-WAIT or TIME-WAIT, or gone.
-    pub(super) fn open(&self) -> bool {
+    pub(crate) fn open(&self) -> bool {
         matches!(self.state.as_str(), "ESTAB" | "CLOSE-WAIT" | "SYN-RECV")
     }
 }
 
 /// Every connection of the server listening on `port` (not the listener), from `ss`.
-pub(super) fn sockets(port: u16) -> Vec<Sock> {
+pub(crate) fn sockets(port: u16) -> Vec<Sock> {
     let out = Command::new("ss")
         .args(["-HtanmO", "sport", "=", &format!(":{port}")])
         .output()
@@ -104,17 +110,8 @@ pub(super) fn sockets(port: u16) -> Vec<Sock> {
         .collect()
 }
 
-/// `127.0.{third}.1` to `127.0.{third}.8`: the source addresses of one kind of client, so that
-/// `ss` tells their connections apart by the peer address.
-pub(super) fn source_ips(third: u8) -> String {
-    (1..=8)
-        .map(|i| format!("127.0.{third}.{i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The port of `addr` (`ip:port`).
-pub(super) fn port_of(addr: &str) -> u16 {
+pub(crate) fn port_of(addr: &str) -> u16 {
     addr.rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
@@ -122,16 +119,16 @@ pub(super) fn port_of(addr: &str) -> u16 {
 }
 
 /// A `loadgen stall` process holding connections that never read (or never finish their head).
-pub(super) struct Stall {
+pub(crate) struct Stall {
     child: Option<Child>,
-    pub(super) established: u64,
-    pub(super) errors: u64,
+    pub(crate) established: u64,
+    pub(crate) errors: u64,
 }
 
 impl Stall {
     /// Starts `loadgen stall` with `n` connections from `ips` to `url`, and waits until they are
     /// all there (at most 60 s). `extra` are more arguments (`--rcvbuf`, `--half-head`).
-    pub(super) fn open(
+    pub(crate) fn open(
         ctx: &mut Ctx,
         url: &str,
         n: u64,
@@ -162,19 +159,8 @@ impl Stall {
                 };
             }
         };
-        let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("ready ") {
-                    let v: Vec<u64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
-                    let _ = tx.send((
-                        v.first().copied().unwrap_or(0),
-                        v.get(1).copied().unwrap_or(0),
-                    ));
-                }
-            }
-        });
+        forward_ready(child.stdout.take().expect("piped"), tx);
         let (established, errors) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or((0, n));
         Stall {
             child: Some(child),
@@ -184,12 +170,9 @@ impl Stall {
     }
 
     /// Ends the process, which closes its connections.
-    pub(super) fn close(self) {
+    pub(crate) fn close(self) {
         if let Some(mut child) = self.child {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            signal(child.id(), "-TERM");
             let _ = child.wait();
         }
     }
@@ -298,7 +281,7 @@ impl Sampler {
 // ---------------------------------------------------------------- the scenario
 
 /// One phase of the stalled scenario.
-pub(super) struct StalledRow {
+pub(crate) struct StalledRow {
     phase: &'static str,
     connections: u64,
     established: u64,
@@ -337,7 +320,7 @@ impl StalledRow {
 }
 
 /// The figures and settings of the stalled scenario, for the report.
-pub(super) struct StalledRun {
+pub(crate) struct StalledRun {
     rows: Vec<StalledRow>,
     /// The polite reader at the end: whether the server closed it, and its errors.
     polite_closed: u64,
@@ -345,19 +328,8 @@ pub(super) struct StalledRun {
 }
 
 fn publish(ctx: &mut Ctx, addr: &str, rate: f64, secs: f64, count: Option<u64>) -> u64 {
-    let mut args = strings(&[
-        "publish",
-        "--url",
-        &format!("http://{addr}"),
-        "--topic",
-        "stall",
-        "--rate",
-        &rate.to_string(),
-        "--size",
-        &EVENT_BYTES.to_string(),
-        "--duration",
-        &secs.to_string(),
-    ]);
+    let mut args = publish_args(addr, "stall", rate, EVENT_BYTES);
+    args.extend(strings(&["--duration", &secs.to_string()]));
     if let Some(count) = count {
         args.extend(strings(&["--count", &count.to_string()]));
     }
@@ -432,7 +404,7 @@ fn row(
 }
 
 /// The stalled scenario on the tower-sse server: the busy phase, then the quiet one.
-pub(super) fn stalled(
+pub(crate) fn stalled(
     ctx: &mut Ctx,
     server: &Server,
     plan: &Plan,
@@ -469,7 +441,7 @@ pub(super) fn stalled(
         ctx,
         &url,
         n,
-        &source_ips(1),
+        &source_ips(1, 1, 8),
         &["--rcvbuf", &RCVBUF.to_string()],
         bound,
     );
@@ -503,7 +475,7 @@ pub(super) fn stalled(
         ctx,
         &url,
         n,
-        &source_ips(3),
+        &source_ips(3, 1, 8),
         &["--rcvbuf", &RCVBUF.to_string()],
         bound,
     );
@@ -571,133 +543,146 @@ pub(super) fn stalled(
 
 // ---------------------------------------------------------------- report
 
-fn kib(bytes: u64) -> f64 {
-    bytes as f64 / 1024.0
-}
-
-fn secs(x: Option<f64>) -> String {
-    x.map_or("–".into(), |x| format!("{x:.2}"))
-}
-
 /// The stalled scenario's section of the report, if it ran.
-pub(super) fn report(md: &mut String, res: &Results) {
+pub(crate) fn report(md: &mut String, res: &Results) {
     let Some(run) = &res.stalled else {
         return;
     };
-    let _ = writeln!(md, "## Stalled readers (issue 12)\n");
-    let _ = writeln!(
+    heading(md, "Stalled readers (issue 12)");
+    paragraph(
         md,
-        "The tower-sse server served by `tower_sse::serve` (`SERVE=1`) with a send buffer of \
-         {} KiB (`SEND_BUFFER={SEND_BUFFER}`, `Serve::send_buffer_size`), \
-         `WRITE_TIMEOUT={WRITE_TIMEOUT_S}` s and `KEEP_ALIVE={KEEP_ALIVE_S}` s. In each phase, \
-         `loadgen stall` opens N connections that read their response head and then never read \
-         again, each with `SO_RCVBUF` {RCVBUF} B, while one polite reader (`loadgen subscribe`) \
-         reads the same topic throughout. {EVENT_BYTES} B events: in the *busy* phase at \
-         {BUSY_RATE} ev/s for {} s (longer than both timeouts), in the *quiet* phase at \
-         {QUIET_RATE} ev/s, two at a time, only until every stalled socket's send queue has \
-         stopped growing, then none (keep-alives only). `ss -tanmO` is read every {} ms for the \
-         server's side of the stalled connections: `w` (skmem `wmem_queued`: what the send queue \
-         holds in kernel memory), `tb` (skmem `sndbuf`: the send buffer the kernel enforces), \
-         and `Send-Q`. A connection's stall starts at the sample where its `Send-Q` last grew \
-         (the server's last write into it, to one sample) and ends at the first sample where the \
-         server no longer holds it open (`serve` resets it; it is gone). sockstat is the peak \
-         growth of /proc/net/sockstat TCP `mem` (machine-wide, both ends, other processes \
-         included); RSS is the server's peak growth.\n",
-        SEND_BUFFER / 1024,
-        WRITE_TIMEOUT_S + KEEP_ALIVE_S + 3,
-        SAMPLE.as_millis()
+        &format!(
+            "The tower-sse server served by `tower_sse::serve` (`SERVE=1`) with a send buffer of \
+             {} KiB (`SEND_BUFFER={SEND_BUFFER}`, `Serve::send_buffer_size`), \
+             `WRITE_TIMEOUT={WRITE_TIMEOUT_S}` s and `KEEP_ALIVE={KEEP_ALIVE_S}` s. In each phase, \
+             `loadgen stall` opens N connections that read their response head and then never read \
+             again, each with `SO_RCVBUF` {RCVBUF} B, while one polite reader (`loadgen subscribe`) \
+             reads the same topic throughout. {EVENT_BYTES} B events: in the *busy* phase at \
+             {BUSY_RATE} ev/s for {} s (longer than both timeouts), in the *quiet* phase at \
+             {QUIET_RATE} ev/s, two at a time, only until every stalled socket's send queue has \
+             stopped growing, then none (keep-alives only). `ss -tanmO` is read every {} ms for the \
+             server's side of the stalled connections: `w` (skmem `wmem_queued`: what the send queue \
+             holds in kernel memory), `tb` (skmem `sndbuf`: the send buffer the kernel enforces), \
+             and `Send-Q`. A connection's stall starts at the sample where its `Send-Q` last grew \
+             (the server's last write into it, to one sample) and ends at the first sample where the \
+             server no longer holds it open (`serve` resets it; it is gone). sockstat is the peak \
+             growth of /proc/net/sockstat TCP `mem` (machine-wide, both ends, other processes \
+             included); RSS is the server's peak growth.",
+            SEND_BUFFER / 1024,
+            WRITE_TIMEOUT_S + KEEP_ALIVE_S + 3,
+            SAMPLE.as_millis()
+        ),
     );
-    let _ = writeln!(
+    let mut t = Table::new(
         md,
-        "| phase | N | established | filled | closed | published | polite got | peak Σ w KiB | peak Σ Send-Q KiB | max w of one KiB | tb KiB | sockstat KiB | server RSS KiB | last write → close s: p50 / max | last fill → all closed s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        &[
+            "phase",
+            "N",
+            "established",
+            "filled",
+            "closed",
+            "published",
+            "polite got",
+            "peak Σ w KiB",
+            "peak Σ Send-Q KiB",
+            "max w of one KiB",
+            "tb KiB",
+            "sockstat KiB",
+            "server RSS KiB",
+            "last write → close s: p50 / max",
+            "last fill → all closed s",
+        ],
     );
     for r in &run.rows {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {} | {} / {} | {} |",
-            r.phase,
-            r.connections,
-            r.established,
-            r.filled,
-            r.closed,
-            r.published,
-            r.polite_delivered,
-            kib(r.peak_wmem_sum),
-            kib(r.peak_send_q_sum),
-            kib(r.max_wmem),
-            kib(r.sndbuf),
-            r.sockstat_kib,
-            r.rss_kib,
-            secs(r.quantile(0.5)),
-            secs(r.max_stall()),
-            secs(r.last_fill_to_all_closed),
-        );
+        t.row(&[
+            &r.phase,
+            &r.connections,
+            &r.established,
+            &r.filled,
+            &r.closed,
+            &r.published,
+            &r.polite_delivered,
+            &format!("{:.0}", kib(r.peak_wmem_sum)),
+            &format!("{:.0}", kib(r.peak_send_q_sum)),
+            &format!("{:.1}", kib(r.max_wmem)),
+            &format!("{:.0}", kib(r.sndbuf)),
+            &r.sockstat_kib,
+            &r.rss_kib,
+            &format!("{} / {}", fixed(r.quantile(0.5)), fixed(r.max_stall())),
+            &fixed(r.last_fill_to_all_closed),
+        ]);
     }
-    let _ = writeln!(
+    t.end();
+    paragraph(
         md,
-        "\nThe polite reader was closed by the server {} time(s), with {} error(s), over both \
-         phases. Samples: {}; the slowest took {:.0} ms.\n",
-        run.polite_closed,
-        run.polite_errors,
-        run.rows.iter().map(|r| r.samples).sum::<u64>(),
-        run.rows
-            .iter()
-            .map(|r| r.slowest_sample_ms)
-            .fold(0.0, f64::max)
+        &format!(
+            "The polite reader was closed by the server {} time(s), with {} error(s), over both \
+             phases. Samples: {}; the slowest took {:.0} ms.",
+            run.polite_closed,
+            run.polite_errors,
+            run.rows.iter().map(|r| r.samples).sum::<u64>(),
+            run.rows
+                .iter()
+                .map(|r| r.slowest_sample_ms)
+                .fold(0.0, f64::max)
+        ),
     );
     // Verdicts. Memory: against N × the configured send buffer, the target's words. Linux
     // doubles the value set with `SO_SNDBUF` (socket(7)), so `serve` asks for half and the
     // kernel enforces the configured figure (`tb`); a queue may still pass it by part of one
     // packet (the kernel checks the limit before it queues the next packet), which the
-    // ratio to N × `tb` and the largest single queue show. Time: the slowest connection, with one sample
-    // of slack for the sampling.
+    // ratio to N × `tb` and the largest single queue show. Time: the slowest connection, with
+    // one sample of slack for the sampling; one never closed is never.
     let bound = (WRITE_TIMEOUT_S + KEEP_ALIVE_S) as f64;
     let slack = SAMPLE.as_secs_f64();
-    let _ = writeln!(
-        md,
-        "| target | phase | measured | bound | verdict |\n|---|---|---|---|---|"
-    );
+    let mut t = Table::new(md, &["target", "phase", "measured", "bound", "verdict"]);
     for r in &run.rows {
         let n = r.connections as f64;
         let configured = n * SEND_BUFFER as f64;
         let enforced = n * r.sndbuf as f64;
         let wmem = r.peak_wmem_sum as f64;
-        let verdict = if r.filled == 0 {
-            "not measured".to_owned()
-        } else if wmem <= configured {
-            "met".to_owned()
-        } else {
-            format!(
-                "**missed** by {:.1} %: each queue may pass `SO_SNDBUF` by part of one packet ({:.3}× N × `tb`)",
+        let verdict = match judge((r.filled > 0).then_some(wmem), Bound::AtMost(configured)) {
+            Verdict::Missed => format!(
+                "{} by {:.1} %: each queue may pass `SO_SNDBUF` by part of one packet ({:.3}× N × `tb`)",
+                Verdict::Missed,
                 (wmem / configured - 1.0) * 100.0,
                 wmem / enforced
-            )
+            ),
+            verdict => verdict.to_string(),
         };
-        let _ = writeln!(
-            md,
-            "| kernel memory of N stalled readers ≤ N × the configured send buffer | {} | peak Σ w {:.1} MiB (Σ Send-Q, the bytes, {:.1} MiB); largest w of one {:.1} KiB, `tb` {} KiB | N × {} KiB = {:.1} MiB | {verdict} |",
-            r.phase,
-            wmem / 1048576.0,
-            r.peak_send_q_sum as f64 / 1048576.0,
-            kib(r.max_wmem),
-            r.sndbuf / 1024,
-            SEND_BUFFER / 1024,
-            configured / 1048576.0,
-        );
-        let verdict = match r.max_stall() {
-            _ if r.established == 0 => "not measured",
-            Some(max) if r.closed >= r.established && max <= bound + slack => "met",
-            _ => "**missed**",
-        };
-        let _ = writeln!(
-            md,
-            "| all disconnected within write_timeout + keep-alive | {} | {} of {} closed, slowest {} s after its last write | {bound:.0} s (+ {:.1} s sampling) | {verdict} |",
-            r.phase,
-            r.closed,
-            r.established,
-            secs(r.max_stall()),
-            slack
-        );
+        t.row(&[
+            &"kernel memory of N stalled readers ≤ N × the configured send buffer",
+            &r.phase,
+            &format!(
+                "peak Σ w {:.1} MiB (Σ Send-Q, the bytes, {:.1} MiB); largest w of one {:.1} KiB, `tb` {} KiB",
+                wmem / 1048576.0,
+                r.peak_send_q_sum as f64 / 1048576.0,
+                kib(r.max_wmem),
+                r.sndbuf / 1024
+            ),
+            &format!(
+                "N × {} KiB = {:.1} MiB",
+                SEND_BUFFER / 1024,
+                configured / 1048576.0
+            ),
+            &verdict,
+        ]);
+        let slowest = (r.established > 0).then(|| match r.max_stall() {
+            Some(max) if r.closed >= r.established => max,
+            _ => f64::INFINITY,
+        });
+        t.row(&[
+            &"all disconnected within write_timeout + keep-alive",
+            &r.phase,
+            &format!(
+                "{} of {} closed, slowest {} s after its last write",
+                r.closed,
+                r.established,
+                fixed(r.max_stall())
+            ),
+            &format!("{bound:.0} s (+ {slack:.1} s sampling)"),
+            &judge(slowest, Bound::AtMost(bound + slack)),
+        ]);
     }
-    let _ = writeln!(md);
+    t.end();
 }

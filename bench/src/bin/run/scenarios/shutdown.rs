@@ -11,14 +11,20 @@
 //! and the time until its process has exited; `ss` is read meanwhile, for when each kind of
 //! connection was no longer held open by the server.
 
-use std::fmt::Write as _;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::stalled::{SAMPLE, Sock, Stall, port_of, sockets, source_ips};
-use super::{Ctx, Plan, Results, Server, Subscribers, stop, strings, tree};
+use crate::clients::{Subscribers, publish_args, source_ips, strings};
+use crate::ctx::{Ctx, signal, stop};
+use crate::measure::tree;
+use crate::plan::Plan;
+use crate::report::markdown::{Table, fixed, heading, paragraph};
+use crate::report::verdict::{Bound, judge};
+use crate::servers::Server;
+
+use super::Results;
+use super::stalled::{SAMPLE, Sock, Stall, port_of, sockets};
 
 /// The shutdown deadline the server is given (`SHUTDOWN_DEADLINE`), s.
 const DEADLINE_S: u64 = 5;
@@ -58,7 +64,7 @@ fn census(socks: &[Sock]) -> [u64; 3] {
 }
 
 /// The shutdown scenario's figures.
-pub(super) struct ShutdownRow {
+pub(crate) struct ShutdownRow {
     streams: u64,
     /// Held open by the server just before the signal: streams, stalled, half heads.
     before: [u64; 3],
@@ -78,7 +84,7 @@ pub(super) struct ShutdownRow {
 }
 
 /// The shutdown scenario on the tower-sse server.
-pub(super) fn shutdown(
+pub(crate) fn shutdown(
     ctx: &mut Ctx,
     server: &Server,
     plan: &Plan,
@@ -107,33 +113,20 @@ pub(super) fn shutdown(
         ctx,
         &format!("http://{addr}/events/stall"),
         STALLED,
-        &source_ips(1),
+        &source_ips(1, 1, 8),
         &["--rcvbuf", "4096"],
         bound,
     );
     // Fill their windows: 300 KiB of events each is more than a 64 KiB send buffer (128 KiB as
     // the kernel counts it), a 4 KiB receive buffer and hyper's write queue hold.
-    let args = strings(&[
-        "publish",
-        "--url",
-        &format!("http://{addr}"),
-        "--topic",
-        "stall",
-        "--rate",
-        "1000",
-        "--size",
-        "1024",
-        "--count",
-        "300",
-        "--duration",
-        "10",
-    ]);
+    let mut args = publish_args(&addr, "stall", 1000.0, 1024);
+    args.extend(strings(&["--count", "300", "--duration", "10"]));
     let _ = ctx.loadgen_json(&args);
     let half = Stall::open(
         ctx,
         &format!("http://{addr}/health"),
         HALF_HEADS,
-        &source_ips(2),
+        &source_ips(2, 1, 8),
         &["--half-head"],
         bound,
     );
@@ -168,10 +161,7 @@ pub(super) fn shutdown(
     let wrapper = running.child.id();
     let pid = tree(wrapper).last().copied().unwrap_or(wrapper);
     let signalled = Instant::now();
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
+    signal(pid, "-TERM");
     // `ss` on another thread, so that the exit is seen within a few ms.
     let done = Arc::new(AtomicBool::new(false));
     let census_thread = {
@@ -232,60 +222,63 @@ pub(super) fn shutdown(
     Ok(())
 }
 
-fn secs(x: Option<f64>) -> String {
-    x.map_or("–".into(), |x| format!("{x:.2}"))
-}
-
 /// The shutdown scenario's section of the report, if it ran.
-pub(super) fn report(md: &mut String, res: &Results) {
+pub(crate) fn report(md: &mut String, res: &Results) {
     let Some(r) = &res.shutdown else {
         return;
     };
-    let _ = writeln!(md, "## Graceful shutdown under load (issue 12)\n");
-    let _ = writeln!(
+    heading(md, "Graceful shutdown under load (issue 12)");
+    paragraph(
         md,
-        "The tower-sse server served by `tower_sse::serve` (`SERVE=1`) with \
-         `SHUTDOWN_DEADLINE={DEADLINE_S}` s (`Serve::shutdown_deadline`), the rest at its \
-         defaults (64 KiB send buffer, 30 s write timeout, 15 s keep-alive). Open, in this \
-         order: {} streams (`loadgen subscribe`, no events), {STALLED} clients that never read \
-         (`loadgen stall --rcvbuf 4096`) whose windows 300 events of 1 KiB then fill, and \
-         {HALF_HEADS} connections that sent `GET /health HTTP/1.1\\r\\nHo` and nothing more \
-         (`loadgen stall --half-head`). Then SIGTERM to the server process; the time until it \
-         has exited, and, from `ss` read every 20 ms besides (each reading took up to {:.0} ms), \
-         until the server held no connection of each kind open (established or half-closed by \
-         the client).\n",
-        r.streams, r.census_ms
+        &format!(
+            "The tower-sse server served by `tower_sse::serve` (`SERVE=1`) with \
+             `SHUTDOWN_DEADLINE={DEADLINE_S}` s (`Serve::shutdown_deadline`), the rest at its \
+             defaults (64 KiB send buffer, 30 s write timeout, 15 s keep-alive). Open, in this \
+             order: {} streams (`loadgen subscribe`, no events), {STALLED} clients that never read \
+             (`loadgen stall --rcvbuf 4096`) whose windows 300 events of 1 KiB then fill, and \
+             {HALF_HEADS} connections that sent `GET /health HTTP/1.1\\r\\nHo` and nothing more \
+             (`loadgen stall --half-head`). Then SIGTERM to the server process; the time until it \
+             has exited, and, from `ss` read every 20 ms besides (each reading took up to {:.0} ms), \
+             until the server held no connection of each kind open (established or half-closed by \
+             the client).",
+            r.streams, r.census_ms
+        ),
     );
-    let _ = writeln!(
+    let mut t = Table::new(md, &["", "streams", "stalled readers", "half-sent heads"]);
+    t.row(&[
+        &"held open at the signal",
+        &r.before[0],
+        &format!(
+            "{} ({} with ≥ 32 KiB unacknowledged, {} KiB of send queues)",
+            r.before[1], r.stalled_full, r.stalled_wmem_kib
+        ),
+        &r.before[2],
+    ]);
+    t.row(&[
+        &"none held open after s",
+        &fixed(r.drained_s[0]),
+        &fixed(r.drained_s[1]),
+        &fixed(r.drained_s[2]),
+    ]);
+    t.end();
+    paragraph(
         md,
-        "| | streams | stalled readers | half-sent heads |\n|---|---|---|---|"
+        &format!(
+            "The stream clients saw {} stream(s) ended by the server and {} error(s) (resets).",
+            r.closed_by_server, r.errors
+        ),
     );
-    let _ = writeln!(
-        md,
-        "| held open at the signal | {} | {} ({} with ≥ 32 KiB unacknowledged, {} KiB of send queues) | {} |",
-        r.before[0], r.before[1], r.stalled_full, r.stalled_wmem_kib, r.before[2]
-    );
-    let _ = writeln!(
-        md,
-        "| none held open after s | {} | {} | {} |",
-        secs(r.drained_s[0]),
-        secs(r.drained_s[1]),
-        secs(r.drained_s[2])
-    );
-    let _ = writeln!(
-        md,
-        "\nThe stream clients saw {} stream(s) ended by the server and {} error(s) (resets).\n",
-        r.closed_by_server, r.errors
-    );
-    let verdict = match r.exit_s {
-        _ if r.before.contains(&0) => "not measured",
-        Some(exit) if exit <= DEADLINE_S as f64 + SLACK_S => "met",
-        _ => "**missed**",
-    };
-    let _ = writeln!(
-        md,
-        "| target | measured | bound | verdict |\n|---|---|---|---|\n| graceful shutdown returns within its deadline with stalled readers, half-sent heads and {} open streams | exited {} s after SIGTERM | {DEADLINE_S} s deadline + {SLACK_S} s for the process to end | {verdict} |\n",
-        r.streams,
-        secs(r.exit_s)
-    );
+    // A server that did not exit within the bound never did.
+    let exit = (!r.before.contains(&0)).then(|| r.exit_s.unwrap_or(f64::INFINITY));
+    let mut t = Table::new(md, &["target", "measured", "bound", "verdict"]);
+    t.row(&[
+        &format!(
+            "graceful shutdown returns within its deadline with stalled readers, half-sent heads and {} open streams",
+            r.streams
+        ),
+        &format!("exited {} s after SIGTERM", fixed(r.exit_s)),
+        &format!("{DEADLINE_S} s deadline + {SLACK_S} s for the process to end"),
+        &judge(exit, Bound::AtMost(DEADLINE_S as f64 + SLACK_S)),
+    ]);
+    t.end();
 }

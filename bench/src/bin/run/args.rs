@@ -1,0 +1,146 @@
+//! The command line: `--smoke`, `--quick` (the default) or `--full`; `--out FILE` (the report),
+//! `--plots DIR`, and `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,
+//! many-topics,overhead,compression,stalled,shutdown` to run a part.
+
+use std::path::{Path, PathBuf};
+
+use crate::plan::Mode;
+
+/// What the command line asks for.
+pub(crate) struct Args {
+    pub(crate) mode: Mode,
+    /// The report (absolute): `BENCHMARKS.md` by default, `target/bench-smoke.md` with
+    /// `--smoke`.
+    pub(crate) out: PathBuf,
+    /// Where the plots go: `bench/plots` beside `BENCHMARKS.md`, `{stem}-plots` beside any other
+    /// report.
+    pub(crate) plots: PathBuf,
+    /// The command as the report quotes it.
+    pub(crate) cmdline: String,
+    /// `--servers` and `--scenarios`, as given.
+    servers: Option<String>,
+    scenarios: Option<String>,
+}
+
+impl Args {
+    /// Reads `args` (the program's, without its name); `root` is the workspace's root.
+    pub(crate) fn parse(args: Vec<String>, root: &Path) -> Args {
+        let mode = if args.iter().any(|a| a == "--full") {
+            Mode::Full
+        } else if args.iter().any(|a| a == "--smoke") {
+            Mode::Smoke
+        } else {
+            Mode::Quick
+        };
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let out = value("--out").map(PathBuf::from).unwrap_or_else(|| {
+            if mode == Mode::Smoke {
+                root.join("target/bench-smoke.md")
+            } else {
+                root.join("BENCHMARKS.md")
+            }
+        });
+        let out = if out.is_absolute() {
+            out
+        } else {
+            std::env::current_dir().expect("cwd").join(out)
+        };
+        let plots = value("--plots").map(PathBuf::from).unwrap_or_else(|| {
+            if out.file_name().is_some_and(|n| n == "BENCHMARKS.md") {
+                out.parent().unwrap_or(root).join("bench/plots")
+            } else {
+                let stem = out
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                out.parent().unwrap_or(root).join(format!("{stem}-plots"))
+            }
+        });
+        Args {
+            mode,
+            out,
+            plots,
+            cmdline: format!(
+                "cargo run --release -p tower-sse-bench --bin run -- {}",
+                args.join(" ")
+            ),
+            servers: value("--servers"),
+            scenarios: value("--scenarios"),
+        }
+    }
+
+    /// Whether the server `name` is to be measured: `--servers` names it, or is not given.
+    pub(crate) fn server(&self, name: &str) -> bool {
+        picked(self.servers.as_deref(), name)
+    }
+
+    /// Whether the scenario `name` is to run: `--scenarios` names it, or is not given.
+    pub(crate) fn scenario(&self, name: &str) -> bool {
+        picked(self.scenarios.as_deref(), name)
+    }
+
+    /// Whether `--scenarios` is given.
+    pub(crate) fn scenarios_named(&self) -> bool {
+        self.scenarios.is_some()
+    }
+}
+
+/// Whether the comma-separated `list` names `name`; everything is picked without a list.
+fn picked(list: Option<&str>, name: &str) -> bool {
+    list.is_none_or(|list| list.split(',').any(|item| item.trim() == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::parse(
+            args.iter().map(|a| a.to_string()).collect(),
+            Path::new("/repo"),
+        )
+    }
+
+    #[test]
+    fn a_list_picks_what_it_names_and_no_list_picks_all() {
+        let args = parse(&[
+            "--smoke",
+            "--scenarios",
+            "idle, stalled",
+            "--servers",
+            "baseline",
+        ]);
+        assert_eq!(args.mode, Mode::Smoke);
+        assert!(args.scenario("idle") && args.scenario("stalled"));
+        assert!(!args.scenario("per-user"));
+        assert!(args.server("baseline") && !args.server("tower-sse"));
+        assert!(args.scenarios_named());
+        let all = parse(&[]);
+        assert_eq!(all.mode, Mode::Quick);
+        assert!(all.scenario("shutdown") && all.server("nchan") && !all.scenarios_named());
+    }
+
+    #[test]
+    fn the_report_and_its_plots_go_where_the_mode_says() {
+        let smoke = parse(&["--smoke"]);
+        assert_eq!(smoke.out, Path::new("/repo/target/bench-smoke.md"));
+        assert_eq!(smoke.plots, Path::new("/repo/target/bench-smoke-plots"));
+        let quick = parse(&["--quick"]);
+        assert_eq!(quick.out, Path::new("/repo/BENCHMARKS.md"));
+        assert_eq!(quick.plots, Path::new("/repo/bench/plots"));
+        let part = parse(&["--out", "/tmp/part.md", "--plots", "/tmp/p"]);
+        assert_eq!(
+            (part.out.as_path(), part.plots.as_path()),
+            (Path::new("/tmp/part.md"), Path::new("/tmp/p"))
+        );
+        assert_eq!(
+            part.cmdline,
+            "cargo run --release -p tower-sse-bench --bin run -- --out /tmp/part.md --plots /tmp/p"
+        );
+    }
+}

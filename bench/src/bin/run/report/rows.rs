@@ -1,0 +1,102 @@
+//! Picking rows out of the results: a server's figure in a scenario at given settings, and the
+//! pairs of rows the report compares.
+
+use crate::scenarios::Results;
+use crate::scenarios::fan_out::FanRow;
+use crate::scenarios::idle::{IdleRow, Topics};
+use crate::scenarios::storm::StormRow;
+
+impl Results {
+    /// The idle row of `server` with `n` streams on `topics`.
+    pub(crate) fn idle_row(&self, server: &str, n: u64, topics: Topics) -> Option<&IdleRow> {
+        self.idle
+            .iter()
+            .find(|r| r.server == server && r.connections == n && r.topics == topics)
+    }
+
+    /// Its RSS growth per stream, KiB.
+    pub(crate) fn idle_rss(&self, server: &str, n: u64, topics: Topics) -> Option<f64> {
+        self.idle_row(server, n, topics).map(|r| r.rss_kib_per_conn)
+    }
+
+    /// The fan-out row of `server` with `n` subscribers at `rate` and `size`.
+    pub(crate) fn fan_row(&self, server: &str, n: u64, rate: f64, size: usize) -> Option<&FanRow> {
+        self.fan
+            .iter()
+            .find(|r| r.server == server && r.subscribers == n && r.rate == rate && r.size == size)
+    }
+
+    /// The replay storm row of `server`.
+    pub(crate) fn storm_row(&self, server: &str) -> Option<&StormRow> {
+        self.storm.iter().find(|r| r.server == server)
+    }
+
+    /// The replay storm row of `server` if every client caught up: only then are its time and
+    /// CPU those of a whole replay.
+    pub(crate) fn storm_caught_up(&self, server: &str) -> Option<&StormRow> {
+        self.storm_row(server).filter(|r| r.caught_up == r.clients)
+    }
+
+    /// Churn cycles per second of `server`.
+    pub(crate) fn churn_per_s(&self, server: &str) -> Option<f64> {
+        self.churn
+            .iter()
+            .find(|r| r.server == server)
+            .map(|r| r.per_s)
+    }
+
+    /// `/plain` requests per second of the row `label` (a server, or an overhead variant).
+    pub(crate) fn plain_rps(&self, label: &str) -> Option<f64> {
+        self.plain.iter().find(|r| r.server == label).map(|r| r.rps)
+    }
+
+    /// The columns of the comparison: each measured peer, with the tower-sse row on the same
+    /// allocator, where that was measured: (ours, peer).
+    pub(crate) fn pairs(&self) -> Vec<(String, &str)> {
+        self.measured
+            .iter()
+            .filter_map(|p| {
+                let ours = on_allocator_of("tower-sse", p);
+                (!p.starts_with("tower-sse") && self.measured.contains(&ours))
+                    .then_some((ours, p.as_str()))
+            })
+            .collect()
+    }
+}
+
+/// The row of `server` on the allocator of the row `of`: `baseline+jemalloc` for `baseline` of
+/// `tower-sse+jemalloc`, `tower-sse` for `tower-sse` of `nchan`.
+pub(crate) fn on_allocator_of(server: &str, of: &str) -> String {
+    match of.split_once('+') {
+        Some((_, allocator)) => format!("{server}+{allocator}"),
+        None => server.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_peer_is_read_against_tower_sse_on_its_allocator() {
+        assert_eq!(
+            on_allocator_of("baseline", "tower-sse+jemalloc"),
+            "baseline+jemalloc"
+        );
+        assert_eq!(on_allocator_of("tower-sse", "nchan"), "tower-sse");
+        let res = Results {
+            measured: ["tower-sse", "baseline", "baseline+jemalloc", "nchan"]
+                .map(String::from)
+                .to_vec(),
+            ..Results::default()
+        };
+        // `baseline+jemalloc` has no `tower-sse+jemalloc` to be read against.
+        assert_eq!(
+            res.pairs(),
+            [
+                ("tower-sse".to_owned(), "baseline"),
+                ("tower-sse".to_owned(), "nchan")
+            ]
+        );
+    }
+}
