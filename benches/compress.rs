@@ -12,6 +12,11 @@
 //! throughput is in deliveries; the difference to `plain` is what compression adds to each.
 //! With a thousand streams, the contexts do not fit in the cache, as in the harness.
 //!
+//! The `shared-*` variants compress with `Compression::shared`: every stream sends the same
+//! event in each round (the same `Bytes`, as a topic's subscribers get it), compressed once for
+//! all of them. Their cache holds fewer events than a stream cycles through, so that no event
+//! is found again from an earlier round: with one stream, every delivery compresses.
+//!
 //! The variants take turns, round after round, so that other load on the machine falls on all
 //! alike; each round reads for a fixed number of deliveries and counts the thread's CPU time
 //! (`/proc/thread-self/schedstat` on Linux, else the wall-clock time). The least per delivery
@@ -93,17 +98,20 @@ type Stream = Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
 type Body = tower_sse::layer::SseBody<axum::body::Body>;
 
 /// Opens `n` streams through `layer`, asking for `accept_encoding`, each starting at its own
-/// place in the pool, and reads each up to its first event.
+/// place in the pool (or, for a `fanout`, all at the same), and reads each up to its first
+/// event.
 fn open(
     rt: &tokio::runtime::Runtime,
     layer: &SseLayer,
     accept_encoding: Option<&str>,
+    fanout: bool,
     n: usize,
 ) -> Vec<Pin<Box<Body>>> {
     let events = pool();
     (0..n)
         .map(|i| {
             let events = events.clone();
+            let i = if fanout { 0 } else { i };
             let service = layer.layer(service_fn(move |_: Request<()>| {
                 let events = events.clone();
                 async move {
@@ -201,11 +209,15 @@ fn main() {
     let _guard = rt.enter();
     let plain = SseLayer::new();
     let compressing = SseLayer::new().compression(Compression::new());
+    let sharing = SseLayer::new().compression(Compression::new().shared().cache_entries(POOL / 16));
     let variants = [
-        ("plain", &plain, None),
-        ("gzip", &compressing, Some("gzip")),
-        ("br", &compressing, Some("br")),
-        ("zstd", &compressing, Some("zstd")),
+        ("plain", &plain, None, false),
+        ("gzip", &compressing, Some("gzip"), false),
+        ("br", &compressing, Some("br"), false),
+        ("zstd", &compressing, Some("zstd"), false),
+        ("shared-gzip", &sharing, Some("gzip"), true),
+        ("shared-br", &sharing, Some("br"), true),
+        ("shared-zstd", &sharing, Some("zstd"), true),
     ];
     let counts: Vec<usize> = std::env::var("STREAMS").map_or(vec![1, 1000], |v| {
         v.split(',').filter_map(|n| n.parse().ok()).collect()
@@ -218,8 +230,8 @@ fn main() {
                     || *name == "plain"
                     || filter.iter().any(|f| name.contains(f.as_str()))
             })
-            .map(|&(name, layer, coding)| {
-                let mut bodies = open(&rt, layer, coding, streams);
+            .map(|&(name, layer, coding, fanout)| {
+                let mut bodies = open(&rt, layer, coding, fanout, streams);
                 // Bytes per event, over the pool once, for the record.
                 let mut sizes = 0;
                 for _ in 0..POOL {
@@ -253,11 +265,11 @@ fn main() {
             "{streams} stream(s), 1 KiB JSON events, best of {rounds} rounds of {} deliveries:",
             calls * streams
         );
-        println!("  variant   bytes/event   CPU per delivery   added to plain");
+        println!("  variant       bytes/event   CPU per delivery   added to plain");
         for (name, _, size, best) in &open_variants {
             let t = best.as_secs_f64();
             println!(
-                "  {name:<8} {size:>12} {:>15.2} µs {:>13.2} µs",
+                "  {name:<12} {size:>12} {:>15.2} µs {:>13.2} µs",
                 t * 1e6,
                 (t - base) * 1e6
             );

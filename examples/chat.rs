@@ -138,7 +138,7 @@ impl Chat {
     /// Publishes to the topic. Everything is published through here, which keeps the log exact.
     async fn publish(&self, event: Event, is_message: bool) -> Result<Event, HubError> {
         let mut log = self.shared.log.lock().await;
-        let event = self.hub.publish(TOPIC, event).await?;
+        let event = self.hub.publish(TOPIC, event).await?.into_event();
         log.last_id = event.id().map(str::to_owned);
         if is_message {
             log.recent.push_back(event.clone());
@@ -362,6 +362,7 @@ async fn run() -> Result<(), String> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = Config::from_env()?;
     let app = app(&config).await?;

@@ -544,6 +544,7 @@ async fn run() -> Result<(), String> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = Config::from_env()?;
     let app = app(&config).await?;

@@ -12,12 +12,14 @@
 //! curl -N http://127.0.0.1:3000/events/news                  # subscribe
 //! curl -H "Authorization: Bearer $TOKEN" -d hello http://127.0.0.1:3000/publish/news   # {"id":"…"}
 //! curl -H "Authorization: Bearer $TOKEN" -d '{"p":1}' 'http://127.0.0.1:3000/publish/news?event=price'
+//! curl -H "Authorization: Bearer $TOKEN" -H 'Idempotency-Key: order-42' -d hi http://127.0.0.1:3000/publish/news
 //! curl -N -H 'Last-Event-ID: <id>' http://127.0.0.1:3000/events/news   # resume
 //! curl -N 'http://127.0.0.1:3000/events/news?from=oldest'    # everything retained, then live
 //! curl http://127.0.0.1:3000/topics/news                     # subscribers, retained events
 //! curl -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:3000/close/news   # end its streams
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/connections  # admin token
 //! curl http://127.0.0.1:3000/health                         # {"backend":"ok"}, or 503
+//! curl -H "Authorization: Bearer $ADMIN" http://127.0.0.1:3000/metrics  # Prometheus text
 //! ```
 //!
 //! Tokens carry `{"sse": {"publish": [sel…], "subscribe": [sel…], "admin": true}, "exp": …}`, a
@@ -36,10 +38,19 @@
 //! - Publishing (`/publish/{topic}`, `/close/{topic}`): `401` without a token, `403` when no
 //!   publish selector matches. Event names the hub sends itself (`gap`, `end`, `done`, `error`,
 //!   `cancelled`) are refused with `400`.
+//! - A publisher that retries sends an `Idempotency-Key` (1 to 128 visible ASCII characters,
+//!   one per event, the same on each retry of it): a publish with a key the topic saw in the
+//!   last 5 minutes stores nothing and answers the first one's id, with
+//!   `Idempotent-Replayed: true`; the same key with another event is `422`. A failed publish
+//!   answers `503` when nothing was stored (retry later), and `504` when the outcome is unknown
+//!   (Redis did not answer: it may be stored; retry with the same key, as without one it may be
+//!   stored twice).
 //! - Subscribing (`/events/{topic}`, `/topics/{topic}`): open on `PUBLIC_TOPICS`, else `401`
 //!   without a token and `403` when no subscribe selector matches, replay included. A stream
 //!   ends when its token expires, with a `retry:` hint.
-//! - `/connections` and the admin page (`/admin`) need `"admin": true`.
+//! - `/connections` and the admin page (`/admin`) need `"admin": true`, and so does
+//!   `/metrics` (Prometheus text: connections, disconnects by reason, events, replays and gaps,
+//!   topics, backend errors; see `tower_sse::metrics`) unless `METRICS_PUBLIC=1`.
 //! - A token that does not hold (expired, another key, malformed) is `401`, with why in
 //!   `WWW-Authenticate`, even on a public topic.
 //! - A browser page of another origin cannot publish through its visitors (`403` before the
@@ -82,6 +93,8 @@
 //!                 (default 10)
 //! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
 //!                 servers share it (default: in memory); give them the same JWT_SECRET
+//! METRICS_PUBLIC  1: anyone may read /metrics (default 0: an admin token, as Prometheus can
+//!                 send with `authorization: { credentials_file: … }` in its scrape config)
 //! ```
 //!
 //! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, then the
@@ -94,7 +107,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -103,10 +116,12 @@ use serde_json::json;
 use tower_sse::auth::jwt::{Claims, Jwt};
 use tower_sse::auth::{Action, Identity};
 use tower_sse::backend::{Health, Start};
-use tower_sse::{Event, Hub, HubError, LastEventId, SseLayer, Subscription};
+use tower_sse::{Event, Hub, HubError, LastEventId, Publish, SseLayer, Subscription};
 
 #[path = "hub/admin.rs"]
 mod admin;
+#[path = "hub/metrics.rs"]
+pub mod metrics;
 
 /// The clock skew allowed on a token's `exp`: short, so a stream ends soon after its token.
 pub const JWT_LEEWAY: Duration = Duration::from_secs(5);
@@ -170,6 +185,8 @@ pub struct Config {
     /// `None`: `tower_sse::serve`'s default.
     pub shutdown_deadline: Option<Duration>,
     pub redis_url: Option<String>,
+    /// Whether anyone may read `/metrics` (else an admin token).
+    pub metrics_public: bool,
 }
 
 /// The default cap on open streams from one client address.
@@ -196,6 +213,7 @@ impl Default for Config {
             send_buffer: None,
             shutdown_deadline: None,
             redis_url: None,
+            metrics_public: false,
         }
     }
 }
@@ -245,6 +263,7 @@ impl Config {
         config.redis_url = std::env::var("REDIS_URL")
             .ok()
             .filter(|url| !url.is_empty());
+        config.metrics_public = switch("METRICS_PUBLIC")?;
         Ok(config)
     }
 
@@ -342,6 +361,19 @@ fn number(name: &str) -> Result<Option<usize>, String> {
             .parse()
             .map(Some)
             .map_err(|_| format!("{name} must be a whole number, not {value:?}")),
+    }
+}
+
+/// A yes-or-no variable: `1`, `true` or `yes`; `0`, `false`, `no`, empty or unset.
+fn switch(name: &str) -> Result<bool, String> {
+    match text(name)?
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(_) => Err(format!("{name} must be 1 or 0")),
     }
 }
 
@@ -671,6 +703,11 @@ pub async fn app(config: &Config) -> Result<App, String> {
         .route("/connections", get(connections))
         .route("/health", get(health))
         .merge(admin::router(hub.clone(), activity.clone()))
+        .merge(metrics::router(
+            hub.clone(),
+            metrics::handle()?,
+            config.metrics_public,
+        ))
         .layer(sse.clone())
         .with_state(AppState {
             hub: hub.clone(),
@@ -775,10 +812,15 @@ async fn publish(
     who: Identity,
     Path(topic): Path<String>,
     Query(params): Query<PublishParams>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, HubError> {
     // Refused before the body is read: without the right, nothing more is taken in.
     hub.authorize(&who, Action::Publish, &topic)?;
+    let key = match idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(message) => return Ok((StatusCode::BAD_REQUEST, message).into_response()),
+    };
     let limit = tower_sse::hub::DEFAULT_MAX_EVENT_BYTES;
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         let message = format!("the body is larger than {limit} bytes, or was cut off\n");
@@ -796,9 +838,43 @@ async fn publish(
         Ok(event) => event,
         Err(err) => return Ok((StatusCode::BAD_REQUEST, format!("{err}\n")).into_response()),
     };
-    let event = hub.publish_as(&who, &topic, event).await?;
+    let publish = match key {
+        Some(key) => Publish::new(event).idempotency_key(key),
+        None => Publish::new(event),
+    };
+    // A `503` stored nothing; a `504` may have: retried with the same key, it stores once.
+    let published = hub.publish_as(&who, &topic, publish).await?;
+    let body = Json(json!({ "id": published.id() }));
+    if published.is_duplicate() {
+        // The first publish's id: nothing was stored again.
+        return Ok(([(IDEMPOTENT_REPLAYED, "true")], body).into_response());
+    }
     activity.record_publish(&topic);
-    Ok(Json(json!({ "id": event.id() })).into_response())
+    Ok(body.into_response())
+}
+
+/// The header that tells a publisher its publish repeated an earlier one's `Idempotency-Key`:
+/// the id is the first one's, and nothing was stored again.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The publish's `Idempotency-Key`, if it sent one: as is (`order-42`) or as a structured
+/// field string (`"order-42"`). The hub checks what a key may be (`400` otherwise).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let mut keys = headers.get_all("idempotency-key").iter();
+    let Some(key) = keys.next() else {
+        return Ok(None);
+    };
+    if keys.next().is_some() {
+        return Err("send one Idempotency-Key header, not several\n".to_owned());
+    }
+    let key = key.to_str().map_err(|_| {
+        "invalid Idempotency-Key: use 1 to 128 visible ASCII characters\n".to_owned()
+    })?;
+    let key = key
+        .strip_prefix('"')
+        .and_then(|key| key.strip_suffix('"'))
+        .unwrap_or(key);
+    Ok(Some(key.to_owned()))
 }
 
 /// Every open stream, with its peer's address: for admin tokens only.
@@ -868,6 +944,7 @@ async fn run() -> Result<(), String> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let mut config = Config::from_env()?;
     let listener = tokio::net::TcpListener::bind(&config.addr)

@@ -19,6 +19,11 @@
 //! - [`auth`]: who may publish and subscribe to which topic, a policy the hub consults on
 //!   publish and subscribe (replay included); with feature `jwt`, one on JSON Web Tokens.
 //!   Read [private topics](auth#private-topics) before a client names a topic.
+//! - `metrics` (feature `metrics`): connections, disconnects by reason, events, replays and
+//!   gaps, topics and backend errors through the `metrics` facade, beside Mercure's and
+//!   Centrifugo's names; `tracing` spans for publish, subscribe, replay and each stream.
+//! - `poll` (feature `poll`): stream any JSON API; a poller shared by all the subscribers of a
+//!   source sends a `snapshot`, then JSON Patch diffs.
 //! - `testing` (feature `testing`): a WHATWG-exact event-stream parser and helpers that read
 //!   a response as events and reconnect to a router with `Last-Event-ID`, for your own tests.
 //!
@@ -57,14 +62,16 @@
 //!
 //! | feature | default | what it adds |
 //! |---------|---------|--------------|
-//! | `axum`  | yes     | [`LastEventId`], `Connection` and [`auth::Identity`] as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
+//! | `axum`  | yes     | [`LastEventId`], [`Connection`] and [`auth::Identity`] as axum extractors; `IntoResponse` for [`EventStream`], [`TryEventStream`], [`Subscription`] and [`HubError`] |
 //! | `signal` | yes    | `shutdown_signal()`: resolves on Ctrl-C (SIGINT) or SIGTERM, for [`SseLayer::shutdown_on`] (through `tokio/signal`) |
 //! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde; `Serialize` for `ConnectionInfo` |
 //! | `redis` | no      | `backend::RedisBackend` and `HubBuilder::redis`: history and fan-out in Redis Streams |
 //! | `compression` | no | [`SseLayer::compression`]: the layer compresses event streams (zstd, gzip, Brotli), one context per stream, flushed after every event |
 //! | `serve` | no      | `serve()`: HTTP/1 and HTTP/2 serving with header and idle timeouts, a send buffer cap, peer addresses and a shutdown deadline |
 //! | `jwt`   | no      | `auth::jwt::Jwt`: an authorization policy on JSON Web Tokens (HS256, RS256, ES256) with topic selectors in the claims |
+//! | `metrics` | no    | `tower_sse::metrics`: connections, disconnects by reason, events published and sent, replays and gaps, topics, backend errors and lag, through the `metrics` facade (the application installs the exporter) |
 //! | `testing` | no    | `tower_sse::testing`: a WHATWG-exact parser, an event reader for any response body and `get_events` to drive a router with `Last-Event-ID`, for tests |
+//! | `poll`  | no      | `tower_sse::poll`: stream any JSON API (a plain-HTTP URL or an async function) as a `snapshot` then JSON Patch `patch` events, one shared poller per source |
 //!
 //! Without `axum`, the layer works on any `tower::Service<http::Request<B>>` whose responses
 //! are `http::Response<B2>`, and [`EventStream`] is an [`http_body::Body`].
@@ -79,18 +86,33 @@ pub mod event;
 pub mod extract;
 pub mod hub;
 pub mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+// Without the feature: the same recording calls, doing nothing.
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics/off.rs"]
+mod metrics;
+#[cfg(feature = "poll")]
+pub mod poll;
 pub mod registry;
 pub mod response;
 pub mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+// What the README and the examples use, at the root; every item stays at its module path too.
+pub use backend::GapResume;
 pub use event::{Event, EventBuilder, EventError};
 pub use extract::{InvalidLastEventId, LastEventId};
-pub use hub::{Hub, HubBuilder, HubError, Subscription};
+pub use hub::{
+    Hub, HubBuilder, HubError, HubStats, Publish, Published, StreamOptions, Subscription,
+};
+#[cfg(feature = "compression")]
+pub use layer::Compression;
 #[cfg(feature = "signal")]
 pub use layer::shutdown_signal;
 pub use layer::{SseLayer, SseService};
+pub use registry::{Connection, ConnectionInfo, Registry};
 pub use response::{EventStream, TryEventStream};
 #[cfg(feature = "serve")]
 pub use serve::serve;

@@ -40,8 +40,8 @@ async fn publish(
     Path(topic): Path<String>,
     body: String,
 ) -> Result<String, HubError> {
-    let event = hub.publish_as(&who, &topic, Event::data(body)).await?;
-    Ok(event.id().unwrap_or_default().to_owned())
+    let published = hub.publish_as(&who, &topic, Event::data(body)).await?;
+    Ok(published.id().to_owned())
 }
 
 async fn admin(State(hub): State<Hub>, who: Identity) -> Result<String, HubError> {

@@ -2,9 +2,11 @@
 //! it cannot read), read by clients that decode: reqwest with its gzip, Brotli and zstd
 //! decoders, and `curl --compressed` (zlib, libbrotli and libzstd) where curl is installed.
 //!
-//! - The layer's own compression (`SseLayer::compression`), for each encoding: every event is
-//!   read fully decoded before the next one is published, and a keep-alive arrives decodable
-//!   while the stream idles.
+//! - The layer's own compression (`SseLayer::compression`), for each encoding, with one context
+//!   per stream and shared (`Compression::shared`, each event compressed once for all
+//!   streams): every event is read fully decoded before the next one is published, and a
+//!   keep-alive arrives decodable while the stream idles; a hub's topic fans out to several
+//!   decoding clients at once.
 //! - tower-http's `CompressionLayer`, with a predicate that compresses event streams
 //!   (`SizeAbove`), in both orders: inside `SseLayer` (the layer passes the encoded stream on
 //!   untouched), and outside it (it compresses everything the layer writes).
@@ -249,8 +251,74 @@ async fn a_client_that_accepts_no_encoding_gets_the_plain_stream() {
     assert_eq!(first_bytes(response).await, &b":\n\n"[..]);
 }
 
+/// The layer's compression in shared mode: each event compressed once for all streams.
+fn sharing() -> SseLayer {
+    SseLayer::new()
+        .keep_alive(KEEP_ALIVE)
+        .compression(Compression::new().shared())
+}
+
+#[tokio::test]
+async fn shared_compression_decodes_each_event_as_soon_as_it_is_sent() {
+    let (url, mut streams) = start(|router| router.layer(sharing())).await;
+    for coding in ["gzip", "br", "zstd"] {
+        let first = first_bytes(assert_sent_as(&url, &mut streams, coding, coding).await).await;
+        assert!(!first.starts_with(b":"), "{coding}: {first:?}");
+        assert_decoded_as_sent(&url, &mut streams, coding).await;
+    }
+}
+
+#[tokio::test]
+async fn shared_compression_fans_a_topic_out_to_decoding_clients() {
+    use axum::extract::Path;
+    use tower_sse::{Hub, Subscription};
+
+    async fn subscribe(State(hub): State<Hub>, Path(topic): Path<String>) -> Subscription {
+        hub.subscribe(&topic, None).await.unwrap()
+    }
+    let hub = Hub::memory();
+    let app = Router::new()
+        .route("/events/{topic}", get(subscribe))
+        .layer(sharing())
+        .with_state(hub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // Two decoding clients per encoding, all on one topic.
+    let mut readers = Vec::new();
+    for coding in ["gzip", "br", "zstd", "gzip", "br", "zstd"] {
+        // (The client decodes, and takes `Content-Encoding` away.)
+        let response = request(&decoding(), &format!("{base}/room"), coding).await;
+        let mut reader = Reader::new(response);
+        assert_eq!(reader.through(":\n\n").await, ":\n\n", "{coding}");
+        readers.push((coding, reader));
+    }
+    for i in 0..20 {
+        let (event, wire) = event(i);
+        let published = hub.publish("room", event).await.unwrap();
+        let wire = wire.replacen("data: ", &format!("id: {}\ndata: ", published.id()), 1);
+        for (coding, reader) in &mut readers {
+            let read = reader.through(&wire).await;
+            assert_eq!(
+                read.trim_start_matches(":\n\n"),
+                wire,
+                "{coding}: event {i}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn curl_compressed_decodes_each_event_as_it_is_sent() {
+    for layer in [compressing(), sharing()] {
+        curl_decodes_each_event_as_it_is_sent(layer).await;
+    }
+}
+
+/// Reads streams through `layer` with `curl --compressed` (zlib, libbrotli and libzstd), if
+/// curl is installed: each event is decoded as it is sent, and the stream ends cleanly.
+async fn curl_decodes_each_event_as_it_is_sent(layer: SseLayer) {
     if std::process::Command::new("curl")
         .arg("--version")
         .output()
@@ -260,7 +328,7 @@ async fn curl_compressed_decodes_each_event_as_it_is_sent() {
         return;
     }
     use tokio::io::AsyncBufReadExt as _;
-    let (url, mut streams) = start(|router| router.layer(compressing())).await;
+    let (url, mut streams) = start(|router| router.layer(layer)).await;
     for coding in ["gzip", "br", "zstd"] {
         let mut curl = tokio::process::Command::new("curl")
             .args(["-sSN", "--compressed", "-H"])

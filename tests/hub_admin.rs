@@ -95,12 +95,12 @@ async fn publish(
     Path(topic): Path<String>,
     body: String,
 ) -> Result<String, HubError> {
-    let event = state
+    let published = state
         .hub
         .publish_as(&who, &topic, Event::data(body))
         .await?;
     state.activity.record_publish(&topic);
-    Ok(event.id().unwrap_or_default().to_owned())
+    Ok(published.id().to_owned())
 }
 
 struct Server {

@@ -449,6 +449,7 @@ struct HubProcess {
     child: tokio::process::Child,
     url: String,
     stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl HubProcess {
@@ -472,10 +473,15 @@ impl HubProcess {
 
     /// Starts it on a free port and waits for its `listening on http://ADDR` line.
     async fn start() -> HubProcess {
+        HubProcess::start_logging("warn").await
+    }
+
+    /// The same, with `RUST_LOG` set to `log`.
+    async fn start_logging(log: &str) -> HubProcess {
         let mut child = tokio::process::Command::new(HubProcess::binary())
             .env("ADDR", "127.0.0.1:0")
             .env("JWT_SECRET", support::hub::SECRET)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .env_remove("REDIS_URL")
             .env_remove("MAX_CONNECTIONS")
             .env_remove("JWT_PUBLIC_KEY")
@@ -483,18 +489,13 @@ impl HubProcess {
             .env_remove("ALLOW_HOSTS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("run the hub example");
-        // Every line it prints, for as long as it runs (so the pipe never fills).
-        let (lines, mut stdout) = tokio::sync::mpsc::unbounded_channel();
-        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = reader.next_line().await {
-                let _ = lines.send(line);
-            }
-        });
+        // Every line it prints and logs, for as long as it runs (so the pipes never fill).
+        let mut stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
         let url = tokio::time::timeout(GUARD, async {
             loop {
                 let line = stdout
@@ -508,7 +509,12 @@ impl HubProcess {
         })
         .await
         .expect("the hub listens within the guard time");
-        HubProcess { child, url, stdout }
+        HubProcess {
+            child,
+            url,
+            stdout,
+            stderr,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -526,7 +532,13 @@ impl HubProcess {
     }
 
     /// Waits for the process to exit; its status and what it printed after `listening on`.
-    async fn exit(mut self) -> (ExitStatus, Vec<String>) {
+    async fn exit(self) -> (ExitStatus, Vec<String>) {
+        let (status, printed, _) = self.exit_with_logs().await;
+        (status, printed)
+    }
+
+    /// The same, and every line it wrote to stderr (its logs).
+    async fn exit_with_logs(mut self) -> (ExitStatus, Vec<String>, Vec<String>) {
         let status = tokio::time::timeout(GUARD, self.child.wait())
             .await
             .expect("the hub exits within the guard time")
@@ -535,8 +547,27 @@ impl HubProcess {
         while let Some(line) = self.stdout.recv().await {
             printed.push(line);
         }
-        (status, printed)
+        let mut logged = Vec::new();
+        while let Some(line) = self.stderr.recv().await {
+            eprintln!("hub: {line}");
+            logged.push(line);
+        }
+        (status, printed, logged)
     }
+}
+
+/// The lines read from `pipe`, by a task of their own until it closes.
+fn lines_of(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (lines, received) = tokio::sync::mpsc::unbounded_channel();
+    let mut reader = BufReader::new(pipe).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = reader.next_line().await {
+            let _ = lines.send(line);
+        }
+    });
+    received
 }
 
 /// Opens streams on the hub process, signals it, and checks that each stream ends with a
@@ -601,6 +632,24 @@ async fn sigint_ends_every_stream_with_a_retry_hint_and_the_hub_exits_0() {
 #[tokio::test]
 async fn sigterm_ends_every_stream_with_a_retry_hint_and_the_hub_exits_0() {
     streams_end_with_a_retry_hint_and_the_process_exits_0_on("TERM").await;
+}
+
+#[tokio::test]
+async fn the_hub_logs_to_stderr_and_prints_only_its_own_lines_to_stdout() {
+    // Debug logs on: a stream opened and a shutdown with it open log several lines.
+    let hub = HubProcess::start_logging("debug").await;
+    let response = reqwest::get(hub.url("/events/news")).await.unwrap();
+    let mut reader = EventReader::new(response);
+    hub.signal("TERM");
+    assert!(reader.until_end().await.is_empty());
+    let (status, printed, logged) = hub.exit_with_logs().await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    // Stdout: only what the hub prints for people and scripts (`listening on` came first).
+    assert_eq!(printed, ["shut down"]);
+    assert!(
+        logged.iter().any(|line| line.contains("DEBUG")),
+        "the logs are on stderr: {logged:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -705,10 +754,10 @@ async fn a_subscriber_that_never_reads_leaves_the_hub_holding_a_bounded_number_o
     let mut event_len = 0;
     for _ in 0..EVENTS / BATCH {
         for _ in 0..BATCH {
-            let event = server.hub.publish("feed", Event::data(&payload)).await;
-            let event = event.unwrap();
-            event_len = event.len();
-            published.push(event.id().unwrap().to_owned());
+            let stored = server.hub.publish("feed", Event::data(&payload)).await;
+            let stored = stored.unwrap();
+            event_len = stored.event().len();
+            published.push(stored.id().to_owned());
             let info = server.hub.topic_info("feed").await.unwrap().unwrap();
             held_most = held_most.max(info.retained_bytes);
         }

@@ -914,7 +914,11 @@ async fn next_event(live: &mut Live) -> Event {
 }
 
 async fn publish_data(backend: &RedisBackend, topic: &str, data: &str) -> Event {
-    backend.publish(topic, Event::data(data)).await.unwrap()
+    backend
+        .publish(topic, Event::data(data).into())
+        .await
+        .unwrap()
+        .into_event()
 }
 
 async fn gap_reason(backend: &RedisBackend, topic: &str, id: &str) -> Option<GapReason> {
@@ -1037,10 +1041,10 @@ async fn close_racing_publishes_and_subscribes_on_two_servers_loses_and_duplicat
             for n in 0.. {
                 let node = if n % 2 == 0 { &a } else { &b };
                 match node
-                    .publish("race", Event::data(format!("event {n}")))
+                    .publish("race", Event::data(format!("event {n}")).into())
                     .await
                 {
-                    Ok(event) => ids.push(id_of(&event).to_owned()),
+                    Ok(published) => ids.push(published.id().to_owned()),
                     Err(err) if err.is_closed() => return ids,
                     Err(err) => panic!("{err}"),
                 }
@@ -1494,7 +1498,9 @@ async fn errors_keep_the_redis_error_as_their_source_and_never_show_its_text() {
     redis.stop();
 
     let errors = [
-        a.publish("news", Event::data("down")).await.unwrap_err(),
+        a.publish("news", Event::data("down").into())
+            .await
+            .unwrap_err(),
         a.close("news", Event::data("end")).await.unwrap_err(),
         a.topic_info("news").await.unwrap_err(),
         a.open("news", &Start::Oldest, &ReplayOptions::default())
@@ -1800,12 +1806,15 @@ async fn a_publish_that_timed_out_on_a_frozen_redis_is_stored_once_never_retried
     // Sent, then no answer: it may have been stored (it will be, once Redis runs again), so it
     // must not be sent again.
     redis.freeze();
-    let err = a.publish("news", Event::data("frozen")).await.unwrap_err();
+    let err = a
+        .publish("news", Event::data("frozen").into())
+        .await
+        .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     // Now that a failure is on record, a publish first checks that Redis answers, and is not
     // sent when it does not: nothing is left to be stored later.
     let err = a
-        .publish("news", Event::data("not sent"))
+        .publish("news", Event::data("not sent").into())
         .await
         .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
@@ -1841,7 +1850,7 @@ async fn a_publish_whose_connection_dropped_after_it_was_sent_is_never_retried()
         .await
         .expect("the publish reaches Redis");
     };
-    let (published, ()) = tokio::join!(a.publish("news", Event::data("cut")), cut);
+    let (published, ()) = tokio::join!(a.publish("news", Event::data("cut").into()), cut);
     let err = published.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     raw.unpause().await;

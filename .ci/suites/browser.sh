@@ -42,8 +42,9 @@ fi
 echo "browser suite: $("$chromium_bin" --version 2>/dev/null | head -1), node $(node --version)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-# The hub and the examples, as the tests spawn them (target/debug/examples/...).
-cargo build --examples
+# The hub and the examples, as the tests spawn them (target/debug/examples/...); `compression`
+# for the compression example.
+cargo build --examples --features compression
 
 export CHROMIUM="$chromium_bin"
 node --test --test-concurrency=1 --test-timeout=120000 tests/browser/*.test.mjs

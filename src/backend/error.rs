@@ -24,6 +24,8 @@ pub struct Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Unavailable,
+    OutcomeUnknown,
+    KeyReused,
     TooManyTopics,
     HistoryFull,
     Closed,
@@ -36,10 +38,24 @@ impl Error {
         Error { kind, source }
     }
 
-    /// The backend cannot serve now (a store that is unreachable, a timeout); trying again later
-    /// may work.
+    /// The backend cannot serve now (a store that is unreachable) and did nothing: trying again
+    /// later may work. For a publish: nothing was stored.
     pub fn unavailable(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Error::new(Kind::Unavailable, Some(source.into()))
+    }
+
+    /// A write may or may not have been done: it was sent to the store, and no answer came (a
+    /// timeout, a connection that dropped after the command was written). For a publish: the
+    /// event may have been stored; retrying with the same idempotency key is safe, retrying
+    /// without one may store it twice.
+    pub fn outcome_unknown(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Error::new(Kind::OutcomeUnknown, Some(source.into()))
+    }
+
+    /// The idempotency key of a publish was used within the window for a different event on
+    /// the same topic: nothing was stored.
+    pub fn key_reused() -> Self {
+        Error::new(Kind::KeyReused, None)
     }
 
     /// The hub holds as many topics as it may, and none of them is idle: a new topic is refused.
@@ -67,9 +83,20 @@ impl Error {
         Error::new(Kind::Internal, Some(source.into()))
     }
 
-    /// Whether the backend could not serve now; trying again later may work.
+    /// Whether the backend could not serve now and did nothing; trying again later may work.
     pub fn is_unavailable(&self) -> bool {
         self.kind == Kind::Unavailable
+    }
+
+    /// Whether a write may or may not have been done ([`Error::outcome_unknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.kind == Kind::OutcomeUnknown
+    }
+
+    /// Whether a publish's idempotency key was used for a different event
+    /// ([`Error::key_reused`]).
+    pub fn is_key_reused(&self) -> bool {
+        self.kind == Kind::KeyReused
     }
 
     /// Whether a bound of the hub (topics, history bytes) refused the call; trying again later
@@ -107,7 +134,18 @@ impl fmt::Display for Error {
             return write!(f, "the hub's backend is misconfigured: {source}");
         }
         f.write_str(match self.kind {
-            Kind::Unavailable => "the hub's backend is unavailable; try again shortly",
+            Kind::Unavailable => {
+                "the hub's backend is unavailable and nothing was done; try again shortly"
+            }
+            Kind::OutcomeUnknown => {
+                "the hub's backend did not answer in time: the event may or may not have been \
+                 stored. Retry with the same idempotency key, which is safe; a retry without one \
+                 may store the event twice"
+            }
+            Kind::KeyReused => {
+                "the idempotency key was used within its window for a different event on this \
+                 topic; use a new key for a new event"
+            }
             Kind::TooManyTopics => {
                 "the hub holds as many topics as it may and none is idle; try again later"
             }

@@ -32,6 +32,14 @@ pub(crate) struct Log {
     lag: u64,
     /// Set once the topic is closed: the final event every reader gets after the rest.
     end: Option<Event>,
+    /// The topic and what it retains, as metrics (feature `metrics`).
+    metrics: crate::metrics::TopicMetrics,
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.metrics.release(self.entries.len(), self.bytes);
+    }
 }
 
 struct Entry {
@@ -73,6 +81,7 @@ impl Log {
             readers: Slab::new(),
             lag: u64::try_from(lag).unwrap_or(u64::MAX),
             end: None,
+            metrics: crate::metrics::TopicMetrics::new(),
         }
     }
 
@@ -121,6 +130,7 @@ impl Log {
     pub(crate) fn push(&mut self, event: Event, at: Instant) -> u64 {
         let seq = self.next;
         self.bytes += event.len();
+        self.metrics.added(event.len());
         self.entries.push_back(Entry { event, at });
         self.next += 1;
         self.wake_all();
@@ -177,6 +187,7 @@ impl Log {
             Some(entry) => {
                 self.first += 1;
                 self.bytes -= entry.event.len();
+                self.metrics.removed(entry.event.len());
                 entry.event.len()
             }
             None => 0,

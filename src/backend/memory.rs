@@ -17,9 +17,14 @@ use tokio::time::Instant;
 use super::log::{Log, Read, until_idle};
 use super::{
     Backend, Delivery, END_ID_SUFFIX, EVENT_OVERHEAD, Error, Gap, GapReason, GapResume,
-    HistoryLimits, Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits, charge_within,
+    HistoryLimits, Live, Opened, Publish, Published, ReplayOptions, Rest, Start, TopicInfo,
+    TopicLimits, charge_within,
 };
 use crate::Event;
+
+mod keys;
+
+use keys::{Keys, Seen, fingerprint};
 
 /// Default per-subscriber lag bound: how many events a subscriber may fall behind the newest
 /// before it is disconnected.
@@ -48,6 +53,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 ///   nothing, whole when idle for [`TopicLimits::idle_ttl`], and (least recently used first)
 ///   when the hub reaches its [`TopicLimits`]. A background task, started on first use, expires
 ///   events and idle topics on time.
+/// - Idempotency keys are remembered per topic, for [`HistoryLimits::idempotency_window`] and
+///   up to [`HistoryLimits::max_idempotency_keys`] (the oldest goes first), each counted
+///   towards [`TopicLimits::max_history_bytes`]. A topic is kept while it remembers keys
+///   (until they expire, or until it has been idle for [`TopicLimits::idle_ttl`]); a topic
+///   dropped (idle, or for the hub's bounds) forgets its keys with its history.
 pub struct MemoryBackend {
     shared: Arc<Shared>,
 }
@@ -88,6 +98,8 @@ struct TopicState {
     scheduled: Option<Instant>,
     /// Created for `wait_idle`: the subscriber count, as it changes.
     listeners: Option<watch::Sender<usize>>,
+    /// The idempotency keys remembered, once there is one.
+    keys: Option<Box<Keys>>,
 }
 
 /// A reaper visit: a min-heap entry by time.
@@ -159,7 +171,12 @@ impl TopicState {
 
     /// Holds nothing anyone could ask for: dropped at once.
     fn is_unused(&self) -> bool {
-        self.is_idle() && self.log.is_empty() && self.log.end().is_none()
+        self.is_idle() && self.log.is_empty() && self.log.end().is_none() && self.keys.is_none()
+    }
+
+    /// The idempotency key `key` was first published with, if it is remembered.
+    fn seen(&self, key: &str) -> Option<Seen> {
+        self.keys.as_ref()?.get(key)
     }
 
     fn readers_changed(&mut self, now: Instant) {
@@ -216,8 +233,8 @@ impl MemoryBackend {
         lock(&self.shared.topics).map.len()
     }
 
-    /// Bytes of retained events in all topics, as counted against
-    /// [`TopicLimits::max_history_bytes`].
+    /// Bytes of retained events (and remembered idempotency keys) in all topics, as counted
+    /// against [`TopicLimits::max_history_bytes`].
     pub fn history_bytes(&self) -> usize {
         self.shared.charged.load(Ordering::Relaxed)
     }
@@ -289,6 +306,7 @@ impl Shared {
                 last_active: Instant::now(),
                 scheduled: None,
                 listeners: None,
+                keys: None,
             }),
         });
         topics.map.insert(name, topic.clone());
@@ -307,13 +325,44 @@ impl Shared {
         bytes + events * EVENT_OVERHEAD
     }
 
-    /// What a topic holds, as charged: its retained events and its final event.
+    /// What a topic holds, as charged: its retained events, its final event and its keys.
     fn held(state: &TopicState) -> usize {
         Self::charged_for(state.log.len(), state.log.bytes())
             + state
                 .log
                 .end()
                 .map_or(0, |end| Self::charged_for(1, end.len()))
+            + state.keys.as_ref().map_or(0, |keys| keys.bytes())
+    }
+
+    /// Forgets the oldest of a topic's keys; returns the bytes freed (0 when it has none).
+    fn forget_oldest_key(&self, state: &mut TopicState) -> usize {
+        let Some(keys) = &mut state.keys else {
+            return 0;
+        };
+        let freed = keys.pop_oldest();
+        if keys.len() == 0 {
+            state.keys = None;
+        }
+        self.uncharge(freed);
+        freed
+    }
+
+    /// Remembers `key` for the event stored with `seq`, within the bound on keys; the caller
+    /// has charged its cost.
+    fn remember(&self, state: &mut TopicState, key: &str, seen: Seen, now: Instant) {
+        if self.history.max_idempotency_keys == 0 {
+            self.uncharge(Keys::cost(key));
+            return;
+        }
+        while state
+            .keys
+            .as_ref()
+            .is_some_and(|keys| keys.len() >= self.history.max_idempotency_keys)
+        {
+            self.forget_oldest_key(state);
+        }
+        state.keys.get_or_insert_default().insert(key, seen, now);
     }
 
     /// Charges `charge` bytes for an event of `state`'s topic, evicting its expired events
@@ -343,10 +392,11 @@ impl Shared {
         }
         while !self.charge(charge) {
             let freed = state.log.pop_front();
-            if freed == 0 {
+            if freed > 0 {
+                self.uncharge(Self::charged_for(1, freed));
+            } else if self.forget_oldest_key(state) == 0 {
                 return Err(Error::history_full());
             }
-            self.uncharge(Self::charged_for(1, freed));
         }
         Ok(true)
     }
@@ -357,10 +407,16 @@ impl Shared {
         self.evict_idle(&mut lock(&self.topics), Goal::Bytes(goal), Some(except));
     }
 
-    /// Applies the history bounds to a topic.
+    /// Applies the history bounds to a topic, its keys' window included.
     fn evict(&self, state: &mut TopicState, now: Instant) {
         let evicted = state.log.evict(&self.history, now);
         self.uncharge(Self::charged_for(evicted.events, evicted.bytes));
+        if let Some(keys) = &mut state.keys {
+            self.uncharge(keys.expire(self.history.idempotency_window, now));
+            if keys.len() == 0 {
+                state.keys = None;
+            }
+        }
     }
 
     /// Drops idle topics, least recently active first, until `goal` is met (or none is left).
@@ -409,6 +465,7 @@ impl Shared {
         state.dead = true;
         self.uncharge(Self::held(state));
         while state.log.pop_front() > 0 {}
+        state.keys = None;
         state.log.cut_all();
         if topics
             .map
@@ -450,7 +507,11 @@ impl Shared {
             .is_idle()
             .then(|| state.last_active.checked_add(self.limits.idle_ttl))
             .flatten();
-        let Some(at) = [expiry, idle].into_iter().flatten().min() else {
+        let forget = state.keys.as_ref().and_then(|keys| {
+            keys.oldest_at()?
+                .checked_add(self.history.idempotency_window)
+        });
+        let Some(at) = [expiry, idle, forget].into_iter().flatten().min() else {
             return;
         };
         if state.scheduled.is_some_and(|scheduled| scheduled <= at) {
@@ -551,30 +612,48 @@ impl Shared {
         }
     }
 
-    fn publish(self: &Arc<Self>, name: &str, event: Event) -> Result<Event, Error> {
+    fn publish(self: &Arc<Self>, name: &str, publish: Publish) -> Result<Published, Error> {
         self.start_reaper();
+        let (event, key) = publish.into_parts();
+        let print = key.as_ref().map(|_| fingerprint(&event.without_id()));
         let mut tried_idle = false;
         loop {
             let published = self.with_topic(name, |topic, state| {
+                let now = Instant::now();
+                if let (Some(key), Some(print)) = (key.as_deref(), print) {
+                    // Expired keys first: a key remembered for exactly the window is gone.
+                    self.evict(state, now);
+                    if let Some(seen) = state.seen(key) {
+                        if seen.print != print {
+                            return Err(Error::key_reused());
+                        }
+                        let first = event
+                            .with_id(&state.id(seen.seq))
+                            .map_err(Error::internal)?;
+                        return Published::duplicate(first).map(Ok);
+                    }
+                }
                 if state.log.end().is_some() {
                     return Err(Error::closed());
                 }
-                let now = Instant::now();
-                let event = event
-                    .with_id(&state.id(state.log.next_seq()))
-                    .map_err(Error::internal)?;
-                let charge = Self::charged_for(1, event.len());
+                let seq = state.log.next_seq();
+                let event = event.with_id(&state.id(seq)).map_err(Error::internal)?;
+                let charge =
+                    Self::charged_for(1, event.len()) + key.as_deref().map_or(0, Keys::cost);
                 if !self.reserve(state, charge, now, tried_idle)? {
                     return Ok(Err(charge));
                 }
                 state.log.push(event.clone(), now);
+                if let (Some(key), Some(print)) = (key.as_deref(), print) {
+                    self.remember(state, key, Seen { seq, print }, now);
+                }
                 state.last_active = now;
                 self.evict(state, now);
                 self.schedule(topic, state, now);
-                Ok(Ok(event))
+                Published::stored(event).map(Ok)
             })?;
             match published {
-                Ok(event) => return Ok(event),
+                Ok(published) => return Ok(published),
                 Err(charge) => {
                     self.make_room(charge, name);
                     tried_idle = true;
@@ -827,8 +906,12 @@ impl Drop for Feed {
 }
 
 impl Backend for MemoryBackend {
-    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> BoxFuture<'a, Result<Event, Error>> {
-        futures_util::future::ready(self.shared.publish(topic, event)).boxed()
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        publish: Publish,
+    ) -> BoxFuture<'a, Result<Published, Error>> {
+        futures_util::future::ready(self.shared.publish(topic, publish)).boxed()
     }
 
     fn open<'a>(

@@ -21,10 +21,10 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let backend = MemoryBackend::default();
-//! let first = backend.publish("news", Event::data("one")).await.unwrap();
-//! backend.publish("news", Event::data("two")).await.unwrap();
+//! let first = backend.publish("news", Event::data("one").into()).await.unwrap();
+//! backend.publish("news", Event::data("two").into()).await.unwrap();
 //!
-//! let after = Start::After(LastEventId::new(first.id().unwrap()).unwrap());
+//! let after = Start::After(LastEventId::new(first.id()).unwrap());
 //! let opened = backend.open("news", &after, &ReplayOptions::default()).await.unwrap();
 //! assert!(opened.gap.is_none());
 //! assert_eq!(opened.replay.len(), 1); // "two"
@@ -34,6 +34,7 @@
 mod error;
 pub(crate) mod log;
 pub(crate) mod memory;
+mod publish;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -47,6 +48,8 @@ use futures_util::stream::Stream;
 
 pub use error::Error;
 pub use memory::MemoryBackend;
+pub(crate) use publish::key_problem;
+pub use publish::{DEFAULT_IDEMPOTENCY_WINDOW, MAX_IDEMPOTENCY_KEY_LEN, Publish, Published};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisBackend};
 
@@ -69,12 +72,25 @@ pub fn is_end_id(id: &str) -> bool {
 /// been validated by the hub. Every method but [`health`](Backend::health) and
 /// [`wait_idle`](Backend::wait_idle) must be implemented.
 pub trait Backend: Send + Sync + 'static {
-    /// Appends `event` to `topic`, assigning its id, and fans it out to live subscribers.
-    /// Returns the event as stored, with its id.
+    /// Appends the event of `publish` to `topic`, assigning its id, and fans it out to live
+    /// subscribers. Returns the event as stored, with its id ([`Published::stored`]).
     ///
-    /// Fails with [`Error::closed`] on a closed topic, and with an error that says so when a
-    /// bound of the backend refuses it ([`Error::too_many_topics`], [`Error::history_full`]).
-    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> BoxFuture<'a, Result<Event, Error>>;
+    /// With an [idempotency key](Publish::key) (validated by the hub) that this topic saw
+    /// within the backend's window for the same event, nothing is stored and the first
+    /// publish's id and event come back ([`Published::duplicate`]), even once the topic is
+    /// closed; for a different event, [`Error::key_reused`]. Checking and recording the key
+    /// must be atomic with the append, so that two publishes with one key (on two servers)
+    /// store once.
+    ///
+    /// Fails with [`Error::closed`] on a closed topic, with an error that says so when a bound
+    /// of the backend refuses it ([`Error::too_many_topics`], [`Error::history_full`]),
+    /// [`Error::unavailable`] when nothing was stored, and [`Error::outcome_unknown`] when the
+    /// event may have been stored (sent to a store that did not answer).
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        publish: Publish,
+    ) -> BoxFuture<'a, Result<Published, Error>>;
 
     /// Opens a subscription to `topic` starting at `start`.
     fn open<'a>(
@@ -423,6 +439,17 @@ pub struct HistoryLimits {
     pub max_bytes: usize,
     /// How long an event is kept. Default 1 hour.
     pub max_age: Duration,
+    /// How long a publish's [idempotency key](Publish::idempotency_key) is remembered: a
+    /// publish with the same key within it is a [duplicate](Published::is_duplicate), not
+    /// stored again. Default 5 minutes ([`DEFAULT_IDEMPOTENCY_WINDOW`]). Independent of the
+    /// event's own retention: a retry is recognised after its event has left the history.
+    pub idempotency_window: Duration,
+    /// The most idempotency keys remembered per topic (in-memory backend): beyond it, the
+    /// oldest is forgotten before its window ends. Default 10 000. Each key also counts
+    /// towards [`TopicLimits::max_history_bytes`] (its length plus
+    /// [`IDEMPOTENCY_KEY_OVERHEAD`]). Redis keeps each key as a key of its own, expiring with
+    /// the window, bounded by Redis's `maxmemory`.
+    pub max_idempotency_keys: usize,
 }
 
 impl Default for HistoryLimits {
@@ -431,6 +458,8 @@ impl Default for HistoryLimits {
             max_events: 1000,
             max_bytes: 16 * 1024 * 1024,
             max_age: Duration::from_secs(3600),
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            max_idempotency_keys: 10_000,
         }
     }
 }
@@ -449,9 +478,10 @@ pub struct TopicLimits {
     /// The most topics at once. Default 100 000.
     pub max_topics: usize,
     /// The most bytes of events held in all topics together, counting each event's encoded
-    /// size plus [`EVENT_OVERHEAD`] for its bookkeeping (retained history and final events in
-    /// memory; with Redis, the events this process holds for its own subscribers). Default
-    /// 64 MiB.
+    /// size plus [`EVENT_OVERHEAD`] for its bookkeeping (retained history, final events and
+    /// remembered idempotency keys in memory, each key its length plus
+    /// [`IDEMPOTENCY_KEY_OVERHEAD`]; with Redis, the events this process holds for its own
+    /// subscribers). Default 64 MiB.
     pub max_history_bytes: usize,
     /// A topic without subscribers that nobody published to for this long is dropped whole,
     /// with its history. Default 1 hour.
@@ -461,6 +491,10 @@ pub struct TopicLimits {
 /// What the hub counts per retained event besides its encoded bytes, towards
 /// [`TopicLimits::max_history_bytes`].
 pub const EVENT_OVERHEAD: usize = 128;
+
+/// What the in-memory backend counts per remembered idempotency key besides the key's length,
+/// towards [`TopicLimits::max_history_bytes`].
+pub const IDEMPOTENCY_KEY_OVERHEAD: usize = 96;
 
 /// Adds `bytes` to `counter` if the total stays within `max`: the hot path of the byte bound,
 /// one atomic update.

@@ -23,8 +23,9 @@ use tokio::time::Instant;
 
 use super::log::{Log, Read, until_idle};
 use super::{
-    Backend, Delivery, END_ID_SUFFIX, EVENT_OVERHEAD, Error, Gap, GapReason, GapResume, Health,
-    HistoryLimits, Live, Opened, ReplayOptions, Rest, Start, TopicInfo, TopicLimits,
+    Backend, DEFAULT_IDEMPOTENCY_WINDOW, Delivery, END_ID_SUFFIX, EVENT_OVERHEAD, Error, Gap,
+    GapReason, GapResume, Health, HistoryLimits, Live, Opened, Publish, Published, ReplayOptions,
+    Rest, Start, TopicInfo, TopicLimits,
 };
 use crate::Event;
 
@@ -55,6 +56,8 @@ const LIVE_ONLY: HistoryLimits = HistoryLimits {
     max_events: 0,
     max_bytes: 0,
     max_age: Duration::ZERO,
+    idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+    max_idempotency_keys: 0,
 };
 
 /// Lua shared by the scripts. KEYS[1] is a topic's stream, KEYS[2] its metadata hash; ARGV[1]
@@ -154,18 +157,34 @@ end
 
 /// Appends an event with its ordinal, trims by count (once a batch over) and by age (measured
 /// on the Redis server's clock from the id it just gave), and renews the topic's expiry.
-/// ARGV[5]: the encoded event. Returns the id, or false when the topic is closed.
+/// ARGV[5]: the encoded event. With an idempotency key, KEYS[3] is its record (see
+/// [`Shared::key_record`]) and ARGV[6] the window in ms: a record holds the id and the SHA-1 of
+/// the event it was first published with, and a key that has one stores nothing (before the
+/// closed check: a retry of a publish that was stored before the close is a duplicate).
+/// Returns { 'stored', id }, { 'duplicate', the first id }, { 'reused', '' } (the key's record
+/// is of another event) or { 'closed', '' }.
 const PUBLISH: &str = r"
-local key, meta = KEYS[1], KEYS[2]
+local key, meta, record = KEYS[1], KEYS[2], KEYS[3]
+local print = ''
+if record then
+  print = redis.sha1hex(ARGV[5])
+  local seen = redis.call('GET', record)
+  if seen then
+    local first_id, first_print = string.match(seen, '^(%S+) (%x+)$')
+    if first_id and first_print == print then return { 'duplicate', first_id } end
+    return { 'reused', '' }
+  end
+end
 local first = create(key, meta)
-if redis.call('HEXISTS', meta, 'x') == 1 then return false end
+if redis.call('HEXISTS', meta, 'x') == 1 then return { 'closed', '' } end
 local n = redis.call('HINCRBY', meta, 'n', 1)
 local id = redis.call('XADD', key, first, 'e', ARGV[5], 'n', n)
 redis.call('HSET', meta, 'l', id)
 redis.call('HINCRBY', meta, 's', size(id, ARGV[5]))
 bound(key, meta, ms_of(id))
 expire(key, meta)
-return id
+if record then redis.call('SET', record, id .. ' ' .. print, 'PX', ARGV[6]) end
+return { 'stored', id }
 ";
 
 /// Closes a topic: appends the close marker (field `end` instead of `e`) with its ordinal,
@@ -325,6 +344,13 @@ fn end_id(marker: &str) -> String {
 ///   tenth of the count bound, at most 100) over its bound, rather than with `XTRIM`: Redis
 ///   records what `XDEL` removes, so a reconnect after a trimmed id is answered with a `gap`
 ///   event, never with a silently partial replay.
+/// - **Idempotency keys** are checked and recorded in the same script: a key's record is the
+///   key `{prefix}{topic}#i:{key}`, holding the id and a SHA-1 of the event it was first
+///   published with, set with a `PX` of [`HistoryLimits::idempotency_window`]. Two publishes
+///   with one key, on any servers, store once: the second gets the first's id
+///   ([`Published::duplicate`]), or [`Error::key_reused`] for a different event. Records do not
+///   count towards [`HistoryLimits::max_idempotency_keys`] (a bound of the in-memory backend):
+///   Redis's `maxmemory` bounds them.
 /// - **Fan-out.** Each process reads new entries of the topics it has subscribers for with one
 ///   blocking `XREAD` on one dedicated connection, and pushes them into a small log per topic
 ///   that is also its live queue (as in the in-memory backend): each local subscriber is a
@@ -339,10 +365,13 @@ fn end_id(marker: &str) -> String {
 /// - **Replay** is `XRANGE` strictly after the client's id, capped; an id older than what the
 ///   stream retains (per `XINFO STREAM`'s max-deleted-entry-id), ahead of it, not a stream id,
 ///   or foreign (above) gets the `gap` event, as in memory.
-/// - **Outages.** While Redis is unreachable, `publish` fails with an error that says so and
-///   nothing is stored; open streams stay up, and once Redis is back the reader continues each
-///   topic from the last entry it delivered, so every entry Redis accepted reaches every
-///   subscriber. The reader's reconnection backs off up to 5 s, cut short once a command finds
+/// - **Outages.** While Redis is unreachable, `publish` fails with [`Error::unavailable`] and
+///   nothing is stored. A publish that was sent and got no answer (Redis frozen, a response
+///   timeout of 2 s, a connection that dropped after it was written) may have been stored, or
+///   may be stored once Redis runs again: it fails with [`Error::outcome_unknown`], and a retry
+///   with the same idempotency key is safe. Open streams stay up, and once Redis is back the
+///   reader continues each topic from the last entry it delivered, so every entry Redis
+///   accepted reaches every subscriber. The reader's reconnection backs off up to 5 s, cut short once a command finds
 ///   Redis back; [`Backend::health`] and the logs tell the state. Once Redis answers again,
 ///   the next command succeeds: after a failure, a command is sent only once a `PING` has
 ///   shown that the command connection answers, and the health turns ok only then, so the two
@@ -551,6 +580,24 @@ impl Drop for Feed {
     }
 }
 
+/// What a command that failed may have done, as its caller tells [`Shared::command`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// A read, or a write that changes nothing more when it runs twice (a close, a renewal): a
+    /// failure is [`Error::unavailable`], whether or not it ran.
+    Repeatable,
+    /// A publish: a failure that does not prove it unrun is [`Error::outcome_unknown`].
+    Append,
+}
+
+/// Whether `err` proves that Redis did not run the command: the connection was refused (a
+/// refusal only ever answers a connection attempt), or Redis answered with an error (`OOM`,
+/// `BUSY`, `NOPERM`, …: refused, not run). A timeout, or a connection that dropped, may come
+/// after the command was written, and it may have run.
+fn never_run(err: &RedisError) -> bool {
+    err.is_connection_refusal() || err.code().is_some()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update under these locks leaves the state consistent, so a panic elsewhere while
     // one was held does not make it unusable.
@@ -707,8 +754,15 @@ impl Shared {
         millis(self.topics.idle_ttl).max(1)
     }
 
-    /// The error for a failed Redis call; a failure to reach Redis shows in the health too.
+    /// The error for a failed Redis call that did nothing ([`Error::unavailable`]); a failure
+    /// to reach Redis shows in the health too.
     fn failed(&self, what: &str, err: RedisError) -> Error {
+        self.failed_as(what, err, Error::unavailable)
+    }
+
+    /// The error for a failed Redis call, `kind` unless no retrying will help; a failure to
+    /// reach Redis shows in the health too.
+    fn failed_as(&self, what: &str, err: RedisError, kind: fn(RedisError) -> Error) -> Error {
         if err.code() == Some("WRONGTYPE") {
             // A key of ours holds something else: no retrying will help.
             tracing::error!("Redis {what} failed: {err}");
@@ -720,7 +774,7 @@ impl Shared {
             tracing::warn!("{message}");
         }
         *error = Some(message);
-        Error::unavailable(err)
+        kind(err)
     }
 
     fn succeeded(&self) {
@@ -736,6 +790,7 @@ impl Shared {
     async fn run<T: FromRedisValue + Send>(
         &self,
         what: &str,
+        effect: Effect,
         script: &Script,
         topic: &str,
         args: impl FnOnce(&mut ScriptInvocation<'_>),
@@ -749,7 +804,7 @@ impl Shared {
             .arg(self.ttl_ms());
         args(&mut invocation);
         let invocation = &invocation;
-        self.command(what, |mut conn| {
+        self.command(what, effect, |mut conn| {
             async move { invocation.invoke_async(&mut conn).await }.boxed()
         })
         .await
@@ -767,10 +822,12 @@ impl Shared {
     /// while it waited for it) is sent once more, on the connection the manager makes then: a
     /// refusal only ever answers a connection attempt, so the command was not sent. Nothing
     /// else is sent again: a command whose connection dropped or timed out after it was
-    /// written may have been run.
+    /// written may have been run. Such a failure of an [`Effect::Append`] is
+    /// [`Error::outcome_unknown`]; every other failure is [`Error::unavailable`].
     async fn command<'a, T>(
         &self,
         what: &str,
+        effect: Effect,
         send: impl Fn(ConnectionManager) -> BoxFuture<'a, RedisResult<T>>,
     ) -> Result<T, Error> {
         if lock(&self.error).is_some() {
@@ -783,7 +840,10 @@ impl Shared {
         {
             result = send(self.manager.clone()).await;
         }
-        let reply = result.map_err(|err| self.failed(what, err))?;
+        let reply = result.map_err(|err| match effect {
+            Effect::Append if !never_run(&err) => self.failed_as(what, err, Error::outcome_unknown),
+            _ => self.failed(what, err),
+        })?;
         self.succeeded();
         Ok(reply)
     }
@@ -828,21 +888,38 @@ impl Shared {
         }
     }
 
-    async fn publish(&self, topic: &str, event: Event) -> Result<Event, Error> {
+    /// The key of the record of idempotency key `key` on `topic` (`#` is never in a topic
+    /// name, so no topic's keys are ever one).
+    fn key_record(&self, topic: &str, key: &str) -> String {
+        format!("{}{topic}#i:{key}", self.prefix)
+    }
+
+    async fn publish(&self, topic: &str, publish: Publish) -> Result<Published, Error> {
+        let (event, key) = publish.into_parts();
         let body = event.without_id();
-        let id: Option<String> = self
-            .run("publish", &self.publish, topic, |script| {
+        let window = millis(self.limits.idempotency_window).max(1);
+        let (outcome, id): (String, String) = self
+            .run("publish", Effect::Append, &self.publish, topic, |script| {
                 script.arg(body.as_ref());
+                if let Some(key) = &key {
+                    script.key(self.key_record(topic, key)).arg(window);
+                }
             })
             .await?;
-        let id = id.ok_or_else(Error::closed)?;
-        event.with_id(&id).map_err(Error::internal)
+        let stored = |id: &str| event.with_id(id).map_err(Error::internal);
+        match outcome.as_str() {
+            "stored" => Published::stored(stored(&id)?),
+            "duplicate" => Published::duplicate(stored(&id)?),
+            "reused" => Err(Error::key_reused()),
+            "closed" => Err(Error::closed()),
+            _ => Err(Error::internal("unexpected reply to the publish script")),
+        }
     }
 
     async fn close(&self, topic: &str, end: Event) -> Result<Event, Error> {
         let body = end.without_id();
         let (marker, stored): (String, Vec<u8>) = self
-            .run("close", &self.close, topic, |script| {
+            .run("close", Effect::Repeatable, &self.close, topic, |script| {
                 script.arg(body.as_ref());
             })
             .await?;
@@ -874,14 +951,20 @@ impl Shared {
             .unwrap_or_default();
         let flag = |set: bool| if set { "1" } else { "0" };
         let reply: Value = self
-            .run("subscribe", &self.open, topic, |script| {
-                script
-                    .arg(after)
-                    .arg(max_replay + 1)
-                    .arg(options.resume.as_str())
-                    .arg(flag(malformed))
-                    .arg(flag(matches!(start, Start::Oldest)));
-            })
+            .run(
+                "subscribe",
+                Effect::Repeatable,
+                &self.open,
+                topic,
+                |script| {
+                    script
+                        .arg(after)
+                        .arg(max_replay + 1)
+                        .arg(options.resume.as_str())
+                        .arg(flag(malformed))
+                        .arg(flag(matches!(start, Start::Oldest)));
+                },
+            )
             .await?;
         let mut snapshot = parse_open(reply)
             .ok_or_else(|| Error::internal("unexpected reply to the open script"))?;
@@ -933,7 +1016,7 @@ impl Shared {
                 .arg(max_replay + 1 - replay.len());
             let xrange = &xrange;
             let between: Value = self
-                .command("XRANGE", |mut conn| {
+                .command("XRANGE", Effect::Repeatable, |mut conn| {
                     async move { xrange.query_async(&mut conn).await }.boxed()
                 })
                 .await?;
@@ -966,8 +1049,9 @@ impl Shared {
     }
 
     async fn topic_info(&self, topic: &str) -> Result<Option<TopicInfo>, Error> {
-        let held: Option<(i64, i64, String, String)> =
-            self.run("topic info", &self.info, topic, |_| {}).await?;
+        let held: Option<(i64, i64, String, String)> = self
+            .run("topic info", Effect::Repeatable, &self.info, topic, |_| {})
+            .await?;
         let subscribers = lock(&self.feeds)
             .get(topic)
             .map_or(0, |topic| lock(&topic.state).log.readers());
@@ -1119,6 +1203,7 @@ impl Shared {
                     feed.cut();
                 }
                 feed.position = Some(entry.id);
+                crate::metrics::backend_lag(entry.id.ms);
                 feed.ordinal = entry.ordinal;
                 let (event, end) = match entry.stored {
                     Stored::Event(event) => (event, false),
@@ -1286,7 +1371,7 @@ impl Shared {
             }
             let pipe = &pipe;
             let renewed = self
-                .command("PEXPIRE", |mut conn| {
+                .command("PEXPIRE", Effect::Repeatable, |mut conn| {
                     async move { pipe.query_async::<()>(&mut conn).await }.boxed()
                 })
                 .await;
@@ -1316,7 +1401,7 @@ async fn read_loop(shared: Weak<Shared>) {
                     this.recovered().await;
                 }
                 Err(err) => {
-                    this.failed("connection", err);
+                    crate::metrics::backend_error("read", &this.failed("connection", err));
                     backoff = pause(this, backoff).await;
                 }
             }
@@ -1355,7 +1440,7 @@ async fn read_loop(shared: Weak<Shared>) {
                 this.recovered().await;
             }
             Err(err) => {
-                this.failed("XREAD", err);
+                crate::metrics::backend_error("read", &this.failed("XREAD", err));
                 *lock(&this.reader_id) = None;
                 conn = None;
                 backoff = pause(this, backoff).await;
@@ -1651,8 +1736,12 @@ impl Drop for Waiting {
 }
 
 impl Backend for RedisBackend {
-    fn publish<'a>(&'a self, topic: &'a str, event: Event) -> BoxFuture<'a, Result<Event, Error>> {
-        self.shared.publish(topic, event).boxed()
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        publish: Publish,
+    ) -> BoxFuture<'a, Result<Published, Error>> {
+        self.shared.publish(topic, publish).boxed()
     }
 
     fn open<'a>(

@@ -53,8 +53,8 @@
 //! async fn publish(State(hub): State<Hub>, Path(topic): Path<String>, body: String)
 //!     -> Result<String, HubError>
 //! {
-//!     let event = hub.publish(&topic, Event::data(body)).await?;
-//!     Ok(event.id().unwrap_or_default().to_owned())
+//!     let published = hub.publish(&topic, Event::data(body)).await?;
+//!     Ok(published.id().to_owned())
 //! }
 //!
 //! let hub = Hub::memory();
@@ -67,6 +67,7 @@
 //! ```
 
 mod error;
+mod observed;
 pub mod stream;
 mod subscription;
 
@@ -76,6 +77,7 @@ use std::time::{Duration, SystemTime};
 
 use http::request::Parts;
 
+pub use crate::backend::{Publish, Published};
 pub use error::HubError;
 pub use stream::{Spawned, StreamOptions};
 pub use subscription::Subscription;
@@ -83,7 +85,7 @@ pub use subscription::Subscription;
 use crate::auth::{Action, Denied, Identity, Policy, SharedPolicy};
 use crate::backend::{
     Backend, GapResume, Health, HistoryLimits, MemoryBackend, ReplayOptions, Start, TopicInfo,
-    TopicLimits, is_end_id, memory,
+    TopicLimits, is_end_id, key_problem, memory,
 };
 use crate::registry::Registry;
 use crate::{Event, LastEventId};
@@ -150,23 +152,59 @@ impl Hub {
         HubBuilder::default()
     }
 
-    /// Publishes `event` to `topic` and returns it as stored, with the id the hub gave it
+    /// Publishes an event to `topic` and returns it as stored, with the id the hub gave it
     /// (any id the event had is replaced). A topic is created by its first publish or
     /// subscriber.
     ///
+    /// `publish` is an [`Event`], or a [`Publish`] with an idempotency key: a publish repeated
+    /// with the same key within the [window](HubBuilder::idempotency_window) stores nothing
+    /// and returns the first one's id and event, [marked](Published::is_duplicate) as a
+    /// duplicate. A publisher that retries should send one.
+    ///
+    /// ```
+    /// use tower_sse::{Event, Hub, Publish};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse::HubError> {
+    /// let hub = Hub::memory();
+    /// let published = hub.publish("news", Event::data("hello")).await?;
+    /// println!("stored as {}", published.id());
+    ///
+    /// let keyed = || Publish::new(Event::data("payment 7 settled")).idempotency_key("pay-7");
+    /// let first = hub.publish("payments", keyed()).await?;
+    /// let again = hub.publish("payments", keyed()).await?;
+    /// assert_eq!((again.id(), again.is_duplicate()), (first.id(), true));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// An invalid topic name, an event larger than the hub's cap, a closed topic, a hub at its
-    /// bounds ([`HubBuilder::max_topics`], [`HubBuilder::max_history_bytes`]) with nothing idle
-    /// to evict, or a backend that cannot store it (nothing is half-done then).
-    pub async fn publish(&self, topic: &str, event: Event) -> Result<Event, HubError> {
+    /// An invalid topic name or idempotency key, an event larger than the hub's cap, a key used
+    /// for a different event within its window ([`HubError::is_key_reused`]), a closed topic, a
+    /// hub at its bounds ([`HubBuilder::max_topics`], [`HubBuilder::max_history_bytes`]) with
+    /// nothing idle to evict, a backend that could not store it
+    /// ([`HubError::is_unavailable`]: nothing was stored), or a backend that did not answer
+    /// ([`HubError::is_outcome_unknown`]: it may have been stored; retry with the same key).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        publish: impl Into<Publish>,
+    ) -> Result<Published, HubError> {
+        let publish = publish.into();
         validate_topic(topic)?;
-        if event.len() > self.inner.max_event_bytes {
-            return Err(HubError::too_large(event.len(), self.inner.max_event_bytes));
+        if let Some(problem) = publish.key().and_then(key_problem) {
+            return Err(HubError::invalid_idempotency_key(
+                publish.key().unwrap_or_default(),
+                &problem,
+            ));
         }
-        let event = self.inner.backend.publish(topic, event).await?;
-        self.inner.published.fetch_add(1, Ordering::Relaxed);
-        Ok(event)
+        let size = publish.event().len();
+        if size > self.inner.max_event_bytes {
+            return Err(HubError::too_large(size, self.inner.max_event_bytes));
+        }
+        let published = self.inner.backend.publish(topic, publish).await?;
+        if !published.is_duplicate() {
+            self.inner.published.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(published)
     }
 
     /// Authenticates a request with the hub's [policy](HubBuilder::policy): who sent it. Without
@@ -214,8 +252,8 @@ impl Hub {
     /// async fn publish(State(hub): State<Hub>, who: Identity, Path(topic): Path<String>, body: String)
     ///     -> Result<String, HubError>
     /// {
-    ///     let event = hub.publish_as(&who, &topic, Event::data(body)).await?;
-    ///     Ok(event.id().unwrap_or_default().to_owned())
+    ///     let published = hub.publish_as(&who, &topic, Event::data(body)).await?;
+    ///     Ok(published.id().to_owned())
     /// }
     /// # let _: axum::Router<Hub> = axum::Router::new().route("/publish/{topic}", axum::routing::post(publish));
     /// ```
@@ -228,16 +266,17 @@ impl Hub {
         &self,
         who: &Identity,
         topic: &str,
-        event: Event,
-    ) -> Result<Event, HubError> {
+        publish: impl Into<Publish>,
+    ) -> Result<Published, HubError> {
+        let publish = publish.into();
         validate_topic(topic)?;
         self.authorize(who, Action::Publish, topic)?;
-        if let Some(name) = event.name()
+        if let Some(name) = publish.event().name()
             && RESERVED_EVENT_NAMES.contains(&name)
         {
             return Err(HubError::reserved_name(name));
         }
-        self.publish(topic, event).await
+        self.publish(topic, publish).await
     }
 
     /// [`subscribe_from`](Self::subscribe_from) for a request: authorized first, by the hub's
@@ -270,7 +309,8 @@ impl Hub {
         start: impl Into<Start>,
     ) -> Result<Subscription, HubError> {
         validate_topic(topic)?;
-        self.authorize(who, Action::Subscribe, topic)?;
+        self.authorize(who, Action::Subscribe, topic)
+            .inspect_err(|_| crate::metrics::denied())?;
         let subscription = self.subscribe_from(topic, start.into()).await?;
         Ok(match who.expires_at() {
             Some(at) => subscription.expire_at(at),
@@ -356,7 +396,7 @@ impl Hub {
             .await
         {
             Ok(opened) => opened,
-            Err(err) if err.is_unavailable() || err.is_full() => {
+            Err(err) if err.is_unavailable() || err.is_outcome_unknown() || err.is_full() => {
                 tracing::debug!(topic, error = %err, "subscription refused for now");
                 return Ok(Subscription::unavailable(
                     topic.into(),
@@ -599,6 +639,27 @@ impl HubBuilder {
         self
     }
 
+    /// How long a publish's idempotency key ([`Publish::idempotency_key`]) is remembered: a
+    /// publish with the same key on the same topic within it stores nothing and returns the
+    /// first one's id. Default 5 minutes. On Redis, every server sharing it sees the keys; in
+    /// memory, a topic's keys go with it when it is dropped (idle for
+    /// [`topic_idle_ttl`](Self::topic_idle_ttl), or for the hub's bounds), so keep that TTL
+    /// above the window.
+    pub fn idempotency_window(mut self, window: Duration) -> Self {
+        self.history.idempotency_window = window;
+        self
+    }
+
+    /// The most idempotency keys remembered per topic in memory: beyond it, the oldest is
+    /// forgotten before its window ends. Default 10 000; 0 remembers none. Each key counts
+    /// its length plus [`IDEMPOTENCY_KEY_OVERHEAD`](crate::backend::IDEMPOTENCY_KEY_OVERHEAD)
+    /// bytes towards [`max_history_bytes`](Self::max_history_bytes). (Redis: not bounded by
+    /// count, each key expires with the window.)
+    pub fn idempotency_keys(mut self, max: usize) -> Self {
+        self.history.max_idempotency_keys = max;
+        self
+    }
+
     /// The most events one reconnect replays. Default 1000.
     pub fn max_replay(mut self, max: usize) -> Self {
         self.replay.max_replay = max.max(1);
@@ -709,7 +770,7 @@ impl HubBuilder {
     pub fn backend(self, backend: impl Backend) -> Hub {
         Hub {
             inner: Arc::new(Inner {
-                backend: Box::new(backend),
+                backend: Box::new(observed::Observed(backend)),
                 registry: self.registry.unwrap_or_default(),
                 replay: self.replay,
                 max_event_bytes: self.max_event_bytes,

@@ -10,6 +10,7 @@ use futures_util::stream::Stream;
 use tokio::time::{Instant, Sleep};
 
 use crate::backend::{self, Delivery, Gap, Live, Opened, Rest};
+use crate::metrics::{End, EndCell};
 use crate::{Event, LastEventId};
 
 /// A client's subscription to a hub topic: the `gap` event if its id could not be resumed,
@@ -28,6 +29,8 @@ pub struct Subscription {
     retry: Duration,
     /// When the authorization the subscription was opened with ends.
     expiry: Option<Expiry>,
+    /// Why it ended, when not by itself, for the layer's metrics (feature `metrics`).
+    end: EndCell,
 }
 
 /// The end of a subscription's authorization: a deadline on tokio's clock, and its timer, made
@@ -103,6 +106,7 @@ impl Subscription {
             tail,
             retry,
             expiry: None,
+            end: EndCell::new(),
         }
     }
 
@@ -121,6 +125,7 @@ impl Subscription {
             tail: Tail::Done,
             retry,
             expiry: None,
+            end: EndCell::with(End::Unavailable),
         }
     }
 
@@ -133,6 +138,7 @@ impl Subscription {
             tail: Tail::Retry(retry),
             retry,
             expiry: None,
+            end: EndCell::new(),
         }
     }
 
@@ -144,6 +150,7 @@ impl Subscription {
             tail: Tail::Ended,
             retry: DEFAULT_RETRY,
             expiry: None,
+            end: EndCell::new(),
         }
     }
 
@@ -303,6 +310,7 @@ impl Stream for Subscription {
             this.expiry = None;
             this.head.clear();
             this.tail = Tail::Done;
+            this.end.set(End::Auth);
             return Poll::Ready(Some(expired_event(this.retry)));
         }
         if let Some(event) = this.head.pop_front() {
@@ -318,13 +326,20 @@ impl Stream for Subscription {
                 Some(Delivery::End(end)) => Some(end),
                 Some(Delivery::Lagged) => {
                     slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    this.end.set(End::Slow);
                     tracing::debug!(topic = %this.topic, "subscriber fell behind; ending its stream");
                     Some(Event::retry(*retry))
                 }
                 // The backend lost the topic's feed: come back and replay.
-                None => Some(Event::retry(*retry)),
+                None => {
+                    this.end.set(End::Backend);
+                    Some(Event::retry(*retry))
+                }
             },
-            Tail::Retry(retry) => Some(Event::retry(*retry)),
+            Tail::Retry(retry) => {
+                this.end.set(End::ReplayLimit);
+                Some(Event::retry(*retry))
+            }
             Tail::End(end) => Some(end.clone()),
             Tail::Done | Tail::Ended => None,
         };
@@ -359,7 +374,9 @@ impl axum::response::IntoResponse for Subscription {
             return http::StatusCode::NO_CONTENT.into_response();
         }
         let topic = crate::registry::StreamTopic::from_shared(self.topic.clone());
+        let end = self.end.clone();
         let mut response = crate::EventStream::new(self).into_response();
+        end.attach(response.extensions_mut());
         response.extensions_mut().insert(topic);
         response
     }

@@ -61,11 +61,11 @@ fn last(id: &str) -> Option<LastEventId> {
 async fn publish_range(hub: &Hub, from: u64, to: u64) -> String {
     let mut epoch_of = String::new();
     for n in from..=to {
-        let event = hub
+        let published = hub
             .publish(TOPIC, Event::data(n.to_string()))
             .await
             .expect("publish");
-        let id = event.id().expect("an id");
+        let id = published.id();
         assert_eq!(seq(id), n);
         epoch_of = epoch(id).to_owned();
     }
@@ -201,11 +201,11 @@ async fn concurrent_reconnects_get_every_later_event_exactly_once_in_order() {
         let hub = hub.clone();
         tokio::spawn(async move {
             for n in BEFORE + 1..=TOTAL {
-                let event = hub
+                let published = hub
                     .publish(TOPIC, Event::data(n.to_string()))
                     .await
                     .expect("publish");
-                assert_eq!(event.id().map(seq), Some(n));
+                assert_eq!(seq(published.id()), n);
                 progress.send_replace(n);
                 // Let subscribers (re)connect while publishing goes on.
                 tokio::task::yield_now().await;
@@ -568,15 +568,16 @@ async fn publish_replaces_an_id_the_event_already_had() {
         .build()
         .unwrap();
     let published = hub.publish(TOPIC, event).await.unwrap();
-    let id = published.id().expect("an id").to_owned();
+    let id = published.id().to_owned();
     assert_eq!(seq(&id), 1);
+    assert!(!published.is_duplicate());
     assert_eq!(
-        published.as_bytes(),
+        published.event().as_bytes(),
         format!("id: {id}\nevent: price\ndata: 1\n\n").as_bytes()
     );
 
     let mut sub = subscribe(&hub, last(&format!("{}-0", epoch(&id)))).await;
-    assert_eq!(next_event(&mut sub), published);
+    assert_eq!(next_event(&mut sub), published.into_event());
 }
 
 #[tokio::test]
@@ -673,8 +674,8 @@ impl Backend for Unreachable {
     fn publish<'a>(
         &'a self,
         _: &'a str,
-        _: Event,
-    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
+        _: Publish,
+    ) -> futures_util::future::BoxFuture<'a, Result<Published, crate::backend::Error>> {
         let source = std::io::Error::other("connect to 10.1.2.3:6379: refused (secret)");
         futures_util::future::ready(Err(crate::backend::Error::unavailable(source))).boxed()
     }
@@ -861,9 +862,9 @@ impl Backend for DefaultWait {
     fn publish<'a>(
         &'a self,
         topic: &'a str,
-        event: Event,
-    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
-        self.0.publish(topic, event)
+        publish: Publish,
+    ) -> futures_util::future::BoxFuture<'a, Result<Published, crate::backend::Error>> {
+        self.0.publish(topic, publish)
     }
     fn open<'a>(
         &'a self,
@@ -916,4 +917,161 @@ async fn the_default_wait_idle_waits_for_grace_without_subscribers() {
             && waited <= Duration::from_secs(20) + grace + grace / 2,
         "{waited:?}"
     );
+}
+
+// ---- Idempotent publish and honest outcomes (issue 18) ----
+
+/// A backend whose publishes and subscriptions fail with the error `fail` makes.
+struct Failing(fn() -> crate::backend::Error);
+
+impl Backend for Failing {
+    fn publish<'a>(
+        &'a self,
+        _: &'a str,
+        _: Publish,
+    ) -> futures_util::future::BoxFuture<'a, Result<Published, crate::backend::Error>> {
+        futures_util::future::ready(Err((self.0)())).boxed()
+    }
+    fn open<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a Start,
+        _: &'a ReplayOptions,
+    ) -> futures_util::future::BoxFuture<'a, Result<crate::backend::Opened, crate::backend::Error>>
+    {
+        futures_util::future::ready(Err((self.0)())).boxed()
+    }
+    fn close<'a>(
+        &'a self,
+        _: &'a str,
+        _: Event,
+    ) -> futures_util::future::BoxFuture<'a, Result<Event, crate::backend::Error>> {
+        futures_util::future::ready(Err((self.0)())).boxed()
+    }
+    fn topic_info<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<TopicInfo>, crate::backend::Error>> {
+        futures_util::future::ready(Ok(None)).boxed()
+    }
+}
+
+fn timed_out() -> crate::backend::Error {
+    let source = std::io::Error::new(std::io::ErrorKind::TimedOut, "10.1.2.3:6379 (secret)");
+    crate::backend::Error::outcome_unknown(source)
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn a_publish_whose_outcome_is_unknown_is_a_504_that_says_to_retry_with_the_same_key() {
+    use http::StatusCode;
+
+    let hub = Hub::builder().backend(Failing(timed_out));
+    let err = hub
+        .publish(TOPIC, Publish::new(Event::data("x")).idempotency_key("k"))
+        .await
+        .unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err:?}");
+    assert!(!err.is_unavailable() && !err.is_invalid_input() && !err.is_key_reused());
+    let (status, retry_after, body) = response_parts(err).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body.contains("may or may not have been stored"), "{body}");
+    assert!(body.contains("same idempotency key"), "{body}");
+    assert!(body.contains("may store the event twice"), "{body}");
+    assert!(!body.contains("secret"), "{body}");
+
+    // Not stored is another answer: 503, "nothing was done".
+    let hub = Hub::builder().backend(Unreachable);
+    let err = hub.publish(TOPIC, Event::data("x")).await.unwrap_err();
+    assert!(err.is_unavailable() && !err.is_outcome_unknown());
+    let (status, _, body) = response_parts(err).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("nothing was done"), "{body}");
+}
+
+#[tokio::test]
+async fn a_subscription_whose_backend_does_not_answer_is_a_retry_hint() {
+    let hub = Hub::builder().backend(Failing(timed_out));
+    let mut sub = subscribe(&hub, None).await;
+    let notice = String::from_utf8(next_event(&mut sub).as_bytes().to_vec()).unwrap();
+    assert!(notice.starts_with("retry: 1000\n"), "{notice:?}");
+    assert!(next_now(&mut sub).is_none());
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn a_key_used_for_another_event_is_a_422() {
+    use http::StatusCode;
+
+    let hub = Hub::memory();
+    hub.publish(TOPIC, Publish::new(Event::data("a")).idempotency_key("k"))
+        .await
+        .unwrap();
+    let err = hub
+        .publish(TOPIC, Publish::new(Event::data("b")).idempotency_key("k"))
+        .await
+        .unwrap_err();
+    assert!(err.is_key_reused(), "{err:?}");
+    let (status, retry_after, body) = response_parts(err).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(retry_after, None);
+    assert!(body.contains("a different event"), "{body}");
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn invalid_idempotency_keys_are_a_400_that_says_what_a_key_may_be() {
+    use http::StatusCode;
+
+    // The backend is never asked: it would fail otherwise.
+    let hub = Hub::builder().backend(Failing(timed_out));
+    let long = "k".repeat(crate::backend::MAX_IDEMPOTENCY_KEY_LEN + 1);
+    for key in ["", "a b", "tab\t", "é", "nul\0", long.as_str()] {
+        let publish = Publish::new(Event::data("x")).idempotency_key(key);
+        let err = hub.publish(TOPIC, publish).await.unwrap_err();
+        assert!(err.is_invalid_input(), "{key:?}: {err:?}");
+        let (status, _, body) = response_parts(err).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}");
+        assert!(
+            body.starts_with("invalid idempotency key")
+                && body.contains("1 to 128 visible ASCII characters"),
+            "{body}"
+        );
+        assert!(body.len() < 300, "the key shown is cut: {body}");
+    }
+    // The longest key, and every visible ASCII character, are fine.
+    let visible: String = ('!'..='~').collect();
+    for key in ["k".repeat(crate::backend::MAX_IDEMPOTENCY_KEY_LEN), visible] {
+        let publish = Publish::new(Event::data("x")).idempotency_key(key);
+        let err = hub.publish(TOPIC, publish).await.unwrap_err();
+        assert!(err.is_outcome_unknown(), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_is_not_counted_as_published_and_reaches_no_subscriber() {
+    let hub = Hub::memory();
+    let mut sub = subscribe(&hub, None).await;
+    let publish = || Publish::new(Event::data("once")).idempotency_key("k");
+    let first = hub.publish(TOPIC, publish()).await.unwrap();
+    let again = hub.publish(TOPIC, publish()).await.unwrap();
+    assert_eq!((again.id(), again.is_duplicate()), (first.id(), true));
+    assert_eq!(again.event(), first.event());
+    assert_eq!(hub.stats().published, 1);
+    assert_eq!(next_event(&mut sub), first.into_event());
+    assert_waiting(&mut sub);
+}
+
+#[tokio::test]
+async fn publish_as_checks_the_key_and_returns_the_duplicate_too() {
+    let hub = Hub::memory();
+    let who = crate::auth::Identity::anonymous();
+    let publish = || Publish::new(Event::data("x")).idempotency_key("k");
+    let first = hub.publish_as(&who, TOPIC, publish()).await.unwrap();
+    let again = hub.publish_as(&who, TOPIC, publish()).await.unwrap();
+    assert_eq!((again.id(), again.is_duplicate()), (first.id(), true));
+    let bad = Publish::new(Event::data("x")).idempotency_key("a b");
+    let err = hub.publish_as(&who, TOPIC, bad).await.unwrap_err();
+    assert!(err.is_invalid_input(), "{err:?}");
 }

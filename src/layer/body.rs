@@ -146,6 +146,7 @@ where
                 if state.done {
                     return Poll::Ready(None);
                 }
+                let _span = state.registration.span.clone().entered();
                 // Polled: the server has taken the frame handed over last.
                 state.registration.shared.polled();
                 if let Some(prelude) = state.prelude.take() {

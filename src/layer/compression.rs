@@ -41,7 +41,7 @@ pub(crate) struct Accepted;
 
 /// The layer's compression settings ([`Config`]); nothing without the `compression` feature.
 #[cfg(feature = "compression")]
-pub(crate) type Settings = Option<Compression>;
+pub(crate) type Settings = Option<Compressing>;
 /// The layer's compression settings ([`Config`]); nothing without the `compression` feature.
 #[cfg(not(feature = "compression"))]
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,7 +50,7 @@ pub(crate) struct Settings;
 /// Reads the request's `Accept-Encoding`, only when the layer compresses.
 #[cfg(feature = "compression")]
 pub(crate) fn accepted(headers: &HeaderMap, config: &Config) -> Accepted {
-    let offered = config.compression.as_ref()?;
+    let offered = &config.compression.as_ref()?.offered;
     negotiate(headers.get_all(header::ACCEPT_ENCODING), offered)
 }
 
@@ -82,12 +82,12 @@ pub(crate) fn stream_body<B: http_body::Body>(
         return SseBody::encoded(body, config, registration);
     }
     #[cfg(feature = "compression")]
-    if config.compression.is_some() {
+    if let Some(compressing) = &config.compression {
         vary_on_accept_encoding(headers);
         if let Some(encoding) = accepted {
             headers.insert(header::CONTENT_ENCODING, encoding.header_value());
             let inner = SseBody::stream(body, config, registration);
-            return SseBody::compressed(Compressed::new(inner, encoding));
+            return SseBody::compressed(Compressed::new(inner, encoding, compressing));
         }
     }
     #[cfg(not(feature = "compression"))]
@@ -119,12 +119,18 @@ pub(crate) use self::disabled::Compressed;
 #[cfg(feature = "compression")]
 pub use self::enabled::Compression;
 #[cfg(feature = "compression")]
-pub(crate) use self::enabled::{Compressed, Encoding, negotiate, vary_on_accept_encoding};
+pub(crate) use self::enabled::{
+    Compressed, Compressing, Encoding, negotiate, vary_on_accept_encoding,
+};
+
+#[cfg(feature = "compression")]
+mod shared;
 
 #[cfg(feature = "compression")]
 mod enabled {
     use std::io;
     use std::pin::Pin;
+    use std::sync::Arc;
     use std::task::{Context, Poll, ready};
 
     use async_compression::Level;
@@ -138,6 +144,7 @@ mod enabled {
 
     use super::super::SseBody;
     use super::super::body::Boundary;
+    use super::shared;
 
     /// Which encodings [`SseLayer::compression`](crate::SseLayer::compression) may compress
     /// event streams with: all three by default. The client's `q` values decide first; between
@@ -186,6 +193,9 @@ mod enabled {
         zstd: bool,
         br: bool,
         gzip: bool,
+        shared: bool,
+        cache_entries: usize,
+        cache_bytes: usize,
     }
 
     impl Default for Compression {
@@ -195,13 +205,69 @@ mod enabled {
     }
 
     impl Compression {
-        /// `zstd`, `gzip` and `br`, in that order of preference.
+        /// The shared mode's cache holds at most this many events by default
+        /// ([`cache_entries`](Self::cache_entries)).
+        pub const DEFAULT_CACHE_ENTRIES: usize = 1024;
+        /// The shared mode's cache holds at most this many bytes by default (events and
+        /// their compressed bytes; [`cache_bytes`](Self::cache_bytes)).
+        pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+
+        /// `zstd`, `gzip` and `br`, in that order of preference, one context per stream
+        /// ([`per_stream`](Self::per_stream)).
         pub fn new() -> Self {
             Compression {
                 zstd: true,
                 br: true,
                 gzip: true,
+                shared: false,
+                cache_entries: Self::DEFAULT_CACHE_ENTRIES,
+                cache_bytes: Self::DEFAULT_CACHE_BYTES,
             }
+        }
+
+        /// One compression context per stream, which compresses each event against the
+        /// ones the stream sent before it (the default): the fewest bytes for events that
+        /// repeat earlier ones, such as a server-driven UI's morphs of a page, for the CPU
+        /// of compressing every event once per stream that sends it.
+        pub fn per_stream(mut self) -> Self {
+            self.shared = false;
+            self
+        }
+
+        /// Compresses each event once, on its own, and sends the same compressed bytes to
+        /// every stream that sends the event (every subscriber of a topic), from a cache the
+        /// layer's streams share ([`cache_entries`](Self::cache_entries),
+        /// [`cache_bytes`](Self::cache_bytes)). A stream keeps no context: an event does not
+        /// compress against the ones before it, and a stream costs no memory of its own.
+        /// The layer's own comments and hints are compressed the same way. Each stream is
+        /// still one valid stream of its encoding, which any decoder reads as it arrives.
+        ///
+        /// The event is found again by the identity of its bytes: a hub's topic hands every
+        /// subscriber the same bytes of an event, as does any handler that clones one
+        /// [`Event`](crate::Event) to many streams. An event built anew for each stream is
+        /// compressed for each (as correct, and as costly, as without the cache).
+        pub fn shared(mut self) -> Self {
+            self.shared = true;
+            self
+        }
+
+        /// The most events the shared mode's cache holds (default
+        /// [`DEFAULT_CACHE_ENTRIES`](Self::DEFAULT_CACHE_ENTRIES)), rounded down to a
+        /// multiple of four that is a power of two (or to fewer than four); each encoding of
+        /// an event counts once. 0 caches nothing: every stream compresses each event
+        /// itself, without a context. An event is evicted by later ones, never by age.
+        pub fn cache_entries(mut self, entries: usize) -> Self {
+            self.cache_entries = entries;
+            self
+        }
+
+        /// The most bytes the shared mode's cache holds (default
+        /// [`DEFAULT_CACHE_BYTES`](Self::DEFAULT_CACHE_BYTES)): the events it keeps (whose
+        /// memory it keeps alive, as a slice of anything larger keeps all of it) and their
+        /// compressed bytes. An event larger than that is compressed for each stream.
+        pub fn cache_bytes(mut self, bytes: usize) -> Self {
+            self.cache_bytes = bytes;
+            self
         }
 
         /// Does not offer `zstd`.
@@ -268,8 +334,26 @@ mod enabled {
         /// # let _ = app;
         /// ```
         pub fn compression(self, compression: Compression) -> Self {
-            self.update(|c| c.compression = compression.offers_any().then_some(compression))
+            self.update(|c| {
+                c.compression = compression.offers_any().then(|| Compressing {
+                    offered: compression,
+                    cache: compression.shared.then(|| {
+                        Arc::new(shared::Cache::new(
+                            compression.cache_entries,
+                            compression.cache_bytes,
+                        ))
+                    }),
+                })
+            })
         }
+    }
+
+    /// What [`SseLayer::compression`](crate::SseLayer::compression) sets: the settings, and
+    /// in shared mode the cache of the layer and its clones.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Compressing {
+        pub(crate) offered: Compression,
+        cache: Option<Arc<shared::Cache>>,
     }
 
     /// An encoding the layer compresses with.
@@ -534,24 +618,59 @@ mod enabled {
         }
     }
 
+    /// How a stream is compressed.
+    enum Codec {
+        /// With its own context, flushed at the end of each event and comment.
+        PerStream {
+            encoder: Encoder,
+            /// Where the plain bytes compressed so far end.
+            boundary: Boundary,
+        },
+        /// Each frame on its own, through the layer's cache.
+        Shared(shared::Stream),
+    }
+
+    impl Codec {
+        /// The compressed bytes of `data`, the stream's next frame, if there are any yet.
+        fn compress(&mut self, data: &Bytes) -> io::Result<Bytes> {
+            match self {
+                Codec::PerStream { encoder, boundary } => {
+                    *boundary = boundary.advance(data);
+                    encoder.compress(data, boundary.at_event_end())
+                }
+                Codec::Shared(stream) => stream.compress(data),
+            }
+        }
+
+        fn finish(&mut self) -> io::Result<Bytes> {
+            match self {
+                Codec::PerStream { encoder, .. } => encoder.finish(),
+                Codec::Shared(stream) => stream.finish(),
+            }
+        }
+    }
+
     /// The body of a stream the layer compresses: the layer's own stream body, compressed.
     pub(crate) struct Compressed<B> {
         inner: Pin<Box<SseBody<B>>>,
-        encoder: Encoder,
-        /// Where the plain bytes compressed so far end: the context is flushed at the end of
-        /// each event and comment.
-        boundary: Boundary,
+        codec: Codec,
         /// Trailers of the inner body, sent once the compressed stream is finished.
         trailers: Option<HeaderMap>,
         done: bool,
     }
 
     impl<B> Compressed<B> {
-        pub(crate) fn new(inner: SseBody<B>, encoding: Encoding) -> Self {
+        pub(crate) fn new(inner: SseBody<B>, encoding: Encoding, settings: &Compressing) -> Self {
+            let codec = match &settings.cache {
+                Some(cache) => Codec::Shared(shared::Stream::new(encoding, cache.clone())),
+                None => Codec::PerStream {
+                    encoder: Encoder::new(encoding),
+                    boundary: Boundary::START,
+                },
+            };
             Compressed {
                 inner: Box::pin(inner),
-                encoder: Encoder::new(encoding),
-                boundary: Boundary::START,
+                codec,
                 trailers: None,
                 done: false,
             }
@@ -560,7 +679,7 @@ mod enabled {
         /// Ends the compressed stream: its last bytes, then the trailers if any.
         fn finish<E>(&mut self) -> Poll<Option<Result<Frame<Bytes>, E>>> {
             self.done = true;
-            match self.encoder.finish() {
+            match self.codec.finish() {
                 Ok(last) if !last.is_empty() => Poll::Ready(Some(Ok(Frame::data(last)))),
                 Ok(_) => Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t)))),
                 Err(err) => {
@@ -600,8 +719,7 @@ mod enabled {
                         return this.finish();
                     }
                 };
-                this.boundary = this.boundary.advance(&data);
-                match this.encoder.compress(&data, this.boundary.at_event_end()) {
+                match this.codec.compress(&data) {
                     Ok(out) if !out.is_empty() => return Poll::Ready(Some(Ok(Frame::data(out)))),
                     // All of it is in the context, in the middle of an event: on to the rest.
                     Ok(_) => {}

@@ -245,7 +245,8 @@ mod compressing {
     enum Decoder {
         Gzip(GzipDecoder),
         Brotli(Box<BrotliDecoder>),
-        Zstd(ZstdDecoder),
+        /// With whether the bytes so far end with the end of a frame.
+        Zstd(ZstdDecoder, bool),
     }
 
     impl Decoder {
@@ -253,7 +254,7 @@ mod compressing {
             match coding {
                 "gzip" => Decoder::Gzip(GzipDecoder::new()),
                 "br" => Decoder::Brotli(Box::new(BrotliDecoder::new())),
-                "zstd" => Decoder::Zstd(ZstdDecoder::new()),
+                "zstd" => Decoder::Zstd(ZstdDecoder::new(), false),
                 other => panic!("no decoder for {other}"),
             }
         }
@@ -264,7 +265,43 @@ mod compressing {
             match self {
                 Decoder::Gzip(d) => decode(d, bytes),
                 Decoder::Brotli(d) => decode(&mut **d, bytes),
-                Decoder::Zstd(d) => decode(d, bytes),
+                Decoder::Zstd(_, complete) if bytes.is_empty() => (Vec::new(), *complete),
+                Decoder::Zstd(d, complete) => {
+                    let (plain, ended) = decode_frames(d, bytes);
+                    *complete = ended;
+                    (plain, ended)
+                }
+            }
+        }
+    }
+
+    /// As [`decode`], for a stream of frames (zstd's, RFC 8878): one frame after another.
+    /// Whether the input ends with the end of a frame.
+    fn decode_frames<D: Decode>(decoder: &mut D, mut bytes: &[u8]) -> (Vec<u8>, bool) {
+        let mut decoded = Vec::new();
+        loop {
+            let mut input = PartialBuffer::new(bytes);
+            let mut buf = vec![0u8; 1 << 16];
+            let mut output = PartialBuffer::new(&mut buf[..]);
+            let mut complete = false;
+            loop {
+                if !input.unwritten().is_empty() && !complete {
+                    complete = decoder.decode(&mut input, &mut output).unwrap();
+                }
+                let flushed = decoder.flush(&mut output).unwrap();
+                decoded.extend_from_slice(output.written());
+                let full = output.unwritten().is_empty();
+                output = PartialBuffer::new(&mut buf[..]);
+                if (input.unwritten().is_empty() || complete) && flushed && !full {
+                    break;
+                }
+            }
+            bytes = &bytes[input.written_len()..];
+            if complete {
+                decoder.reinit().unwrap();
+            }
+            if bytes.is_empty() {
+                return (decoded, complete);
             }
         }
     }
@@ -294,6 +331,16 @@ mod compressing {
         SseLayer::new().compression(Compression::new())
     }
 
+    /// A layer that compresses each event once for all its streams.
+    fn sharing() -> SseLayer {
+        SseLayer::new().compression(Compression::new().shared())
+    }
+
+    /// Both modes: one context per stream, and shared.
+    fn both_modes() -> [(&'static str, SseLayer); 2] {
+        [("per stream", compressing()), ("shared", sharing())]
+    }
+
     /// Opens a stream through a compressing layer for a client that accepts `codings`.
     async fn open_compressed(
         codings: &'static str,
@@ -301,17 +348,23 @@ mod compressing {
         tokio::sync::mpsc::Sender<Bytes>,
         Response<super::super::SseBody<Body>>,
     ) {
+        open_through(compressing(), codings).await
+    }
+
+    /// Opens a stream through `layer` for a client that accepts `codings`.
+    async fn open_through(
+        layer: SseLayer,
+        codings: &str,
+    ) -> (
+        tokio::sync::mpsc::Sender<Bytes>,
+        Response<super::super::SseBody<Body>>,
+    ) {
         let (tx, body) = channel_body();
-        let response = serve(
-            compressing(),
-            accepting(codings),
-            event_stream_response(body),
-        )
-        .await;
+        let response = serve(layer, accepting(codings), event_stream_response(body)).await;
         (tx, response)
     }
 
-    fn accepting(codings: &'static str) -> Request<Body> {
+    fn accepting(codings: &str) -> Request<Body> {
         Request::get("/events")
             .header(header::ACCEPT_ENCODING, codings)
             .body(Body::empty())
@@ -435,55 +488,63 @@ mod compressing {
 
     #[tokio::test(start_paused = true)]
     async fn each_event_and_keep_alive_decodes_as_soon_as_it_is_sent() {
-        for coding in ["gzip", "br", "zstd"] {
-            let (tx, response) = open_compressed(coding).await;
-            let mut body = response.into_body();
-            let mut decoder = Decoder::new(coding);
-            let mut decoded = |frame: Bytes| {
-                let (plain, complete) = decoder.feed(&frame);
-                assert!(!complete, "{coding}: ended early");
-                String::from_utf8(plain).unwrap()
-            };
-            assert_eq!(
-                decoded(next(&mut body).await),
-                ":\n\n",
-                "{coding}: initial comment"
-            );
-            for i in 0..20 {
-                let event = format!("id: {i}\ndata: {{\"n\":{i},\"page\":\"<div>…</div>\"}}\n\n");
-                tx.send(Bytes::from(event.clone())).await.unwrap();
-                assert_eq!(decoded(next(&mut body).await), event, "{coding}: event {i}");
+        for (mode, layer) in both_modes() {
+            for coding in ["gzip", "br", "zstd"] {
+                decodes_as_sent(layer.clone(), &format!("{mode} {coding}"), coding).await;
             }
-            // Idle: the keep-alive comes out decodable too.
-            assert_eq!(
-                decoded(next(&mut body).await),
-                ":\n\n",
-                "{coding}: keep-alive"
-            );
-            // An event split across frames: not flushed in the middle (what the codec gives
-            // out before its end may be part of it), all of it once it is complete.
-            send(&tx, b"data: first half").await;
-            let mut split = String::new();
-            if let Ok(frame) = tokio::time::timeout(Duration::from_secs(1), body.frame()).await {
-                split += &decoded(frame.unwrap().unwrap().into_data().unwrap());
-            }
-            assert!(
-                "data: first half".starts_with(&split),
-                "{coding}: {split:?}"
-            );
-            send(&tx, b", second half\n\n").await;
-            split += &decoded(next(&mut body).await);
-            assert_eq!(
-                split, "data: first half, second half\n\n",
-                "{coding}: split event"
-            );
-            // The end completes the compressed stream.
-            drop(tx);
-            let (tail, complete) = decoder.feed(&rest(&mut body).await);
-            assert!(tail.is_empty(), "{coding}: {tail:?}");
-            assert!(complete, "{coding}: the compressed stream is complete");
-            assert!(body.is_end_stream());
         }
+    }
+
+    /// Opens a stream through `layer` for `coding` and reads it with a real decoder: each
+    /// event and keep-alive decodes whole from the frame it comes in, and the end completes
+    /// the compressed stream.
+    async fn decodes_as_sent(layer: SseLayer, what: &str, coding: &str) {
+        let (tx, response) = open_through(layer, coding).await;
+        let mut body = response.into_body();
+        let mut decoder = Decoder::new(coding);
+        let decoder_frames = coding == "zstd" && what.starts_with("shared");
+        let mut decoded = |frame: Bytes| {
+            let (plain, complete) = decoder.feed(&frame);
+            // A zstd stream in shared mode is a frame per event: each ends one.
+            assert!(!complete || decoder_frames, "{what}: ended early");
+            String::from_utf8(plain).unwrap()
+        };
+        assert_eq!(
+            decoded(next(&mut body).await),
+            ":\n\n",
+            "{what}: initial comment"
+        );
+        for i in 0..20 {
+            let event = format!("id: {i}\ndata: {{\"n\":{i},\"page\":\"<div>…</div>\"}}\n\n");
+            tx.send(Bytes::from(event.clone())).await.unwrap();
+            assert_eq!(decoded(next(&mut body).await), event, "{what}: event {i}");
+        }
+        // Idle: the keep-alive comes out decodable too.
+        assert_eq!(
+            decoded(next(&mut body).await),
+            ":\n\n",
+            "{what}: keep-alive"
+        );
+        // An event split across frames: not flushed in the middle (what the codec gives
+        // out before its end may be part of it), all of it once it is complete.
+        send(&tx, b"data: first half").await;
+        let mut split = String::new();
+        if let Ok(frame) = tokio::time::timeout(Duration::from_secs(1), body.frame()).await {
+            split += &decoded(frame.unwrap().unwrap().into_data().unwrap());
+        }
+        assert!("data: first half".starts_with(&split), "{what}: {split:?}");
+        send(&tx, b", second half\n\n").await;
+        split += &decoded(next(&mut body).await);
+        assert_eq!(
+            split, "data: first half, second half\n\n",
+            "{what}: split event"
+        );
+        // The end completes the compressed stream.
+        drop(tx);
+        let (tail, complete) = decoder.feed(&rest(&mut body).await);
+        assert!(tail.is_empty(), "{what}: {tail:?}");
+        assert!(complete, "{what}: the compressed stream is complete");
+        assert!(body.is_end_stream());
     }
 
     #[tokio::test(start_paused = true)]
@@ -546,16 +607,22 @@ mod compressing {
                 .map(|_| fastrand::alphanumeric())
                 .collect::<String>()
         };
-        for coding in ["gzip", "br", "zstd"] {
-            let (tx, response) = open_compressed(coding).await;
+        for ((mode, layer), coding) in both_modes()
+            .into_iter()
+            .flat_map(|mode| ["gzip", "br", "zstd"].map(|coding| (mode.clone(), coding)))
+        {
+            let (tx, response) = open_through(layer, coding).await;
             let mut body = response.into_body();
             let mut decoder = Decoder::new(coding);
             decoder.feed(&next(&mut body).await);
+            // A zstd stream in shared mode is a frame per event: each ends one.
+            let frames = coding == "zstd" && mode == "shared";
+            let coding = format!("{mode} {coding}");
             for len in [20 * 1024, 300 * 1024, 1, 70 * 1024] {
                 let event = format!("data: {}\n\n", noise(len));
                 tx.send(Bytes::from(event.clone())).await.unwrap();
                 let (plain, complete) = decoder.feed(&next(&mut body).await);
-                assert!(!complete, "{coding}");
+                assert!(!complete || frames, "{coding}");
                 assert!(
                     plain == event.as_bytes(),
                     "{coding}: an event of {len} bytes, {} decoded",
@@ -570,9 +637,12 @@ mod compressing {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_a_compressed_stream_with_its_retry_hint_and_a_complete_end() {
-        for coding in ["gzip", "br", "zstd"] {
+        for ((mode, layer), coding) in both_modes()
+            .into_iter()
+            .flat_map(|mode| ["gzip", "br", "zstd"].map(|coding| (mode.clone(), coding)))
+        {
             let registry = Registry::new();
-            let layer = compressing().registry(registry.clone());
+            let layer = layer.registry(registry.clone());
             let (tx, body) = channel_body();
             let response = serve(
                 layer.clone(),
@@ -592,9 +662,12 @@ mod compressing {
             let tail = String::from_utf8(tail).unwrap();
             assert!(
                 tail.starts_with("retry: ") && tail.ends_with("\n\n"),
-                "{tail:?}"
+                "{mode} {coding}: {tail:?}"
             );
-            assert!(complete, "{coding}: the compressed stream is complete");
+            assert!(
+                complete,
+                "{mode} {coding}: the compressed stream is complete"
+            );
             assert!(registry.is_empty());
         }
     }
@@ -655,6 +728,253 @@ mod compressing {
         assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
         let bytes = rest(&mut refused.into_body()).await;
         assert!(bytes.starts_with(b": too many connections\n"));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Shared mode: each event compressed once for all streams
+    // -----------------------------------------------------------------------------------------
+
+    /// Opens `n` streams of `topic` through `layer` for a client that accepts `coding`, each
+    /// read past its first frame (the stream's header and initial comment).
+    async fn subscribers(
+        hub: &crate::Hub,
+        layer: &SseLayer,
+        topic: &str,
+        coding: &str,
+        n: usize,
+    ) -> Vec<super::super::SseBody<Body>> {
+        use axum::response::IntoResponse as _;
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            let subscription = hub.subscribe(topic, None).await.unwrap();
+            let response = serve(
+                layer.clone(),
+                accepting(coding),
+                subscription.into_response(),
+            );
+            let mut body = response.await.into_body();
+            next(&mut body).await;
+            bodies.push(body);
+        }
+        bodies
+    }
+
+    fn same_bytes(frames: &[Bytes]) -> bool {
+        frames
+            .iter()
+            .all(|f| f.as_ptr() == frames[0].as_ptr() && f.len() == frames[0].len())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_of_one_topic_share_each_compressed_event_and_keep_alive() {
+        let hub = crate::Hub::memory();
+        let layer = sharing();
+        for coding in ["gzip", "br", "zstd"] {
+            let topic = format!("room-{coding}");
+            let mut bodies = subscribers(&hub, &layer, &topic, coding, 3).await;
+            for i in 0..5 {
+                let event = Event::data(format!("{{\"n\":{i},\"html\":\"<p>row {i}</p>\"}}"));
+                hub.publish(&topic, event).await.unwrap();
+                let mut frames = Vec::new();
+                for body in &mut bodies {
+                    frames.push(next(body).await);
+                }
+                assert!(same_bytes(&frames), "{coding}: event {i}");
+            }
+            // Idle: each stream's keep-alive, the same bytes too.
+            let mut frames = Vec::new();
+            for body in &mut bodies {
+                frames.push(next(body).await);
+            }
+            assert!(same_bytes(&frames), "{coding}: keep-alive");
+        }
+        // One context per stream: each compresses on its own.
+        let mut bodies = subscribers(&hub, &compressing(), "apart", "gzip", 2).await;
+        hub.publish("apart", Event::data("{}")).await.unwrap();
+        let (a, b) = (next(&mut bodies[0]).await, next(&mut bodies[1]).await);
+        assert_eq!(a, b, "the same bytes, compressed twice");
+        assert!(!same_bytes(&[a, b]));
+    }
+
+    mod shared_proptest {
+        use std::io::Read as _;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// One event of the pool, in one frame.
+            Event(usize),
+            /// One event of the pool, in two frames cut at a byte.
+            Split(usize, usize),
+            /// Idle until every stream sends a keep-alive.
+            Idle,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => (0..8usize).prop_map(Step::Event),
+                1 => (0..8usize, 0..4096usize).prop_map(|(i, at)| Step::Split(i, at)),
+                1 => Just(Step::Idle),
+            ]
+        }
+
+        /// Event data: text with line breaks and non-ASCII, sometimes long and repetitive.
+        fn data() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9 {}\":,\n\r\u{e9}\u{1f600}]{0,200}",
+                ("[a-z]{1,12}", 1..400usize).prop_map(|(word, n)| word.repeat(n)),
+            ]
+        }
+
+        /// The plain stream and each encoding's streams, all fed the same frames.
+        struct Streams {
+            senders: Vec<tokio::sync::mpsc::Sender<Bytes>>,
+            bodies: Vec<super::super::super::SseBody<Body>>,
+            sent: Vec<Vec<u8>>,
+        }
+
+        const CODINGS: [&str; 3] = ["gzip", "br", "zstd"];
+        /// Streams per encoding.
+        const EACH: usize = 2;
+
+        impl Streams {
+            async fn open(plain: SseLayer, shared: SseLayer) -> Streams {
+                let mut streams = Streams {
+                    senders: Vec::new(),
+                    bodies: Vec::new(),
+                    sent: Vec::new(),
+                };
+                let (tx, response) = open_through(plain, "identity").await;
+                streams.add(tx, response.into_body());
+                for coding in CODINGS {
+                    for _ in 0..EACH {
+                        let (tx, response) = open_through(shared.clone(), coding).await;
+                        assert_eq!(response.headers()[header::CONTENT_ENCODING], coding);
+                        streams.add(tx, response.into_body());
+                    }
+                }
+                streams
+            }
+
+            fn add(
+                &mut self,
+                tx: tokio::sync::mpsc::Sender<Bytes>,
+                body: super::super::super::SseBody<Body>,
+            ) {
+                self.senders.push(tx);
+                self.bodies.push(body);
+                self.sent.push(Vec::new());
+            }
+
+            /// Sends `frame` to every stream, and reads what each sends for it.
+            async fn frame(&mut self, frame: &Bytes) {
+                for tx in &self.senders {
+                    tx.send(frame.clone()).await.unwrap();
+                }
+                self.read().await;
+            }
+
+            /// Reads each stream's next frame.
+            async fn read(&mut self) {
+                for (body, sent) in self.bodies.iter_mut().zip(&mut self.sent) {
+                    sent.extend_from_slice(&next(body).await);
+                }
+            }
+
+            /// Ends every stream and returns all each one sent.
+            async fn end(mut self) -> Vec<Vec<u8>> {
+                self.senders.clear();
+                for (body, sent) in self.bodies.iter_mut().zip(&mut self.sent) {
+                    sent.extend_from_slice(&rest(body).await);
+                }
+                self.sent
+            }
+        }
+
+        fn decoded(coding: &str, bytes: &[u8]) -> Vec<u8> {
+            let mut plain = Vec::new();
+            match coding {
+                // One gzip member (not `MultiGzDecoder`): its CRC-32 and length checked.
+                "gzip" => flate2::read::GzDecoder::new(bytes)
+                    .read_to_end(&mut plain)
+                    .map(drop),
+                "br" => brotli::Decompressor::new(bytes, 4096)
+                    .read_to_end(&mut plain)
+                    .map(drop),
+                _ => zstd::stream::decode_all(bytes).map(|all| plain = all),
+            }
+            .unwrap_or_else(|err| panic!("{coding}: {err}"));
+            plain
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn shared_streams_decode_to_what_the_plain_stream_sends(
+                pool in proptest::collection::vec(data(), 8),
+                steps in proptest::collection::vec(step(), 0..30),
+                cache_entries in prop_oneof![Just(0usize), 1..6usize, Just(1024)],
+                cache_bytes in prop_oneof![Just(0usize), Just(600), Just(1usize << 20)],
+            ) {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .start_paused(true)
+                    .build()
+                    .unwrap();
+                let sent = rt.block_on(async {
+                    let plain = SseLayer::new().keep_alive(Duration::from_secs(1));
+                    let shared = plain.clone().compression(
+                        Compression::new()
+                            .shared()
+                            .cache_entries(cache_entries)
+                            .cache_bytes(cache_bytes),
+                    );
+                    // The same `Bytes` each time an event is sent, as a hub's topic hands out.
+                    let pool: Vec<Bytes> = pool
+                        .iter()
+                        .map(|data| Event::data(data.as_str()).into_bytes())
+                        .collect();
+                    let mut streams = Streams::open(plain, shared).await;
+                    streams.read().await;
+                    for step in &steps {
+                        match *step {
+                            Step::Event(i) => streams.frame(&pool[i]).await,
+                            Step::Split(i, at) => {
+                                // Two frames with bytes in each (an empty frame sends nothing
+                                // compressed, and lets time run to a keep-alive).
+                                let at = 1 + at % (pool[i].len() - 1);
+                                streams.frame(&pool[i].slice(..at)).await;
+                                streams.frame(&pool[i].slice(at..)).await;
+                            }
+                            Step::Idle => streams.read().await,
+                        }
+                    }
+                    streams.end().await
+                });
+                let plain = &sent[0];
+                for (i, coding) in CODINGS.iter().enumerate() {
+                    let first = &sent[1 + i * EACH];
+                    let decoded = decoded(coding, first);
+                    let same = decoded.iter().zip(plain).take_while(|(a, b)| a == b).count();
+                    prop_assert!(
+                        decoded == *plain,
+                        "{}: {} bytes decoded, {} sent plain, the same up to {}",
+                        coding,
+                        decoded.len(),
+                        plain.len(),
+                        same
+                    );
+                    for other in &sent[2 + i * EACH..1 + (i + 1) * EACH] {
+                        // Each piece is the same whoever compresses it, cached or not.
+                        prop_assert_eq!(other, first, "{}", coding);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, Method};
 
-use super::cors::AllowedOrigins;
+use super::cors::{AllowedOrigins, Cors};
 use super::host::AllowedHosts;
 use super::origin::Scheme;
 use super::proxy::TrustedProxies;
@@ -27,8 +27,8 @@ pub(crate) struct Config {
     pub(crate) origins: Option<AllowedOrigins>,
     pub(crate) allow_methods: Vec<Method>,
     pub(crate) allow_headers: Vec<HeaderName>,
-    /// The CORS layer derived from the settings above; `None` without allowed origins.
-    pub(crate) cors: Option<tower_http::cors::CorsLayer>,
+    /// The CORS rules derived from the settings above; `None` without allowed origins.
+    pub(crate) cors: Option<Cors>,
     pub(crate) registry: Registry,
     pub(crate) limits: Limits,
     pub(crate) shutdown_retry: Duration,
@@ -52,17 +52,10 @@ impl Config {
     /// Recomputes what is derived from the settings.
     pub(crate) fn refresh(&mut self) {
         self.prelude = self.build_prelude();
-        self.cors = self.origins.as_ref().map(|origins| {
-            let allowed = origins.clone();
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(origins.to_tower_http())
-                // Only alongside an allowed origin: an unlisted one gets no CORS header at all.
-                .allow_credentials(tower_http::cors::AllowCredentials::predicate(
-                    move |origin, parts| allowed.allows(origin, parts),
-                ))
-                .allow_methods(self.allow_methods.clone())
-                .allow_headers(self.allow_headers.clone())
-        });
+        self.cors = self
+            .origins
+            .as_ref()
+            .map(|origins| Cors::new(origins.clone(), &self.allow_methods, &self.allow_headers));
     }
 
     fn build_prelude(&self) -> Option<Bytes> {

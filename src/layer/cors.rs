@@ -1,10 +1,19 @@
-//! Which origins may open a stream with credentials.
+//! CORS with credentials, in one place: which origins may open a stream, and the headers their
+//! requests and preflights are answered with.
+//!
+//! The model is tower-http's `cors` module, cut down to what a credentialed event stream needs:
+//! an allowed origin is echoed exactly (never `*`) with `Access-Control-Allow-Credentials: true`;
+//! every response of a layer with allowed origins varies on `Origin` and the two preflight
+//! request headers (appended to the handler's `Vary`, never overwriting it); every `OPTIONS`
+//! request is answered as a preflight, without the handler, with the allowed methods and request
+//! headers. The origin rule (a list, or the user's predicate) is checked once per request, by the
+//! service, and its answer carried to the response.
 
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderValue;
 use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 type Predicate = dyn Fn(&HeaderValue, &Parts) -> bool + Send + Sync;
 
@@ -45,19 +54,80 @@ impl AllowedOrigins {
             AllowedOrigins::Predicate(f) => f(origin, parts),
         }
     }
+}
 
-    /// The same rule in the form tower-http's CORS layer takes.
-    pub(crate) fn to_tower_http(&self) -> tower_http::cors::AllowOrigin {
-        match self {
-            AllowedOrigins::List(list) => tower_http::cors::AllowOrigin::list(list.iter().cloned()),
-            AllowedOrigins::Predicate(_) => {
-                let this = self.clone();
-                tower_http::cors::AllowOrigin::predicate(move |origin, parts| {
-                    this.allows(origin, parts)
-                })
-            }
+/// The `Vary` value of every response of a layer with allowed origins (tower-http's default):
+/// a cache must not answer a request from one origin with a response made for another, nor a
+/// preflight with another preflight's answer.
+const VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
+/// `Access-Control-Allow-Credentials: true`.
+const TRUE: HeaderValue = HeaderValue::from_static("true");
+
+/// The CORS rules of a layer with allowed origins, with the preflight's header values built
+/// once, when the layer is configured.
+#[derive(Debug, Clone)]
+pub(crate) struct Cors {
+    origins: AllowedOrigins,
+    /// `Access-Control-Allow-Methods`: the allowed methods, comma-separated.
+    allow_methods: Option<HeaderValue>,
+    /// `Access-Control-Allow-Headers`: the allowed request headers, comma-separated.
+    allow_headers: Option<HeaderValue>,
+}
+
+impl Cors {
+    pub(crate) fn new(origins: AllowedOrigins, methods: &[Method], headers: &[HeaderName]) -> Self {
+        Cors {
+            origins,
+            allow_methods: comma_separated(methods.iter().map(Method::as_str)),
+            allow_headers: comma_separated(headers.iter().map(HeaderName::as_str)),
         }
     }
+
+    /// Whether `origin` may open a stream with credentials. The service asks once per request
+    /// and carries the answer, so a user's predicate runs once per request.
+    pub(crate) fn allows(&self, origin: &HeaderValue, parts: &Parts) -> bool {
+        self.origins.allows(origin, parts)
+    }
+
+    /// The headers of the answer to a preflight (any `OPTIONS` request): the allowed methods
+    /// and request headers, and, for an allowed origin, the origin echoed with credentials.
+    pub(crate) fn preflight(&self, allowed_origin: Option<HeaderValue>) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(5);
+        Self::decorate(&mut headers, allowed_origin);
+        for (name, value) in [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, &self.allow_methods),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, &self.allow_headers),
+        ] {
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
+        }
+        headers
+    }
+
+    /// Adds what every response of a layer with allowed origins carries: `Vary` (appended to
+    /// the handler's own), and, for an allowed origin, `Access-Control-Allow-Origin` with that
+    /// origin and `Access-Control-Allow-Credentials: true` (replacing any the handler set).
+    pub(crate) fn decorate(headers: &mut HeaderMap, allowed_origin: Option<HeaderValue>) {
+        if let Some(origin) = allowed_origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+        }
+        headers.append(header::VARY, VARY);
+    }
+}
+
+/// `items` joined by commas, as tower-http writes lists; `None` for none.
+fn comma_separated<'a>(items: impl Iterator<Item = &'a str>) -> Option<HeaderValue> {
+    let joined = items.collect::<Vec<_>>().join(",");
+    if joined.is_empty() {
+        return None;
+    }
+    // Method and header names are tokens, which are valid header values.
+    HeaderValue::from_str(&joined).ok()
 }
 
 impl fmt::Debug for AllowedOrigins {

@@ -8,6 +8,7 @@ use pin_project_lite::pin_project;
 
 use super::SseBody;
 use super::config::Config;
+use super::cors::Cors;
 use crate::registry::{ConnectionSlot, Refused, StreamTopic};
 
 /// What the response future needs to know about the request.
@@ -16,6 +17,8 @@ pub(crate) struct RequestInfo {
     /// `false` when the request carries an `Origin` that is neither the server's own (scheme,
     /// host and port, or as `Sec-Fetch-Site` says) nor allowed.
     pub(crate) origin_allowed: bool,
+    /// The request's `Origin`, when the layer's CORS rules allow it: echoed in the response.
+    pub(crate) cors_origin: Option<HeaderValue>,
     pub(crate) config: Arc<Config>,
     /// Builds the stream's registry entry, should the response be an event stream; shared with
     /// the request's extensions (the `Connection` extractor).
@@ -39,7 +42,8 @@ pin_project! {
         Plain { #[pin] future: F },
         // The rarer variants are boxed: axum moves this future a few times per request, and
         // every ordinary request would pay for copying their size.
-        Cors { future: Pin<Box<tower_http::cors::ResponseFuture<F>>> },
+        // A CORS preflight, answered by the layer with these headers.
+        Preflight { headers: Box<http::HeaderMap> },
         // Refused before the handler ran; `cors` holds the headers an allowed origin needs.
         Refused {
             refused: Refused,
@@ -80,6 +84,17 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    /// A preflight (an `OPTIONS` request under a layer with allowed origins), answered with
+    /// `headers` and no body, without the handler.
+    pub(crate) fn preflight(headers: http::HeaderMap) -> Self {
+        ResponseFuture {
+            inner: Inner::Preflight {
+                headers: Box::new(headers),
+            },
+            info: None,
+        }
+    }
+
     /// A request answered with `status` and a plain-text `message`, before the handler ran and
     /// before anything was built for it.
     pub(crate) fn rejected(status: StatusCode, message: &'static str) -> Self {
@@ -93,27 +108,18 @@ impl<F> ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: http_body::Body + Default,
+    B: http_body::Body,
 {
     type Output = Result<Response<SseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = match this.inner.project() {
-            InnerProj::Cors { future } => ready!(future.as_mut().poll(cx))?,
-            InnerProj::Plain { future } => {
-                let mut response = ready!(future.poll(cx))?;
-                let info = this
-                    .info
-                    .as_ref()
-                    .expect("tower_sse::ResponseFuture polled after completion");
-                if info.config.cors.is_some() {
-                    // What tower-http's CORS service adds to every response, also to those of
-                    // requests without an `Origin` (which skip it): a cache must not answer a
-                    // cross-origin request with a response made for a same-origin one.
-                    response.headers_mut().append(header::VARY, CORS_VARY);
-                }
-                response
+            InnerProj::Plain { future } => ready!(future.poll(cx))?,
+            InnerProj::Preflight { headers } => {
+                let mut response = Response::new(SseBody::full(bytes::Bytes::new()));
+                *response.headers_mut() = std::mem::take(&mut **headers);
+                return Poll::Ready(Ok(response));
             }
             InnerProj::Refused {
                 refused,
@@ -168,30 +174,33 @@ pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
             .is_none_or(|&b| b == b';')
 }
 
-/// The `Vary` value of tower-http's CORS layer (its default, which the layer keeps).
-const CORS_VARY: HeaderValue = HeaderValue::from_static(
-    "origin, access-control-request-method, access-control-request-headers",
-);
-
 /// `Cache-Control` for event streams: never cached, never transformed (compressed, re-chunked)
 /// by proxies.
 pub(crate) const CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-cache, no-transform");
 
-fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Response<SseBody<B>> {
+fn finish<B: http_body::Body>(
+    mut response: Response<B>,
+    info: RequestInfo,
+) -> Response<SseBody<B>> {
+    if info.config.cors.is_some() {
+        // Every response, the handler's or the layer's, an event stream or not.
+        Cors::decorate(response.headers_mut(), info.cors_origin);
+    }
     if !is_event_stream(response.headers()) {
         return response.map(SseBody::passthrough);
     }
     if !info.origin_allowed {
         // The stream body is dropped unpolled: no stream work for a refused origin.
         tracing::debug!("refused an event stream to a cross-origin request that is not allowed");
+        crate::metrics::refused_origin();
         let mut refused = Response::new(SseBody::full("origin not allowed\n".into()));
         *refused.status_mut() = StatusCode::FORBIDDEN;
         refused.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Some(vary) = response.headers().get(header::VARY) {
-            refused.headers_mut().insert(header::VARY, vary.clone());
+        for vary in response.headers().get_all(header::VARY) {
+            refused.headers_mut().append(header::VARY, vary.clone());
         }
         return refused;
     }
@@ -211,6 +220,7 @@ fn finish<B: http_body::Body>(response: Response<B>, info: RequestInfo) -> Respo
             if let Some(topic) = parts.extensions.get::<StreamTopic>() {
                 entry.set_topic(topic.shared());
             }
+            entry.metrics().adopt_end(&parts.extensions);
             config.registry.register(entry, config.limits)
         });
     match registered {
@@ -246,6 +256,7 @@ fn refusal(refused: Refused, config: &Config) -> bytes::Bytes {
     };
     tracing::debug!(reason = why, "refused an event stream");
     config.registry.count_refused();
+    crate::metrics::refused(refused);
     let retry = crate::Event::retry(jitter(retry));
     let mut bytes = bytes::BytesMut::with_capacity(64);
     bytes.extend_from_slice(b": ");

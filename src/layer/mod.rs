@@ -202,6 +202,8 @@ pub(crate) use future::CACHE_CONTROL;
 #[cfg(test)]
 mod compression_tests;
 #[cfg(test)]
+mod cors_tests;
+#[cfg(test)]
 mod ending_tests;
 #[cfg(test)]
 mod host_tests;

@@ -2,10 +2,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::Config;
+use super::cors::Cors;
 use super::future::{Inner as InnerFuture, RequestInfo, ResponseFuture};
 use super::origin::{
     FetchSite, Scheme, is_own_origin, is_safe, is_same_origin, passes_protection, request_host,
@@ -19,8 +19,7 @@ use crate::registry::{ConnectionSlot, StallSignal, peer_ip};
 //
 // Kept to the inner service and one `Arc`: axum clones every route's service for each
 // connection (and again for each request), so whatever this holds inline is paid per
-// connection. tower-http's CORS service is built per request, and only for requests that carry
-// an `Origin` header.
+// connection.
 #[derive(Debug, Clone)]
 pub struct SseService<S> {
     inner: S,
@@ -36,7 +35,7 @@ impl<S> SseService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SseService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: http_body::Body + Default,
+    ResBody: http_body::Body,
 {
     type Response = Response<super::SseBody<ResBody>>;
     type Error = S::Error;
@@ -72,34 +71,43 @@ where
         let protect = config.cross_origin_protection && !is_safe(req.method());
         let fetch_site = FetchSite::of(fetch_site.as_ref());
         // The origin predicate takes the request's parts; only a request with an `Origin`
-        // header pays for taking the request apart.
-        let has_origin = origin.is_some();
-        // `None` without an `Origin`; else whether it is the server's own or an allowed one.
-        let origin_allowed = match &origin {
-            None => None,
+        // header pays for taking the request apart. It runs here, once per request, and its
+        // answer goes to whatever answers the request (the CORS headers, the protection below,
+        // a refusal, the response future).
+        // `origin_allowed` is `None` without an `Origin`; else whether it is the server's own
+        // or an allowed one. `cors_origin` is the origin to echo: an allowed one.
+        let (origin_allowed, cors_origin) = match origin {
+            None => (None, None),
             Some(origin) => {
                 let (parts, body) = req.into_parts();
+                let allowed = config
+                    .cors
+                    .as_ref()
+                    .is_some_and(|cors| cors.allows(&origin, &parts));
                 let own_origin = || {
                     let scheme = scheme(&parts.uri, &parts.headers, &parts.extensions, config);
-                    is_own_origin(origin, scheme, request_host(&parts.uri, &parts.headers))
+                    is_own_origin(&origin, scheme, request_host(&parts.uri, &parts.headers))
                 };
-                let same_or_allowed = is_same_origin(fetch_site, own_origin)
-                    || config
-                        .origins
-                        .as_ref()
-                        .is_some_and(|allowed| allowed.allows(origin, &parts));
+                let same_or_allowed = allowed || is_same_origin(fetch_site, own_origin);
                 req = Request::from_parts(parts, body);
-                Some(same_or_allowed)
+                (Some(same_or_allowed), allowed.then_some(origin))
             }
         };
         if protect && !passes_protection(fetch_site, origin_allowed) {
             tracing::debug!(
                 method = %req.method(),
-                origin = ?origin,
+                origin = ?req.headers().get(header::ORIGIN),
                 sec_fetch_site = ?req.headers().get(SEC_FETCH_SITE),
                 "refused a cross-origin request with an unsafe method"
             );
             return ResponseFuture::rejected(StatusCode::FORBIDDEN, CROSS_ORIGIN_REFUSED);
+        }
+        // As tower-http's CORS layer does, every `OPTIONS` is answered as a preflight, with or
+        // without an `Origin`, and the handler is not asked.
+        if let Some(cors) = &config.cors
+            && req.method() == http::Method::OPTIONS
+        {
+            return ResponseFuture::preflight(cors.preflight(cors_origin));
         }
         let peer = client_addr(&mut req, &self.config);
         // A request that takes nothing but an event stream, as `EventSource`'s do, and the
@@ -114,9 +122,11 @@ where
             && accept == Accept::OnlyEventStream
             && let Err(refused) = config.registry.admits(config.limits, peer_ip(peer))
         {
-            let (parts, _body) = req.into_parts();
-            let cors = Box::new(allowed_origin_headers(&parts, config));
-            return ResponseFuture::refused(refused, cors, parts.version, self.config.clone());
+            let mut cors = Box::new(http::HeaderMap::new());
+            if config.cors.is_some() {
+                Cors::decorate(&mut cors, cors_origin);
+            }
+            return ResponseFuture::refused(refused, cors, req.version(), self.config.clone());
         }
         // The stream's slot goes down in the request's extensions, where the handler's
         // `Connection` extractor finds it whatever runs the handler (the way axum's
@@ -135,43 +145,15 @@ where
         let info = RequestInfo {
             version: req.version(),
             origin_allowed,
+            cors_origin,
             config: self.config.clone(),
             slot,
             accepted: super::compression::accepted(req.headers(), &self.config),
         };
-        // tower-http answers every `OPTIONS` as a preflight, with or without `Origin`; it sees
-        // those and every request with an `Origin`, and nothing else.
-        let to_cors = has_origin || req.method() == http::Method::OPTIONS;
-        let inner = match &self.config.cors {
-            Some(cors) if to_cors => InnerFuture::Cors {
-                future: Box::pin(cors.layer(Lend(&mut self.inner)).call(req)),
-            },
-            _ => InnerFuture::Plain {
-                future: self.inner.call(req),
-            },
+        let inner = InnerFuture::Plain {
+            future: self.inner.call(req),
         };
         ResponseFuture::new(inner, info)
-    }
-}
-
-/// Lends the layer's inner service to tower-http's CORS service for one call, so the layer
-/// need not hold a CORS service (nor require a `Clone` inner service to build one).
-struct Lend<'a, S>(&'a mut S);
-
-impl<S, R> Service<R> for Lend<'_, S>
-where
-    S: Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        self.0.call(req)
     }
 }
 
@@ -300,21 +282,4 @@ impl Accept {
             }
         })
     }
-}
-
-/// The CORS headers an allowed cross-origin request gets on a response that does not go
-/// through tower-http's CORS service (an early refusal); none for any other request.
-fn allowed_origin_headers(parts: &http::request::Parts, config: &Config) -> http::HeaderMap {
-    let mut headers = http::HeaderMap::new();
-    if let (Some(origin), Some(allowed)) = (parts.headers.get(header::ORIGIN), &config.origins)
-        && allowed.allows(origin, parts)
-    {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            http::HeaderValue::from_static("true"),
-        );
-        headers.insert(header::VARY, http::HeaderValue::from_static("origin"));
-    }
-    headers
 }

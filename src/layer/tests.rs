@@ -727,7 +727,7 @@ async fn allowed_origin_is_echoed_with_credentials() {
 #[tokio::test]
 async fn response_without_origin_still_varies_on_origin_when_cors_is_on() {
     // A cache must not answer a cross-origin request with a response made for a same-origin
-    // one, so the layer marks it even though tower-http's CORS service did not see it.
+    // one, so the layer marks it even though the request has no `Origin`.
     let (_, response) = watched_stream();
     let response = serve(cors_layer(), get_request(), response).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -745,7 +745,7 @@ async fn response_without_cors_configured_gets_no_vary() {
 
 #[tokio::test]
 async fn options_without_origin_is_still_answered_as_a_preflight() {
-    // As tower-http answers every `OPTIONS`: the handler is not asked.
+    // As tower-http's CORS layer answers every `OPTIONS`: the handler is not asked.
     let (_, response) = watched_stream();
     let request = Request::options("/events").body(Body::empty()).unwrap();
     let response = serve(cors_layer(), request, response).await;

@@ -63,6 +63,8 @@ pub(crate) struct ConnShared {
     /// The stream's write timeout in nanoseconds, for the socket's view of a stall (zero: none,
     /// or no server reports on its socket).
     socket_write_timeout: AtomicU64,
+    /// What the stream records (feature `metrics`; nothing otherwise).
+    metrics: crate::metrics::StreamMetrics,
 }
 
 /// What the body touches for every event sent, together so it is one cache line, not two: a
@@ -95,7 +97,7 @@ impl fmt::Debug for ConnShared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// Closed by [`Registry::close`] or [`Connection::close`].
+    /// Closed by [`Registry::close`], [`Registry::close_where`] or [`Connection::close`].
     Closed,
     /// The server is shutting down.
     Shutdown,
@@ -135,6 +137,7 @@ impl ConnShared {
             sends_refused: AtomicBool::new(false),
             stall_signal,
             socket_write_timeout: AtomicU64::new(0),
+            metrics: crate::metrics::StreamMetrics::new(),
         }
     }
 
@@ -182,8 +185,40 @@ impl ConnShared {
         let _ = self.topic.set(topic);
     }
 
+    /// Whether the stream is on `topic` (`Registry::count_topic`); copies nothing.
+    pub(crate) fn is_on_topic(&self, topic: &str) -> bool {
+        self.topic.get().is_some_and(|own| **own == *topic)
+    }
+
+    /// Whether the stream carries `label` (`Registry::count_label`); copies nothing.
+    pub(crate) fn has_label(&self, label: &str) -> bool {
+        self.label
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_deref()
+            .is_some_and(|own| own == label)
+    }
+
     pub(crate) fn mark_registered(&self) {
         self.status.store(OPEN, Ordering::Release);
+        self.metrics.opened();
+    }
+
+    /// What the stream records (feature `metrics`).
+    pub(crate) fn metrics(&self) -> &crate::metrics::StreamMetrics {
+        &self.metrics
+    }
+
+    /// The stream has left the registry, for `departure`: recorded, and said at `debug`.
+    pub(crate) fn departed(&self, departure: super::Departure) {
+        self.metrics.departed(departure);
+        tracing::debug!(
+            id = self.id,
+            reason = ?departure,
+            events_sent = self.hot.events_sent.load(Ordering::Relaxed),
+            bytes_sent = self.hot.bytes_sent.load(Ordering::Relaxed),
+            "stream ended"
+        );
     }
 
     pub(crate) fn mark_gone(&self) {
@@ -203,6 +238,7 @@ impl ConnShared {
         }
         let sent = hot.bytes_sent.load(Ordering::Relaxed);
         hot.bytes_sent.store(sent + bytes, Ordering::Relaxed);
+        self.metrics.sent(events, bytes);
     }
 
     pub(crate) fn close(&self, reason: CloseReason) {
@@ -402,6 +438,24 @@ impl ConnectionSlot {
 pub(crate) struct Registration {
     pub(crate) registry: Registry,
     pub(crate) shared: Arc<ConnShared>,
+    /// The stream's lifetime, entered whenever its body is polled: closed when it is dropped.
+    pub(crate) span: tracing::Span,
+}
+
+impl Registration {
+    pub(crate) fn new(registry: Registry, shared: Arc<ConnShared>) -> Self {
+        let span = tracing::debug_span!(
+            "sse_stream",
+            id = shared.id,
+            path = %shared.path,
+            topic = shared.topic.get().map(|topic| &**topic),
+        );
+        Registration {
+            registry,
+            shared,
+            span,
+        }
+    }
 }
 
 impl Drop for Registration {
@@ -413,6 +467,14 @@ impl Drop for Registration {
 
 /// A handle to one stream: its own, as an axum extractor in a handler behind
 /// [`SseLayer`](crate::SseLayer), or any open one from [`Registry::get`].
+///
+/// One `Connection` is one event stream: the response to one request, as a browser's
+/// `EventSource` sees it, from its headers until its body ends. It is not a TCP connection.
+/// Over HTTP/1.1 a stream has its socket to itself while it lasts, but over HTTP/2 (and
+/// HTTP/3) many streams, from many tabs of one browser, share one connection; and a client
+/// that reconnects gets a new stream, with a new id, on the same or another connection.
+/// Closing a `Connection` ends that one stream and leaves the socket and any other stream on
+/// it open.
 ///
 /// The layer leaves the request's stream slot in the request's extensions, where the extractor
 /// finds it, whatever runs the handler in between: layers that poll the handler's future

@@ -3,9 +3,11 @@
 //! A [`Registry`] holds one entry per open stream, added when the response starts and removed
 //! when the body ends or is dropped: when the stream ends, when the client goes away (noticed
 //! at the latest by the next keep-alive write), or when it is closed with [`Registry::close`]
-//! or by shutdown, or when its client has stopped reading
+//! or [`Registry::close_where`] or by shutdown, or when its client has stopped reading
 //! ([`SseLayer::write_timeout`](crate::SseLayer::write_timeout)). It counts ([`Registry::stats`]:
-//! streams opened, refused, and why each ended), lists ([`Registry::snapshot`]), announces
+//! streams opened, refused, and why each ended; [`Registry::count_topic`] and
+//! [`Registry::count_label`]: open streams on a topic or with a label), lists
+//! ([`Registry::snapshot`]), announces
 //! connects and disconnects ([`Registry::presence`]), and enforces the layer's connection limits.
 //!
 //! Handlers get their own entry with the [`Connection`] extractor, e.g. to send one event to
@@ -185,6 +187,48 @@ impl Registry {
         }
     }
 
+    /// Closes every open stream for which `matches` says yes, as [`close`](Self::close) closes
+    /// one (their reason is [`CloseReason::Closed`]), and returns how many it closed. A stream
+    /// already ending (closed, stalled, or shut down) is not asked again and not counted.
+    ///
+    /// `matches` sees each open stream's [`ConnectionInfo`], built for it (a few small
+    /// strings): this is an administrative operation, O(n) in the open streams. It runs outside
+    /// the registry's lock, so it may use the registry itself.
+    ///
+    /// ```
+    /// use tower_sse::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// // Log a user out everywhere: end each of their streams.
+    /// let closed = registry.close_where(|info| info.label() == Some("user-42"));
+    /// assert_eq!(closed, 0);
+    /// ```
+    pub fn close_where(&self, mut matches: impl FnMut(&ConnectionInfo) -> bool) -> usize {
+        let open: Vec<Arc<ConnShared>> = self.state().open.values().cloned().collect();
+        let mut closed = 0;
+        for shared in open {
+            if shared.close_reason().is_none() && matches(&ConnectionInfo::of(&shared)) {
+                shared.close(CloseReason::Closed);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// How many streams are open on the hub topic `topic` ([`ConnectionInfo::topic`]). A scan
+    /// of the open streams under the registry's lock, O(n), that copies nothing.
+    pub fn count_topic(&self, topic: &str) -> usize {
+        let state = self.state();
+        state.open.values().filter(|s| s.is_on_topic(topic)).count()
+    }
+
+    /// How many open streams carry the label `label` ([`Connection::set_label`]). A scan of
+    /// the open streams under the registry's lock, O(n), that copies nothing.
+    pub fn count_label(&self, label: &str) -> usize {
+        let state = self.state();
+        state.open.values().filter(|s| s.has_label(label)).count()
+    }
+
     /// A stream of connect and disconnect notices from now on.
     pub fn presence(&self) -> PresenceStream {
         PresenceStream::new(self.inner.presence.subscribe())
@@ -251,10 +295,7 @@ impl Registry {
         shared.mark_registered();
         self.inner.counters.opened();
         self.notify(|| Presence::Connected(ConnectionInfo::of(&shared)));
-        Ok(Registration {
-            registry: self.clone(),
-            shared,
-        })
+        Ok(Registration::new(self.clone(), shared))
     }
 
     /// Removes a stream, counting why it left; nothing when it was removed already.
@@ -275,6 +316,7 @@ impl Registry {
         }
         shared.mark_gone();
         self.inner.counters.departed(departure);
+        shared.departed(departure);
         self.notify(|| Presence::Disconnected(ConnectionInfo::of(shared)));
     }
 

@@ -667,6 +667,116 @@ async fn registry_close_wakes_a_reader_that_is_waiting() {
 }
 
 #[tokio::test]
+async fn close_where_closes_the_matching_streams_and_returns_how_many() {
+    let mut fx = fixture(SseLayer::new());
+    let mut a = fx.open_channel(req("/channel")).await;
+    let mut b = fx.open_channel(req("/channel")).await;
+    let mut c = fx.open_channel(req("/channel")).await;
+    a.conn.set_label("alice");
+    b.conn.set_label("bob");
+    c.conn.set_label("alice");
+    for body in [&mut a.body, &mut b.body, &mut c.body] {
+        assert_eq!(next(body).await, PRELUDE);
+    }
+    let before = fx.registry.stats();
+
+    let closed = fx
+        .registry
+        .close_where(|info| info.label() == Some("alice"));
+    assert_eq!(closed, 2);
+    assert!(!a.conn.is_open());
+    assert!(!c.conn.is_open());
+    assert_eq!(ready_frame(&mut a.body), None);
+    assert_eq!(ready_frame(&mut c.body), None);
+    assert!(b.conn.is_open());
+    send(&b.tx, b"data: still here\n\n").await;
+    assert_eq!(next(&mut b.body).await, "data: still here\n\n");
+
+    // Closed as `Registry::close` closes: counted under `closed`.
+    drop((a.body, c.body));
+    assert_eq!(fx.registry.stats().closed, before.closed + 2);
+    let ids: Vec<u64> = fx.registry.snapshot().iter().map(|c| c.id()).collect();
+    assert_eq!(ids, [b.conn.id()]);
+    assert_eq!(
+        fx.registry
+            .close_where(|info| info.label() == Some("alice")),
+        0
+    );
+}
+
+#[tokio::test]
+async fn close_where_by_topic_ends_those_hub_subscriptions() {
+    let fx = fixture(SseLayer::new());
+    let mut room_a = fx.open(req("/events/room")).await;
+    let mut room_b = fx.open(req("/events/room")).await;
+    let mut lobby = fx.open(req("/events/lobby")).await;
+    let closed = fx.registry.close_where(|info| info.topic() == Some("room"));
+    assert_eq!(closed, 2);
+    for body in [&mut room_a, &mut room_b] {
+        assert_eq!(next(body).await, PRELUDE);
+        assert_eq!(ready_frame(body), None);
+    }
+    assert_eq!(next(&mut lobby).await, PRELUDE);
+    fx.hub.publish("lobby", Event::data("hi")).await.unwrap();
+    assert!(next(&mut lobby).await.ends_with(b"data: hi\n\n"));
+}
+
+#[tokio::test]
+async fn close_where_skips_streams_already_closing() {
+    let mut fx = fixture(SseLayer::new());
+    let a = fx.open_channel(req("/channel")).await;
+    let b = fx.open_channel(req("/channel")).await;
+    assert!(fx.registry.close(a.conn.id()));
+    // `a` stays registered until its body ends, but it is already on its way out.
+    assert_eq!(fx.registry.len(), 2);
+    assert_eq!(fx.registry.close_where(|_| true), 1);
+    assert!(!b.conn.is_open());
+}
+
+#[tokio::test]
+async fn close_where_predicate_may_use_the_registry() {
+    // The predicate runs outside the registry's lock: this would deadlock otherwise.
+    let mut fx = fixture(SseLayer::new());
+    let opened = fx.open_channel(req("/channel")).await;
+    opened.conn.set_label("alice");
+    let registry = fx.registry.clone();
+    let closed = fx.registry.close_where(|info| {
+        registry.get(info.id()).is_some() && registry.count_label("alice") == 1
+    });
+    assert_eq!(closed, 1);
+    assert!(!opened.conn.is_open());
+}
+
+#[tokio::test]
+async fn count_topic_and_count_label_follow_opens_labels_and_drops() {
+    let mut fx = fixture(SseLayer::new());
+    let room_a = fx.open(req("/events/room")).await;
+    let _room_b = fx.open(req("/events/room")).await;
+    let _lobby = fx.open(req("/events/lobby")).await;
+    let a = fx.open_channel(req("/channel")).await;
+    let b = fx.open_channel(req("/channel")).await;
+    assert_eq!(fx.registry.count_topic("room"), 2);
+    assert_eq!(fx.registry.count_topic("lobby"), 1);
+    assert_eq!(fx.registry.count_topic("nowhere"), 0);
+    assert_eq!(fx.registry.count_label("alice"), 0);
+
+    a.conn.set_label("alice");
+    b.conn.set_label("alice");
+    assert_eq!(fx.registry.count_label("alice"), 2);
+    b.conn.set_label("bob");
+    assert_eq!(fx.registry.count_label("alice"), 1);
+    assert_eq!(fx.registry.count_label("bob"), 1);
+    // A label is not a topic, nor a topic a label.
+    assert_eq!(fx.registry.count_topic("alice"), 0);
+    assert_eq!(fx.registry.count_label("room"), 0);
+
+    drop((room_a, a.body));
+    assert_eq!(fx.registry.count_topic("room"), 1);
+    assert_eq!(fx.registry.count_label("alice"), 0);
+    assert_eq!(fx.registry.count_label("bob"), 1);
+}
+
+#[tokio::test]
 async fn connection_close_ends_that_stream_only() {
     let mut fx = fixture(SseLayer::new());
     let mut a = fx.open_channel(req("/channel")).await;
@@ -965,7 +1075,7 @@ async fn connection_and_topic_reach_the_registry_when_a_middleware_spawns_the_ha
 
 #[tokio::test]
 async fn cross_origin_stream_has_its_connection_and_its_topic_in_the_registry() {
-    // The path through tower-http's CORS service carries the request's extensions down and
+    // The path of a request with an allowed `Origin` carries the request's extensions down and
     // the response's up too.
     let hub = crate::Hub::memory();
     let registry = hub.registry();

@@ -38,8 +38,8 @@ async fn publish(
     Path(topic): Path<String>,
     body: String,
 ) -> Result<String, HubError> {
-    let event = hub.publish(&topic, Event::data(body)).await?;
-    Ok(event.id().unwrap_or_default().to_owned())
+    let published = hub.publish(&topic, Event::data(body)).await?;
+    Ok(published.id().to_owned())
 }
 
 fn main() -> std::io::Result<()> {

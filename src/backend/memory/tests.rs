@@ -12,6 +12,7 @@ fn limits(max_events: usize, max_bytes: usize, max_age: Duration) -> HistoryLimi
         max_events,
         max_bytes,
         max_age,
+        ..HistoryLimits::default()
     }
 }
 
@@ -59,9 +60,10 @@ async fn publish_n(backend: &MemoryBackend, topic: &str, n: u64) -> Vec<Event> {
     let mut published = Vec::new();
     for i in 1..=n {
         let event = backend
-            .publish(topic, Event::data(i.to_string()))
+            .publish(topic, Event::data(i.to_string()).into())
             .await
-            .expect("publish");
+            .expect("publish")
+            .into_event();
         published.push(event);
     }
     published
@@ -154,7 +156,11 @@ async fn ids_are_epoch_dash_seq_counting_from_1_with_an_epoch_per_topic() {
     let backend = MemoryBackend::default();
     let a = publish_n(&backend, "a", 3).await;
     let b = publish_n(&backend, "b", 2).await;
-    let a4 = backend.publish("a", Event::data("4")).await.unwrap();
+    let a4 = backend
+        .publish("a", Event::data("4").into())
+        .await
+        .unwrap()
+        .into_event();
 
     let (ea, eb) = (
         format!("{:012x}", epoch(&backend, "a")),
@@ -201,13 +207,18 @@ async fn history_is_bounded_by_count() {
 async fn history_is_bounded_by_bytes() {
     // Ids 1..=9 have the same length, so every event here has the same encoded size.
     let size = MemoryBackend::default()
-        .publish(TOPIC, Event::data("x"))
+        .publish(TOPIC, Event::data("x").into())
         .await
         .unwrap()
+        .into_event()
         .len();
     let backend = MemoryBackend::new(limits(1000, 3 * size, Duration::from_secs(3600)));
     for _ in 0..5 {
-        let event = backend.publish(TOPIC, Event::data("x")).await.unwrap();
+        let event = backend
+            .publish(TOPIC, Event::data("x").into())
+            .await
+            .unwrap()
+            .into_event();
         assert_eq!(event.len(), size);
     }
 
@@ -232,9 +243,10 @@ async fn an_event_larger_than_the_byte_bound_is_not_retained_but_keeps_its_id() 
     let mut keep = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
     publish_n(&backend, TOPIC, 2).await;
     let big = backend
-        .publish(TOPIC, Event::data("x".repeat(100)))
+        .publish(TOPIC, Event::data("x".repeat(100)).into())
         .await
-        .unwrap();
+        .unwrap()
+        .into_event();
     assert_eq!(big.id(), Some(id_of(&backend, TOPIC, 3).as_str()));
     for _ in 0..3 {
         next_event(&mut keep);
@@ -251,7 +263,11 @@ async fn an_event_larger_than_the_byte_bound_is_not_retained_but_keeps_its_id() 
     assert_eq!(gap.resume_after, Some(id_of(&backend, TOPIC, 3)));
     assert!(opened.replay.is_empty());
 
-    let next = backend.publish(TOPIC, Event::data("y")).await.unwrap();
+    let next = backend
+        .publish(TOPIC, Event::data("y").into())
+        .await
+        .unwrap()
+        .into_event();
     assert_eq!(next.id(), Some(id_of(&backend, TOPIC, 4).as_str()));
 }
 
@@ -259,9 +275,10 @@ async fn an_event_larger_than_the_byte_bound_is_not_retained_but_keeps_its_id() 
 async fn a_topic_whose_only_event_is_not_retained_is_dropped_at_once() {
     let backend = MemoryBackend::new(limits(1000, 64, Duration::from_secs(3600)));
     backend
-        .publish(TOPIC, Event::data("x".repeat(100)))
+        .publish(TOPIC, Event::data("x".repeat(100)).into())
         .await
-        .unwrap();
+        .unwrap()
+        .into_event();
     assert_eq!(backend.topic_count(), 0);
     assert_eq!(backend.history_bytes(), 0);
 }
@@ -271,9 +288,10 @@ async fn a_live_subscriber_gets_an_event_over_the_byte_bound_before_it_leaves_th
     let backend = MemoryBackend::new(limits(1000, 64, Duration::from_secs(3600)));
     let mut live = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
     let big = backend
-        .publish(TOPIC, Event::data("x".repeat(100)))
+        .publish(TOPIC, Event::data("x".repeat(100)).into())
         .await
-        .unwrap();
+        .unwrap()
+        .into_event();
     assert_eq!(next_event(&mut live), big);
     // Read by everyone: the next look at the history lets it go.
     let opened = open(&backend, TOPIC, Start::Oldest, &capped(100)).await;
@@ -288,7 +306,11 @@ async fn history_is_bounded_by_age() {
     let mut keep = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
     publish_n(&backend, TOPIC, 1).await;
     tokio::time::advance(Duration::from_secs(5)).await;
-    backend.publish(TOPIC, Event::data("2")).await.unwrap();
+    backend
+        .publish(TOPIC, Event::data("2").into())
+        .await
+        .unwrap()
+        .into_event();
     next_event(&mut keep);
     next_event(&mut keep);
 
@@ -327,7 +349,11 @@ async fn history_is_bounded_by_age() {
     assert!(opened.replay.is_empty());
     let mut live = live_part(opened);
     assert_waiting(&mut live);
-    backend.publish(TOPIC, Event::data("3")).await.unwrap();
+    backend
+        .publish(TOPIC, Event::data("3").into())
+        .await
+        .unwrap()
+        .into_event();
     assert_eq!(seqs(&backend, &[next_event(&mut live)]), [3]);
 }
 
@@ -364,7 +390,11 @@ async fn the_three_start_positions() {
     assert_eq!(opened.replay, published[3..]);
     let mut resumed = live_part(opened);
 
-    let six = backend.publish(TOPIC, Event::data("6")).await.unwrap();
+    let six = backend
+        .publish(TOPIC, Event::data("6").into())
+        .await
+        .unwrap()
+        .into_event();
     for feed in [&mut live, &mut oldest, &mut resumed] {
         assert_eq!(next_event(feed), six);
         assert_waiting(feed);
@@ -387,7 +417,11 @@ async fn open_after_an_id_replays_exactly_what_follows_then_live() {
     let mut live = live_part(opened);
     assert_waiting(&mut live);
 
-    backend.publish(TOPIC, Event::data("11")).await.unwrap();
+    backend
+        .publish(TOPIC, Event::data("11").into())
+        .await
+        .unwrap()
+        .into_event();
     assert_eq!(seqs(&backend, &[next_event(&mut live)]), [11]);
     assert_waiting(&mut live);
 
@@ -455,7 +489,11 @@ async fn an_evicted_id_with_gap_resume_live_replays_nothing() {
     );
     assert!(opened.replay.is_empty());
     let mut live = live_part(opened);
-    backend.publish(TOPIC, Event::data("11")).await.unwrap();
+    backend
+        .publish(TOPIC, Event::data("11").into())
+        .await
+        .unwrap()
+        .into_event();
     assert_eq!(seqs(&backend, &[next_event(&mut live)]), [11]);
 }
 
@@ -472,7 +510,11 @@ async fn presenting_resume_after_later_resumes_exactly() {
             .expect("resume_after");
         let continued = seqs(&backend, &opened.replay);
 
-        backend.publish(TOPIC, Event::data("11")).await.unwrap();
+        backend
+            .publish(TOPIC, Event::data("11").into())
+            .await
+            .unwrap()
+            .into_event();
         let opened = open(&backend, TOPIC, after(&resume_after), &options).await;
         assert_eq!(opened.gap, None, "{options:?}");
         let mut expected = continued;
@@ -616,7 +658,11 @@ async fn a_subscriber_more_than_its_queue_behind_is_lagged() {
     let mut fast = live_part(open(&backend, TOPIC, Start::Live, &capped(100)).await);
 
     for i in 1..=10 {
-        backend.publish(TOPIC, Event::data("x")).await.unwrap();
+        backend
+            .publish(TOPIC, Event::data("x").into())
+            .await
+            .unwrap()
+            .into_event();
         assert_eq!(seqs(&backend, &[next_event(&mut fast)]), [i]);
     }
     assert!(matches!(try_next(&mut slow), Some(Some(Delivery::Lagged))));
@@ -639,9 +685,10 @@ async fn twenty_thousand_topics_opened_and_abandoned_leave_nothing_behind() {
     for i in 0..10_000 {
         // One event each, nobody listening.
         backend
-            .publish(&format!("published-{i}"), Event::data("x"))
+            .publish(&format!("published-{i}"), Event::data("x").into())
             .await
-            .unwrap();
+            .unwrap()
+            .into_event();
         // A subscriber that comes and goes.
         let mut live =
             live_part(open(&backend, &format!("visited-{i}"), Start::Live, &capped(1)).await);
@@ -689,7 +736,11 @@ async fn an_idle_topic_is_dropped_whole_and_its_ids_become_foreign() {
     // It leaves: the topic is idle from now on; a publish resets the clock.
     drop(opened);
     tokio::time::sleep(ttl / 2).await;
-    let fourth = backend.publish(TOPIC, Event::data("4")).await.unwrap();
+    let fourth = backend
+        .publish(TOPIC, Event::data("4").into())
+        .await
+        .unwrap()
+        .into_event();
     tokio::time::sleep(ttl / 2 + Duration::from_secs(1)).await;
     settle().await;
     assert_eq!(backend.topic_count(), 1, "published to within the TTL");
@@ -719,7 +770,11 @@ async fn a_topic_whose_history_expires_is_dropped_and_a_new_one_has_a_new_epoch(
     settle().await;
     assert_eq!(backend.topic_count(), 0);
 
-    let next = backend.publish(TOPIC, Event::data("1")).await.unwrap();
+    let next = backend
+        .publish(TOPIC, Event::data("1").into())
+        .await
+        .unwrap()
+        .into_event();
     assert!(next.id().unwrap().ends_with("-1"));
     let opened = open(&backend, TOPIC, after(old[2].id().unwrap()), &capped(100)).await;
     assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Foreign));
@@ -766,7 +821,10 @@ async fn close_ends_live_subscribers_and_later_ones_get_the_history_then_the_end
     assert_eq!(backend.history_bytes(), held + end.len() + EVENT_OVERHEAD);
 
     // No more publishing; closing again changes nothing.
-    let err = backend.publish(TOPIC, Event::data("3")).await.unwrap_err();
+    let err = backend
+        .publish(TOPIC, Event::data("3").into())
+        .await
+        .unwrap_err();
     assert!(err.is_closed(), "{err}");
     let again = backend.close(TOPIC, Event::data("other")).await.unwrap();
     assert_eq!(again, end);
@@ -785,7 +843,11 @@ async fn a_closed_topic_goes_away_after_its_idle_ttl_and_can_be_opened_again() {
     settle().await;
     assert_eq!(backend.topic_count(), 0);
 
-    let reopened = backend.publish(TOPIC, Event::data("new")).await.unwrap();
+    let reopened = backend
+        .publish(TOPIC, Event::data("new").into())
+        .await
+        .unwrap()
+        .into_event();
     let opened = open(&backend, TOPIC, after(old[1].id().unwrap()), &capped(100)).await;
     assert_eq!(opened.gap.map(|gap| gap.reason), Some(GapReason::Foreign));
     assert_eq!(opened.replay, [reopened]);
@@ -803,8 +865,11 @@ async fn close_racing_publish_and_subscribe_loses_and_duplicates_nothing() {
             tokio::spawn(async move {
                 let mut accepted = Vec::new();
                 for i in 0..200 {
-                    match backend.publish(&topic, Event::data(i.to_string())).await {
-                        Ok(event) => accepted.push(event),
+                    match backend
+                        .publish(&topic, Event::data(i.to_string()).into())
+                        .await
+                    {
+                        Ok(published) => accepted.push(published.into_event()),
                         Err(err) => {
                             assert!(err.is_closed(), "{err}");
                             break;
@@ -895,7 +960,7 @@ async fn max_topics_evicts_idle_topics_oldest_first_then_refuses() {
     let _c = open(&backend, "seventh", Start::Live, &capped(100)).await;
     let _d = open(&backend, "eighth", Start::Live, &capped(100)).await;
     let err = backend
-        .publish("ninth", Event::data("x"))
+        .publish("ninth", Event::data("x").into())
         .await
         .unwrap_err();
     assert!(err.is_full(), "{err}");
@@ -911,39 +976,56 @@ async fn max_topics_evicts_idle_topics_oldest_first_then_refuses() {
 #[tokio::test]
 async fn max_history_bytes_evicts_idle_topics_then_own_history_then_refuses() {
     let size = MemoryBackend::default()
-        .publish(TOPIC, Event::data("x".repeat(100)))
+        .publish(TOPIC, Event::data("x".repeat(100)).into())
         .await
         .unwrap()
+        .into_event()
         .len();
     let charge = size + EVENT_OVERHEAD;
     // Room for exactly four events.
     let backend = bounded(100, 4 * charge, Duration::from_secs(3600));
     let x = || Event::data("x".repeat(100));
-    backend.publish("idle", x()).await.unwrap();
+    backend
+        .publish("idle", x().into())
+        .await
+        .unwrap()
+        .into_event();
     let _busy = open(&backend, "busy", Start::Live, &capped(100)).await;
     for _ in 0..3 {
-        backend.publish("busy", x()).await.unwrap();
+        backend
+            .publish("busy", x().into())
+            .await
+            .unwrap()
+            .into_event();
     }
     assert_eq!(backend.history_bytes(), 4 * charge);
 
     // Full: the idle topic goes first.
-    backend.publish("busy", x()).await.unwrap();
+    backend
+        .publish("busy", x().into())
+        .await
+        .unwrap()
+        .into_event();
     assert_eq!(backend.topic_info("idle").await.unwrap(), None);
     assert_eq!(backend.history_bytes(), 4 * charge);
 
     // Then the topic's own oldest events.
-    backend.publish("busy", x()).await.unwrap();
+    backend
+        .publish("busy", x().into())
+        .await
+        .unwrap()
+        .into_event();
     let info = backend.topic_info("busy").await.unwrap().unwrap();
     assert_eq!(info.retained_events, 4);
     assert_eq!(backend.history_bytes(), 4 * charge);
 
     // Another topic with a subscriber and nothing to give up: refused.
     let _other = open(&backend, "other", Start::Live, &capped(100)).await;
-    let err = backend.publish("other", x()).await.unwrap_err();
+    let err = backend.publish("other", x().into()).await.unwrap_err();
     assert!(err.is_full(), "{err}");
     // An event that could never fit: refused.
     let err = backend
-        .publish("busy", Event::data("x".repeat(5 * charge)))
+        .publish("busy", Event::data("x".repeat(5 * charge)).into())
         .await
         .unwrap_err();
     assert!(err.is_full(), "{err}");
@@ -965,7 +1047,9 @@ async fn no_sequence_of_publishes_takes_the_history_past_its_bound() {
         if rng.usize(..50) == 0 {
             let _ = backend.close(&topic, Event::data("z".repeat(size))).await;
         } else {
-            let _ = backend.publish(&topic, Event::data("y".repeat(size))).await;
+            let _ = backend
+                .publish(&topic, Event::data("y".repeat(size)).into())
+                .await;
         }
         assert!(
             backend.history_bytes() <= max,
@@ -1053,9 +1137,10 @@ async fn wait_idle_resolves_once_nobody_has_listened_for_the_grace_period() {
 #[tokio::test]
 async fn at_max_history_bytes_a_topic_without_subscribers_drops_its_own_oldest_not_itself() {
     let size = MemoryBackend::default()
-        .publish(TOPIC, Event::data("x"))
+        .publish(TOPIC, Event::data("x").into())
         .await
         .unwrap()
+        .into_event()
         .len();
     let backend = bounded(100, 3 * (size + EVENT_OVERHEAD), Duration::from_secs(3600));
     let published = publish_n(&backend, TOPIC, 5).await;
@@ -1088,9 +1173,10 @@ async fn topics_evicted_for_room_leave_no_reaper_entries_behind() {
     let backend = bounded(100, usize::MAX, Duration::from_secs(3600));
     for i in 0..50_000 {
         backend
-            .publish(&format!("t{i}"), Event::data("x"))
+            .publish(&format!("t{i}"), Event::data("x").into())
             .await
-            .unwrap();
+            .unwrap()
+            .into_event();
     }
     assert!(backend.topic_count() <= 100);
     let deadlines = lock(&backend.shared.deadlines).len();
@@ -1114,7 +1200,7 @@ async fn a_cancelled_wait_and_a_refused_publish_leave_nothing_behind() {
 
     // An event that can never fit the hub: refused, and its new topic is not kept.
     let err = backend
-        .publish("fresh", Event::data("x".repeat(100)))
+        .publish("fresh", Event::data("x".repeat(100)).into())
         .await
         .unwrap_err();
     assert!(err.is_full(), "{err}");
@@ -1130,7 +1216,11 @@ async fn a_burst_leaves_no_large_buffer_behind() {
     for _ in 0..1000 {
         next_event(&mut live);
     }
-    backend.publish(TOPIC, Event::data("y")).await.unwrap();
+    backend
+        .publish(TOPIC, Event::data("y").into())
+        .await
+        .unwrap()
+        .into_event();
     let topic = lock(&backend.shared.topics)
         .map
         .get(TOPIC)
@@ -1139,4 +1229,186 @@ async fn a_burst_leaves_no_large_buffer_behind() {
     let state = lock(&topic.state);
     assert!(state.log.len() <= 10);
     assert!(state.log.capacity() < 128, "{}", state.log.capacity());
+}
+
+// ---- Idempotency keys (issue 18) ----
+
+/// A publish of `data` with idempotency key `key`.
+fn keyed(data: &str, key: &str) -> Publish {
+    Publish::new(Event::data(data)).idempotency_key(key)
+}
+
+/// A backend whose keys live `window`, at most `max_keys` per topic, within `max_bytes` in all.
+fn with_keys(window: Duration, max_keys: usize, max_bytes: usize) -> MemoryBackend {
+    let history = HistoryLimits {
+        idempotency_window: window,
+        max_idempotency_keys: max_keys,
+        ..HistoryLimits::default()
+    };
+    let topics = TopicLimits {
+        max_history_bytes: max_bytes,
+        ..TopicLimits::default()
+    };
+    MemoryBackend::with_limits(history, topics, DEFAULT_QUEUE)
+}
+
+/// What one event of `data` (with a one-digit sequence number) and its key `key` count.
+fn charged(backend: &MemoryBackend, data: &str, key: &str) -> usize {
+    let event = Event::data(data)
+        .with_id(&id_of(backend, TOPIC, 1))
+        .unwrap();
+    event.len() + EVENT_OVERHEAD + key.len() + crate::backend::IDEMPOTENCY_KEY_OVERHEAD
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_seen_within_the_window_returns_the_first_id_and_event_and_stores_nothing() {
+    let window = Duration::from_secs(300);
+    let backend = with_keys(window, 100, usize::MAX);
+    let first = backend.publish(TOPIC, keyed("a", "k-1")).await.unwrap();
+    assert!(!first.is_duplicate());
+    let held = backend.history_bytes();
+    assert_eq!(held, charged(&backend, "a", "k-1"));
+
+    tokio::time::sleep(window - Duration::from_millis(1)).await;
+    let again = backend.publish(TOPIC, keyed("a", "k-1")).await.unwrap();
+    assert!(again.is_duplicate());
+    assert_eq!((again.id(), again.event()), (first.id(), first.event()));
+    assert_eq!(backend.history_bytes(), held, "nothing more is held");
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(100)).await;
+    assert_eq!(opened.replay, [first.event().clone()], "stored once");
+
+    // Once the window has passed, the key is forgotten: the same publish is a new event.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let later = backend.publish(TOPIC, keyed("a", "k-1")).await.unwrap();
+    assert!(!later.is_duplicate());
+    assert_eq!(seqs(&backend, &[later.into_event()]), [2]);
+}
+
+#[tokio::test]
+async fn a_key_used_for_another_event_is_refused_and_keys_are_per_topic() {
+    let backend = MemoryBackend::default();
+    let first = backend.publish(TOPIC, keyed("a", "k")).await.unwrap();
+    let err = backend.publish(TOPIC, keyed("b", "k")).await.unwrap_err();
+    assert!(err.is_key_reused(), "{err:?}");
+    // The name counts too: it is part of the event.
+    let named = Event::builder().event("x").data("a").build().unwrap();
+    let err = backend
+        .publish(TOPIC, Publish::new(named).idempotency_key("k"))
+        .await
+        .unwrap_err();
+    assert!(err.is_key_reused(), "{err:?}");
+    assert_eq!(
+        backend
+            .topic_info(TOPIC)
+            .await
+            .unwrap()
+            .unwrap()
+            .retained_events,
+        1
+    );
+    // The same key on another topic is another key.
+    let other = backend.publish("other", keyed("b", "k")).await.unwrap();
+    assert!(!other.is_duplicate());
+    // Without a key, the same event is stored again.
+    let plain = backend
+        .publish(TOPIC, Event::data("a").into())
+        .await
+        .unwrap();
+    assert!(!plain.is_duplicate());
+    assert_ne!(plain.id(), first.id());
+}
+
+#[tokio::test]
+async fn keys_per_topic_are_bounded_and_the_oldest_is_forgotten_first() {
+    let backend = with_keys(Duration::from_secs(300), 3, usize::MAX);
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        let key = format!("k-{n}");
+        let published = backend.publish(TOPIC, keyed("x", &key)).await.unwrap();
+        ids.push(published.id().to_owned());
+    }
+    // k-1 is forgotten; k-2..k-4 are remembered, and cost what they say.
+    let events = 4 * (Event::data("x").with_id(&ids[0]).unwrap().len() + EVENT_OVERHEAD);
+    let keys = 3 * ("k-1".len() + crate::backend::IDEMPOTENCY_KEY_OVERHEAD);
+    assert_eq!(backend.history_bytes(), events + keys);
+    for n in [4, 3, 2] {
+        let again = backend
+            .publish(TOPIC, keyed("x", &format!("k-{n}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.id(), again.is_duplicate()),
+            (ids[n - 1].as_str(), true)
+        );
+    }
+    let forgotten = backend.publish(TOPIC, keyed("x", "k-1")).await.unwrap();
+    assert!(!forgotten.is_duplicate(), "beyond the bound: stored again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_count_towards_the_byte_bound_and_keep_their_topic_until_they_expire() {
+    let window = Duration::from_secs(60);
+    // Events expire after 1 s; keys after a minute.
+    let history = HistoryLimits {
+        max_age: Duration::from_secs(1),
+        idempotency_window: window,
+        ..HistoryLimits::default()
+    };
+    let backend = MemoryBackend::new(history);
+    let first = backend.publish(TOPIC, keyed("x", "k")).await.unwrap();
+    let key_cost = "k".len() + crate::backend::IDEMPOTENCY_KEY_OVERHEAD;
+
+    // The event is gone, the key is not: the topic stays, and a retry is still recognised.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(backend.history_bytes(), key_cost);
+    assert_eq!(backend.topic_count(), 1);
+    let again = backend.publish(TOPIC, keyed("x", "k")).await.unwrap();
+    assert_eq!((again.id(), again.is_duplicate()), (first.id(), true));
+
+    // Once the key expires, the reaper drops the topic: nothing is left.
+    tokio::time::sleep(window).await;
+    settle().await;
+    assert_eq!(backend.topic_count(), 0);
+    assert_eq!(backend.history_bytes(), 0);
+}
+
+#[tokio::test]
+async fn at_the_byte_bound_a_topic_drops_its_oldest_events_then_keys_to_take_a_new_event() {
+    // Keys that cost more than their events, so that dropping events is not enough.
+    let key = |n: usize| format!("{n}{}", "k".repeat(100));
+    let probe = with_keys(Duration::from_secs(300), 100, usize::MAX);
+    probe.publish(TOPIC, keyed("x", &key(1))).await.unwrap();
+    let one = probe.history_bytes();
+    // Room for two keyed events; nothing idle to evict but the topic's own.
+    let backend = with_keys(Duration::from_secs(300), 100, 2 * one);
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let published = backend.publish(TOPIC, keyed("x", &key(n))).await.unwrap();
+        ids.push(published.id().to_owned());
+        assert!(backend.history_bytes() <= 2 * one);
+    }
+    // Both older events went, and the oldest key: the two newest keys are remembered.
+    let opened = open(&backend, TOPIC, Start::Oldest, &capped(100)).await;
+    assert_eq!(seqs(&backend, &opened.replay), [3]);
+    for n in [3, 2] {
+        let again = backend.publish(TOPIC, keyed("x", &key(n))).await.unwrap();
+        assert_eq!(
+            (again.id(), again.is_duplicate()),
+            (ids[n - 1].as_str(), true)
+        );
+    }
+    let forgotten = backend.publish(TOPIC, keyed("x", &key(1))).await.unwrap();
+    assert!(!forgotten.is_duplicate());
+}
+
+#[tokio::test]
+async fn a_retry_of_a_publish_stored_before_the_close_gets_its_id_after_it() {
+    let backend = MemoryBackend::default();
+    let first = backend.publish(TOPIC, keyed("x", "k")).await.unwrap();
+    backend.close(TOPIC, end_event()).await.unwrap();
+    let again = backend.publish(TOPIC, keyed("x", "k")).await.unwrap();
+    assert_eq!((again.id(), again.is_duplicate()), (first.id(), true));
+    let err = backend.publish(TOPIC, keyed("y", "new")).await.unwrap_err();
+    assert!(err.is_closed(), "{err:?}");
 }

@@ -116,7 +116,11 @@ async fn until_read(shared: &Shared, id: &str) {
 async fn a_reader_already_past_the_snapshot_gives_the_entries_in_between_once() {
     let redis = RedisServer::start();
     let backend = backend(&redis, HistoryLimits::default());
-    let before = backend.publish(TOPIC, Event::data("before")).await.unwrap();
+    let before = backend
+        .publish(TOPIC, Event::data("before").into())
+        .await
+        .unwrap()
+        .into_event();
     // A first subscription: the topic's reader is positioned and reading.
     let mut first = live(
         backend
@@ -130,7 +134,11 @@ async fn a_reader_already_past_the_snapshot_gives_the_entries_in_between_once() 
     let shared = backend.shared.clone();
     let (between_tx, between_rx) = tokio::sync::oneshot::channel();
     let hook = async move {
-        let between = shared.publish(TOPIC, Event::data("between")).await.unwrap();
+        let between = shared
+            .publish(TOPIC, Event::data("between").into())
+            .await
+            .unwrap()
+            .into_event();
         assert_eq!(id(&next_event(&mut first).await), id(&between));
         between_tx.send(between).unwrap();
     };
@@ -143,7 +151,11 @@ async fn a_reader_already_past_the_snapshot_gives_the_entries_in_between_once() 
     let replayed: Vec<String> = second.replay.iter().map(id).collect();
     assert_eq!(replayed, [id(&between)]);
     let mut second = live(second);
-    let after = backend.publish(TOPIC, Event::data("after")).await.unwrap();
+    let after = backend
+        .publish(TOPIC, Event::data("after").into())
+        .await
+        .unwrap()
+        .into_event();
     assert_eq!(id(&next_event(&mut second).await), id(&after));
 }
 
@@ -157,7 +169,11 @@ async fn entries_trimmed_between_the_snapshot_and_the_reader_end_the_subscriptio
         ..HistoryLimits::default()
     };
     let backend = backend(&redis, limits);
-    backend.publish(TOPIC, Event::data("before")).await.unwrap();
+    backend
+        .publish(TOPIC, Event::data("before").into())
+        .await
+        .unwrap()
+        .into_event();
     let first = backend
         .open(TOPIC, &Start::Live, &ReplayOptions::default())
         .await
@@ -170,11 +186,11 @@ async fn entries_trimmed_between_the_snapshot_and_the_reader_end_the_subscriptio
         let mut last = None;
         for n in 0..3 {
             let event = shared
-                .publish(TOPIC, Event::data(format!("between {n}")))
+                .publish(TOPIC, Event::data(format!("between {n}")).into())
                 .await;
             last = Some(event.unwrap());
         }
-        until_read(&shared, &id(&last.unwrap())).await;
+        until_read(&shared, last.unwrap().id()).await;
         drop(first);
     };
     let second = open_with_hook(&backend, Start::Live, hook).await;
