@@ -162,9 +162,10 @@ mod enabled {
     /// compressed against the earlier ones still in the window, so a page sent again with
     /// small changes (a server-driven UI's morph) compresses to little more than the changes
     /// (a 48 KiB page sent again with one row changed: 50 bytes to an eighth of the first send
-    /// with zstd, depending on the rows; gzip's window is too short for it). The fastest settings are used because every stream compresses
-    /// every event it sends: a topic with a thousand subscribers compresses each event a
-    /// thousand times, and with a thousand contexts none is in the CPU cache when its event
+    /// with zstd, depending on the rows; gzip's window is too short for it). The fastest
+    /// settings are used because every stream compresses every event it sends: a topic with
+    /// a thousand subscribers compresses each event a thousand times, and with a thousand
+    /// contexts none is in the CPU cache when its event
     /// comes, so what a context reads at random (zstd's match table, kept small here) costs
     /// more than the compressing itself. The last column is the microbenchmark
     /// (`WARM=300 STREAMS=1000 cargo bench --features compression --bench compress`, every
@@ -176,8 +177,12 @@ mod enabled {
     /// subscribers, 2 cores), where the plain stream costs 8 to 10 µs of server CPU per
     /// delivery, a run on an otherwise idle machine measured zstd at 2.94 times that, gzip at
     /// 2.98 and Brotli at 2.17 (two runs beside other work: zstd 3.05 and 2.97, gzip 1.93 and
-    /// 3.00, Brotli 2.25 and 2.09): all far from the 1.3 times of issue 12's target. Compress event streams for large, repetitive events (HTML morphs) to clients
-    /// on slow links, not for small events to many subscribers.
+    /// 3.00, Brotli 2.25 and 2.09): all far from the 1.3 times of issue 12's target. A run of
+    /// 2026-12-02 beside other work put per-stream compression at 1.8 to 2.6 times plain, and
+    /// [`shared`](Self::shared) (each event compressed once for all the streams it goes to) at
+    /// 0.91 to 1.07 times plain in every encoding (`BENCHMARKS.md`). Per-stream compression
+    /// suits large, repetitive events (HTML morphs) to clients on slow links; for small events
+    /// to many subscribers, choose `shared`.
     ///
     /// ```
     /// use tower_sse::SseLayer;

@@ -25,8 +25,12 @@
 //! per connection: connection `i` (counted from `--first`) asks for the path with `{i}` replaced
 //! by `K + i`, and counts an event whose data does not name its topic (`…;TOPIC;…`) as misrouted;
 //! the reports also count the connections that received at least one event. With
-//! `--accept-encoding`, it asks for that encoding and decodes what the server compressed
-//! (gzip, Brotli or zstd) before parsing it.
+//! `--accept-encoding`, it asks for that encoding, requires it in the response's
+//! `Content-Encoding` (a stream answered in another coding, or in none, counts as an error), and
+//! decodes the body (gzip, Brotli or zstd) before parsing it, as a standard decoder reads it:
+//! a gzip body may hold several members and a zstd body several frames, one after another. A
+//! body that does not decode ends its connection with an error. The reports also count the
+//! bytes of the bodies as they came (`body_bytes`: de-chunked, still compressed).
 //!
 //! `publish --data json` sends JSON objects of about `--size` bytes (`{"t":<unix nanos>,…}`, an
 //! order with line items of varied values, which compresses about as real JSON does) instead of
@@ -222,6 +226,8 @@ struct SseReader {
     body: Vec<u8>,
     eof: bool,
     decoder: Option<Decoder>,
+    /// Body bytes as they came (de-chunked, not yet decoded), since the owner last took them.
+    body_bytes: u64,
 }
 
 impl SseReader {
@@ -234,33 +240,38 @@ impl SseReader {
             body: Vec::new(),
             eof: false,
             decoder: None,
+            body_bytes: 0,
         }
     }
 
-    /// Decodes the body from `coding` (the response's `Content-Encoding`), if it has one.
-    fn decoding(mut self, coding: Option<&str>) -> Self {
-        self.decoder = coding.map(Decoder::new);
-        self
+    /// Decodes the body from `coding` (the response's `Content-Encoding`), if it has one; an
+    /// error for a coding it cannot decode.
+    fn decoding(mut self, coding: Option<&str>) -> std::io::Result<Self> {
+        self.decoder = coding.map(Decoder::new).transpose()?;
+        Ok(self)
     }
 
     /// Adds body bytes (de-chunked), decoded.
-    fn push(&mut self, bytes: &[u8]) {
+    fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.body_bytes += bytes.len() as u64;
         match &mut self.decoder {
             None => self.body.extend_from_slice(bytes),
-            Some(decoder) => decoder.decode(bytes, &mut self.body),
+            Some(decoder) => decoder.decode(bytes, &mut self.body)?,
         }
+        Ok(())
     }
 
-    /// Feeds raw bytes; calls `on_data` with the text after `data:` of each complete line.
-    fn feed(&mut self, data: &[u8], mut on_data: impl FnMut(&[u8])) {
+    /// Feeds raw bytes; calls `on_data` with the text after `data:` of each complete line. An
+    /// error for a body that does not decode.
+    fn feed(&mut self, data: &[u8], mut on_data: impl FnMut(&[u8])) -> std::io::Result<()> {
         if !self.chunked {
-            self.push(data);
+            self.push(data)?;
         } else {
             let mut pos = 0;
             while pos < data.len() {
                 if self.remaining > 0 {
                     let n = self.remaining.min(data.len() - pos);
-                    self.push(&data[pos..pos + n]);
+                    self.push(&data[pos..pos + n])?;
                     self.remaining -= n;
                     pos += n;
                     if self.remaining == 0 {
@@ -300,51 +311,86 @@ impl SseReader {
             start += i + 1;
         }
         self.body.drain(..start);
+        Ok(())
     }
 }
 
 /// An incremental decoder of a compressed response body.
-enum Decoder {
+struct Decoder {
+    codec: Codec,
+    /// Whether the last member (gzip) or frame (zstd) ended: bytes after it start another,
+    /// which a standard decoder reads on (RFC 1952 § 2.2, RFC 8878 § 3).
+    ended: bool,
+}
+
+enum Codec {
     Gzip(GzipDecoder),
     Brotli(Box<BrotliDecoder>),
     Zstd(ZstdDecoder),
 }
 
 impl Decoder {
-    fn new(coding: &str) -> Decoder {
-        match coding {
-            "gzip" => Decoder::Gzip(GzipDecoder::new()),
-            "br" => Decoder::Brotli(Box::new(BrotliDecoder::new())),
-            "zstd" => Decoder::Zstd(ZstdDecoder::new()),
-            other => panic!("loadgen cannot decode {other:?}"),
-        }
+    /// A decoder of `coding`; an error for one it cannot decode.
+    fn new(coding: &str) -> std::io::Result<Decoder> {
+        let codec = match coding {
+            "gzip" => Codec::Gzip(GzipDecoder::new()),
+            "br" => Codec::Brotli(Box::new(BrotliDecoder::new())),
+            "zstd" => Codec::Zstd(ZstdDecoder::new()),
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "cannot decode Content-Encoding {other:?}"
+                )));
+            }
+        };
+        Ok(Decoder {
+            codec,
+            ended: false,
+        })
     }
 
     /// Appends what `bytes` decode to (all that they make decodable) to `out`.
-    fn decode(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        match self {
-            Decoder::Gzip(d) => decode_into(d, bytes, out),
-            Decoder::Brotli(d) => decode_into(&mut **d, bytes, out),
-            Decoder::Zstd(d) => decode_into(d, bytes, out),
+    fn decode(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let ended = &mut self.ended;
+        match &mut self.codec {
+            Codec::Gzip(d) => decode_into(d, ended, true, bytes, out),
+            Codec::Brotli(d) => decode_into(&mut **d, ended, false, bytes, out),
+            Codec::Zstd(d) => decode_into(d, ended, true, bytes, out),
         }
     }
 }
 
-fn decode_into<D: Decode>(decoder: &mut D, bytes: &[u8], out: &mut Vec<u8>) {
+/// Decodes all of `bytes` into `out`. A gzip member or zstd frame that ends sets `ended`, and
+/// bytes after it start the next one; a Brotli body is one stream, with nothing after its end.
+fn decode_into<D: Decode>(
+    decoder: &mut D,
+    ended: &mut bool,
+    multi: bool,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
     let mut input = PartialBuffer::new(bytes);
     let mut buf = [0u8; 8192];
-    let mut complete = false;
     loop {
         let mut output = PartialBuffer::new(&mut buf[..]);
-        if !input.unwritten().is_empty() && !complete {
-            complete = decoder
-                .decode(&mut input, &mut output)
-                .expect("a decodable body");
+        let read = input.written().len();
+        if !input.unwritten().is_empty() {
+            if *ended {
+                if !multi {
+                    return Err(std::io::Error::other("bytes after the end of the body"));
+                }
+                decoder.reinit()?;
+                *ended = false;
+            }
+            *ended = decoder.decode(&mut input, &mut output)?;
         }
-        let flushed = decoder.flush(&mut output).expect("a decodable body");
+        let flushed = decoder.flush(&mut output)?;
+        let wrote = output.written().len();
         out.extend_from_slice(output.written());
-        if (input.unwritten().is_empty() || complete) && flushed {
-            return;
+        if input.unwritten().is_empty() && flushed {
+            return Ok(());
+        }
+        if wrote == 0 && input.written().len() == read && !*ended {
+            return Err(std::io::Error::other("the decoder made no progress"));
         }
     }
 }
@@ -374,6 +420,8 @@ struct SubState {
     receiving: Cell<u64>,
     /// Events whose data did not name the connection's own topic (never reset).
     misrouted: Cell<u64>,
+    /// Body bytes as they came, before decoding.
+    body_bytes: Cell<u64>,
 }
 
 impl SubState {
@@ -415,6 +463,7 @@ impl SubState {
             "catch_up_max_ms": self.catch_up_max.get().as_secs_f64() * 1000.0,
             "receiving": self.receiving.get(),
             "misrouted": self.misrouted.get(),
+            "body_bytes": self.body_bytes.get(),
         });
         let mut bytes = Vec::new();
         let _ = V2Serializer::new().serialize(&hist, &mut bytes);
@@ -424,6 +473,7 @@ impl SubState {
         let _ = std::fs::rename(&tmp, path);
         if reset {
             self.delivered.set(0);
+            self.body_bytes.set(0);
         }
     }
 }
@@ -445,7 +495,8 @@ async fn subscribe(opts: &Opts) -> i32 {
     if let Some(id) = opts.get("last-event-id") {
         extra.push_str(&format!("Last-Event-ID: {id}\r\n"));
     }
-    if let Some(coding) = opts.get("accept-encoding") {
+    let asked = opts.get("accept-encoding").cloned();
+    if let Some(coding) = &asked {
         extra.push_str(&format!("Accept-Encoding: {coding}\r\n"));
     }
     let request_for = |path: &str| -> Rc<[u8]> {
@@ -470,6 +521,7 @@ async fn subscribe(opts: &Opts) -> i32 {
             (shared.clone(), None)
         };
         let (state, sem, done) = (state.clone(), sem.clone(), done.clone());
+        let asked = asked.clone();
         let src = ips[i as usize % ips.len()];
         tokio::task::spawn_local(async move {
             let permit = sem.acquire().await;
@@ -481,15 +533,22 @@ async fn subscribe(opts: &Opts) -> i32 {
                 if status != 200 {
                     return Err(std::io::Error::other(format!("status {status}")));
                 }
+                if let Some(asked) = asked.as_deref()
+                    && !coding.as_deref().is_some_and(|c| accepts(asked, c))
+                {
+                    return Err(std::io::Error::other(format!(
+                        "asked for {asked}, answered in Content-Encoding {coding:?}"
+                    )));
+                }
                 state.established.set(state.established.get() + 1);
                 drop(permit);
                 ready_check(&state, n);
-                let mut reader = SseReader::new(chunked).decoding(coding.as_deref());
+                let mut reader = SseReader::new(chunked).decoding(coding.as_deref())?;
                 let mut mine = 0u64;
                 let mut tmp = vec![0u8; 4096];
                 let mut data = rest;
                 loop {
-                    reader.feed(&data, |d| {
+                    let fed = reader.feed(&data, |d| {
                         state.record(d);
                         if mine == 0 {
                             state.receiving.set(state.receiving.get() + 1);
@@ -499,6 +558,10 @@ async fn subscribe(opts: &Opts) -> i32 {
                         }
                         mine += 1;
                     });
+                    state
+                        .body_bytes
+                        .set(state.body_bytes.get() + std::mem::take(&mut reader.body_bytes));
+                    fed?;
                     if expect > 0 && mine >= expect {
                         state.caught_up.set(state.caught_up.get() + 1);
                         state
@@ -552,6 +615,21 @@ async fn subscribe(opts: &Opts) -> i32 {
     }
     state.write_report(&report, n, false);
     0
+}
+
+/// Whether the `Accept-Encoding` value `asked` names the content coding `coding` (other than
+/// with `q=0`).
+fn accepts(asked: &str, coding: &str) -> bool {
+    asked.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f64>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        name.eq_ignore_ascii_case(coding) && !refused
+    })
 }
 
 fn ready_check(state: &SubState, n: u64) {
@@ -887,7 +965,7 @@ async fn churn(opts: &Opts) -> i32 {
                     let mut data = rest;
                     let mut tmp = [0u8; 4096];
                     loop {
-                        reader.feed(&data, |_| got = true);
+                        reader.feed(&data, |_| got = true)?;
                         if got {
                             return Ok(());
                         }
@@ -993,4 +1071,181 @@ async fn stall(opts: &Opts) -> i32 {
     );
     let _ = std::io::stdout().flush();
     0
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reader against what the layer sends: every event of a compressed stream, per stream
+    //! and shared, whichever way the bytes are cut.
+
+    use std::convert::Infallible;
+
+    use axum::response::IntoResponse as _;
+    use futures_util::StreamExt as _;
+    use tower::{Layer as _, ServiceExt as _};
+    use tower_sse::layer::Compression;
+    use tower_sse::{Event, EventStream, SseLayer};
+
+    use super::*;
+
+    /// The frames of a finished event stream of `events` from `layer`, asking for `coding`, and
+    /// the response's `Content-Encoding`.
+    fn frames(layer: &SseLayer, coding: &str, events: &[Event]) -> (Vec<Vec<u8>>, Option<String>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let events = events.to_vec();
+        let service = layer.layer(tower::service_fn(move |_: http::Request<()>| {
+            let events = events.clone();
+            async move {
+                let stream = futures_util::stream::iter(events);
+                Ok::<_, Infallible>(EventStream::new(stream).into_response())
+            }
+        }));
+        let request = http::Request::get("/events/zip")
+            .header(http::header::ACCEPT, "text/event-stream")
+            .header(http::header::ACCEPT_ENCODING, coding)
+            .body(())
+            .unwrap();
+        let response = rt.block_on(service.oneshot(request)).unwrap();
+        let encoded = response
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let mut body = axum::body::Body::new(response.into_body()).into_data_stream();
+        let mut frames = Vec::new();
+        rt.block_on(async {
+            while let Some(frame) = body.next().await {
+                frames.push(frame.expect("the body").to_vec());
+            }
+        });
+        (frames, encoded)
+    }
+
+    /// `frames` as HTTP/1.1 chunks, one each, and the last chunk.
+    fn chunked(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for frame in frames.iter().filter(|f| !f.is_empty()) {
+            wire.extend_from_slice(format!("{:x}\r\n", frame.len()).as_bytes());
+            wire.extend_from_slice(frame);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        wire
+    }
+
+    /// The data of each event `wire` holds, fed to a reader `cut` bytes at a time.
+    fn read(wire: &[u8], coding: &str, cut: usize) -> std::io::Result<Vec<String>> {
+        let mut reader = SseReader::new(true).decoding(Some(coding))?;
+        let mut data = Vec::new();
+        for piece in wire.chunks(cut) {
+            reader.feed(piece, |d| {
+                data.push(String::from_utf8_lossy(d).into_owned())
+            })?;
+        }
+        assert!(reader.eof, "the last chunk is read");
+        assert_eq!(reader.body_bytes as usize, wire.len() - count_framing(wire));
+        Ok(data)
+    }
+
+    /// The bytes of chunked framing in `wire` (sizes and CRLFs), for the body's byte count.
+    fn count_framing(wire: &[u8]) -> usize {
+        let (mut pos, mut framing) = (0, 0);
+        loop {
+            let line = find(&wire[pos..], b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&wire[pos..pos + line]).unwrap(), 16)
+                    .unwrap();
+            framing += line + 4;
+            pos += line + 2 + size + 2;
+            if size == 0 {
+                return framing;
+            }
+        }
+    }
+
+    /// 1 KiB JSON events, the same in every run.
+    fn events() -> Vec<Event> {
+        (0..40u64)
+            .map(|seq| {
+                let items: Vec<String> = (0..24)
+                    .map(|i| {
+                        let v = (seq * 7919 + i * 104_729) % 100_000;
+                        format!(
+                            "{{\"sku\":\"SKU-{v:05}\",\"qty\":{},\"price\":{}}}",
+                            v % 9,
+                            v % 500
+                        )
+                    })
+                    .collect();
+                Event::builder()
+                    .id(seq.to_string())
+                    .data(format!("{{\"seq\":{seq},\"items\":[{}]}}", items.join(",")))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_event_of_a_compressed_stream_is_read_per_stream_and_shared() {
+        let events = events();
+        let want: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let text = String::from_utf8(e.as_bytes().to_vec()).unwrap();
+                let line = text.lines().find(|l| l.starts_with("data: ")).unwrap();
+                line["data: ".len()..].to_owned()
+            })
+            .collect();
+        for (mode, compression) in [
+            ("per stream", Compression::new()),
+            ("shared", Compression::new().shared()),
+        ] {
+            let layer = SseLayer::new().compression(compression);
+            for coding in ["gzip", "br", "zstd"] {
+                let (frames, encoded) = frames(&layer, coding, &events);
+                assert_eq!(encoded.as_deref(), Some(coding), "{mode}");
+                let wire = chunked(&frames);
+                // Whole (a zstd stream's frames, one after another, in one read), in odd
+                // slices, and byte by byte.
+                for cut in [wire.len(), 7, 1] {
+                    let got = read(&wire, coding, cut)
+                        .unwrap_or_else(|e| panic!("{mode} {coding}, cut {cut}: {e}"));
+                    assert_eq!(got, want, "{mode} {coding}, cut {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_decode_is_an_error() {
+        let layer = SseLayer::new().compression(Compression::new().shared());
+        for coding in ["gzip", "br", "zstd"] {
+            let (mut frames, _) = frames(&layer, coding, &events());
+            // A frame in the middle that no decoder reads: a deflate block of the reserved
+            // type, a Brotli last block with padding that is not zero, no zstd frame's magic.
+            frames[2] = vec![0xff; 16];
+            assert!(
+                read(&chunked(&frames), coding, 4096).is_err(),
+                "{coding}: a corrupt body is an error"
+            );
+        }
+        assert!(SseReader::new(true).decoding(Some("compress")).is_err());
+        // Bytes after the end of a Brotli body.
+        let (mut frames, _) = frames(&layer, "br", &events()[..1]);
+        frames.push(b"more".to_vec());
+        assert!(read(&chunked(&frames), "br", 4096).is_err());
+    }
+
+    #[test]
+    fn the_coding_asked_for_is_the_one_accepted() {
+        assert!(accepts("gzip", "gzip"));
+        assert!(accepts("zstd, gzip;q=0.5", "gzip"));
+        assert!(accepts("BR", "br"));
+        assert!(!accepts("gzip", "br"));
+        assert!(!accepts("gzip;q=0", "gzip"));
+        assert!(!accepts("zstd", "zstd-shared"));
+    }
 }

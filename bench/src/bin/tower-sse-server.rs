@@ -8,8 +8,11 @@
 //! `HubBuilder::history_age`) and `TOPIC_IDLE_TTL_MS` (how long a topic without subscribers
 //! outlives its last event, `HubBuilder::topic_idle_ttl`) are for the many-topics scenario; when
 //! either is set, the server prints an `expiry: …` line saying how it applied them.
-//! `COMPRESSION=1` lets the layer compress event streams for clients that accept it
-//! (`SseLayer::compression`), for the compression scenario.
+//! `COMPRESSION=1` (or `per-stream`) lets the layer compress event streams for clients that
+//! accept it (`SseLayer::compression`), one context per stream (`Compression::new()`);
+//! `COMPRESSION=shared` compresses each event once for all the streams that send it
+//! (`Compression::new().shared()`). For the compression scenario; the server prints a
+//! `compression: …` line saying which it applied, and refuses any other value.
 //!
 //! For the stalled and shutdown scenarios, named as in `examples/hub.rs`: `WRITE_TIMEOUT` and
 //! `KEEP_ALIVE` (whole seconds; `SseLayer::write_timeout`, 0: none, and
@@ -69,8 +72,19 @@ fn main() -> std::io::Result<()> {
         }
         let hub = builder.memory();
         let mut sse = SseLayer::new().registry(hub.registry());
-        if std::env::var("COMPRESSION").is_ok_and(|v| v == "1") {
-            sse = sse.compression(tower_sse::layer::Compression::new());
+        if let Ok(mode) = std::env::var("COMPRESSION") {
+            use tower_sse::layer::Compression;
+            let compression = match mode.trim() {
+                "1" | "per-stream" => Compression::new(),
+                "shared" => Compression::new().shared(),
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "COMPRESSION={other:?}: expected 1, per-stream or shared"
+                    )));
+                }
+            };
+            println!("compression: {compression:?}");
+            sse = sse.compression(compression);
         }
         let secs = |name: &str| {
             std::env::var(name)

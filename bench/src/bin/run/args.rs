@@ -1,6 +1,8 @@
 //! The command line: `--smoke`, `--quick` (the default) or `--full`; `--out FILE` (the report),
 //! `--plots DIR`, and `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,
-//! many-topics,overhead,compression,stalled,shutdown` to run a part.
+//! many-topics,overhead,compression,stalled,shutdown` to run a part; `--compression LIST`, the
+//! compression scenario's variants (`per-stream`, `shared`, or names such as `gzip-shared`;
+//! `plain` always; all by default).
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,8 @@ pub(crate) struct Args {
     /// `--servers` and `--scenarios`, as given.
     servers: Option<String>,
     scenarios: Option<String>,
+    /// `--compression`, as given.
+    compression: Option<String>,
 }
 
 impl Args {
@@ -71,6 +75,7 @@ impl Args {
             ),
             servers: value("--servers"),
             scenarios: value("--scenarios"),
+            compression: value("--compression"),
         }
     }
 
@@ -82,6 +87,12 @@ impl Args {
     /// Whether the scenario `name` is to run: `--scenarios` names it, or is not given.
     pub(crate) fn scenario(&self, name: &str) -> bool {
         picked(self.scenarios.as_deref(), name)
+    }
+
+    /// The compression scenario's variants `--compression` names, if given (see
+    /// [`compression::variants`](crate::scenarios::compression::variants)).
+    pub(crate) fn compression(&self) -> Option<&str> {
+        self.compression.as_deref()
     }
 
     /// Whether `--scenarios` is given.
@@ -120,6 +131,9 @@ mod tests {
         assert!(!args.scenario("per-user"));
         assert!(args.server("baseline") && !args.server("tower-sse"));
         assert!(args.scenarios_named());
+        assert_eq!(args.compression(), None);
+        let zip = parse(&["--scenarios", "compression", "--compression", "shared"]);
+        assert_eq!(zip.compression(), Some("shared"));
         let all = parse(&[]);
         assert_eq!(all.mode, Mode::Quick);
         assert!(all.scenario("shutdown") && all.server("nchan") && !all.scenarios_named());

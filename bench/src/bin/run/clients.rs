@@ -188,6 +188,8 @@ pub(crate) struct Delivery {
     pub(crate) receiving: u64,
     /// Events whose data did not name the connection's own topic, since they opened.
     pub(crate) misrouted: u64,
+    /// Response body bytes as they came (de-chunked, still compressed where they were).
+    pub(crate) body_bytes: u64,
     /// Latency, µs.
     hist: Option<Histogram<u64>>,
 }
@@ -212,6 +214,7 @@ impl Delivery {
             d.caught_up += u("caught_up");
             d.receiving += u("receiving");
             d.misrouted += u("misrouted");
+            d.body_bytes += u("body_bytes");
             d.catch_up_ms = d
                 .catch_up_ms
                 .max(v["catch_up_max_ms"].as_f64().unwrap_or(0.0));

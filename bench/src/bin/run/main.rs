@@ -12,8 +12,9 @@
 //! Scenarios: `idle` (memory per idle stream, one shared topic), `per-user` (the same with a
 //! topic per stream, beside the shared figure), `fanout`, `storm`, `churn`, `plain`,
 //! `many-topics` (one event each to many topics, RSS after they expire), `overhead` and
-//! `compression` (CPU per delivery of 1 KiB JSON events, compressed by the layer against plain;
-//! issue 12), `stalled` (kernel memory and disconnect time of clients that never read) and
+//! `compression` (CPU per delivery of 1 KiB JSON events, compressed by the layer, one context per
+//! stream or shared, against plain; issue 12; `--compression shared` or `per-stream` runs a part
+//! of its variants), `stalled` (kernel memory and disconnect time of clients that never read) and
 //! `shutdown` (graceful shutdown's time with open streams, stalled readers and half-sent heads),
 //! the last two on tower-sse only (issue 12).
 //!
@@ -65,6 +66,13 @@ fn main() {
         .to_path_buf();
     let args = Args::parse(std::env::args().skip(1).collect(), &root);
     let mode = args.mode;
+    let zip_variants = match compression::variants(args.compression()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("run: {e}");
+            std::process::exit(2);
+        }
+    };
 
     // The other binaries of this package: `cargo run --bin run` builds only this one.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -185,7 +193,7 @@ fn main() {
     }
     if let Some(server) = tower_sse
         && args.scenario("compression")
-        && let Err(e) = compression::compression(&mut ctx, server, &plan, &mut res)
+        && let Err(e) = compression::compression(&mut ctx, server, &plan, &zip_variants, &mut res)
     {
         ctx.failures.push(format!("tower-sse compression: {e}"));
     }

@@ -160,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn issue_12_compression_target_is_a_ratio_to_plain_of_at_most_1_3() {
+        // CPU-s per million deliveries, compressed against plain: `scenarios/compression.rs`.
+        let target = Bound::AtMost(1.3);
+        assert_eq!(judge(ratio(Some(13.0), Some(10.0)), target), Met);
+        assert_eq!(judge(ratio(Some(9.0), Some(10.0)), target), Met);
+        assert_eq!(judge(ratio(Some(13.01), Some(10.0)), target), Missed);
+        assert_eq!(judge(ratio(Some(24.75), Some(8.32)), target), Missed);
+        // A variant or a plain stream that did not deliver in full is passed on as `None`.
+        assert_eq!(judge(ratio(None, Some(8.32)), target), NotMeasured);
+        assert_eq!(judge(ratio(Some(9.0), None), target), NotMeasured);
+    }
+
+    #[test]
     fn the_mean_ratio_leaves_out_the_rows_without_a_peer() {
         let rows = [
             (Some(1.0), Some(4.0)),
