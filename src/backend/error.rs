@@ -138,8 +138,8 @@ impl fmt::Display for Error {
                 "the hub's backend is unavailable and nothing was done; try again shortly"
             }
             Kind::OutcomeUnknown => {
-                "the hub's backend did not answer in time: the event may or may not have been \
-                 stored. Retry with the same idempotency key, which is safe; a retry without one \
+                "the hub's backend failed before it answered (a timeout or a dropped \
+                 connection): the event may or may not have been stored. Retry with the same idempotency key, which is safe; a retry without one \
                  may store the event twice"
             }
             Kind::KeyReused => {

@@ -156,6 +156,11 @@ impl Published {
 
     /// Whether the publish repeated an earlier one's idempotency key within the window: nothing
     /// was stored, and [`id`](Self::id) and [`event`](Self::event) are the first publish's.
+    ///
+    /// A backend may send a keyed publish again itself when it cannot tell whether the first
+    /// attempt was stored (the Redis backend does, once, after a dropped connection); should
+    /// that attempt have been stored, the answer is a duplicate of it. Either way the event is
+    /// stored once, under [`id`](Self::id).
     pub fn is_duplicate(&self) -> bool {
         self.duplicate
     }

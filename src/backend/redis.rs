@@ -365,20 +365,26 @@ fn end_id(marker: &str) -> String {
 /// - **Replay** is `XRANGE` strictly after the client's id, capped; an id older than what the
 ///   stream retains (per `XINFO STREAM`'s max-deleted-entry-id), ahead of it, not a stream id,
 ///   or foreign (above) gets the `gap` event, as in memory.
-/// - **Outages.** While Redis is unreachable, `publish` fails with [`Error::unavailable`] and
-///   nothing is stored. A publish that was sent and got no answer (Redis frozen, a response
-///   timeout of 2 s, a connection that dropped after it was written) may have been stored, or
-///   may be stored once Redis runs again: it fails with [`Error::outcome_unknown`], and a retry
-///   with the same idempotency key is safe. Open streams stay up, and once Redis is back the
-///   reader continues each topic from the last entry it delivered, so every entry Redis
-///   accepted reaches every subscriber. The reader's reconnection backs off up to 5 s, cut short once a command finds
-///   Redis back; [`Backend::health`] and the logs tell the state. Once Redis answers again,
-///   the next command succeeds: after a failure, a command is sent only once a `PING` has
-///   shown that the command connection answers, and the health turns ok only then, so the two
-///   never disagree. A command is sent again only when its error proves that it was not sent
-///   (a refused connection), never when it may have reached Redis (a timeout, a connection
-///   that dropped). Errors given to clients never carry Redis's text; it is their source, for
-///   logs.
+/// - **Outages.** While Redis is unreachable, and this process knows it (a command or its
+///   reader failed: [`Backend::health`] says so), a command is sent only once a `PING` has
+///   shown that the command connection answers: `publish` fails with [`Error::unavailable`]
+///   and nothing is stored. A publish that may have reached Redis and got no answer (Redis
+///   frozen, a response timeout of 2 s, a connection that dropped once the publish was handed
+///   to it: nothing tells whether it was written before Redis went) may have been stored, or
+///   may be stored once Redis runs again: it fails with [`Error::outcome_unknown`], and a
+///   retry with the same idempotency key is safe. Open streams stay up, and once Redis is back
+///   the reader continues each topic from the last entry it delivered, so every entry Redis
+///   accepted reaches every subscriber. The reader's reconnection backs off up to 5 s, cut
+///   short once a command finds Redis back; the health and the logs tell the state. Once
+///   Redis answers again, the next command succeeds: the health turns ok only once the
+///   command connection answers, so the two never disagree. A command is sent again, once,
+///   when its error proves that it was not sent (a refused connection), or when its
+///   connection was closed or reset (Redis restarted before this process noticed) and running
+///   it twice does no harm: reads, closes, renewals and publishes with an idempotency key (a
+///   keyed publish that ran the first time then answers as a
+///   [duplicate](Published::is_duplicate), with its id). Never after a timeout, nor a publish
+///   without a key after a dropped connection: it is [`Error::outcome_unknown`]. Errors given
+///   to clients never carry Redis's text; it is their source, for logs.
 ///
 /// Bounds: the history's count and age bounds ([`HistoryLimits::max_events`],
 /// [`HistoryLimits::max_age`]) apply per topic in Redis; its byte bound
@@ -584,10 +590,16 @@ impl Drop for Feed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
     /// A read, or a write that changes nothing more when it runs twice (a close, a renewal): a
-    /// failure is [`Error::unavailable`], whether or not it ran.
+    /// failure is [`Error::unavailable`], whether or not it ran, and a command whose
+    /// connection dropped is sent again, once.
     Repeatable,
-    /// A publish: a failure that does not prove it unrun is [`Error::outcome_unknown`].
+    /// A publish without an idempotency key: a failure that does not prove it unrun is
+    /// [`Error::outcome_unknown`], and it is never sent again.
     Append,
+    /// A publish with an idempotency key: stored once however often it runs, so a publish
+    /// whose connection dropped is sent again, once; should that fail too, the outcome is
+    /// unknown (the first may have run).
+    KeyedAppend,
 }
 
 /// Whether `err` proves that Redis did not run the command: the connection was refused (a
@@ -596,6 +608,14 @@ enum Effect {
 /// after the command was written, and it may have run.
 fn never_run(err: &RedisError) -> bool {
     err.is_connection_refusal() || err.code().is_some()
+}
+
+/// Whether a command that failed with `err` is sent once more: when it was not sent (a refused
+/// connection), or when its connection is gone (closed, reset: the connection manager makes a
+/// new one) and running it twice does no harm. Never after a timeout: Redis may still run the
+/// first, and a second would only wait as long again.
+fn send_again(err: &RedisError, effect: Effect) -> bool {
+    err.is_connection_refusal() || (effect != Effect::Append && err.is_connection_dropped())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -820,10 +840,13 @@ impl Shared {
     /// is sent only once [`Shared::probe`] has seen the connection answer; when it does not,
     /// the command was not sent. A command refused a connection (a reconnection that failed
     /// while it waited for it) is sent once more, on the connection the manager makes then: a
-    /// refusal only ever answers a connection attempt, so the command was not sent. Nothing
-    /// else is sent again: a command whose connection dropped or timed out after it was
-    /// written may have been run. Such a failure of an [`Effect::Append`] is
-    /// [`Error::outcome_unknown`]; every other failure is [`Error::unavailable`].
+    /// refusal only ever answers a connection attempt, so the command was not sent. So is one
+    /// whose connection was closed or reset (Redis restarted before this process noticed, say)
+    /// when it does no harm run twice: every effect but [`Effect::Append`]. Nothing is sent
+    /// again after a timeout, and a publish without a key never after a connection that
+    /// dropped: it may have been run. Such a failure of a publish, or any failure of a keyed
+    /// one that was sent again, is [`Error::outcome_unknown`]; every other failure is
+    /// [`Error::unavailable`].
     async fn command<'a, T>(
         &self,
         what: &str,
@@ -834,14 +857,18 @@ impl Shared {
             self.probe().await.map_err(|err| self.failed(what, err))?;
         }
         let mut result = send(self.manager.clone()).await;
-        if result
-            .as_ref()
-            .is_err_and(RedisError::is_connection_refusal)
+        // Whether a failed attempt before this one may have run.
+        let mut may_have_run = false;
+        if let Err(err) = &result
+            && send_again(err, effect)
         {
+            may_have_run = !never_run(err);
             result = send(self.manager.clone()).await;
         }
         let reply = result.map_err(|err| match effect {
-            Effect::Append if !never_run(&err) => self.failed_as(what, err, Error::outcome_unknown),
+            Effect::Append | Effect::KeyedAppend if may_have_run || !never_run(&err) => {
+                self.failed_as(what, err, Error::outcome_unknown)
+            }
             _ => self.failed(what, err),
         })?;
         self.succeeded();
@@ -898,8 +925,12 @@ impl Shared {
         let (event, key) = publish.into_parts();
         let body = event.without_id();
         let window = millis(self.limits.idempotency_window).max(1);
+        let effect = match key {
+            Some(_) => Effect::KeyedAppend,
+            None => Effect::Append,
+        };
         let (outcome, id): (String, String) = self
-            .run("publish", Effect::Append, &self.publish, topic, |script| {
+            .run("publish", effect, &self.publish, topic, |script| {
                 script.arg(body.as_ref());
                 if let Some(key) = &key {
                     script.key(self.key_record(topic, key)).arg(window);

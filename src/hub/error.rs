@@ -13,9 +13,10 @@ use crate::backend;
 /// - **Not stored** ([`is_unavailable`](Self::is_unavailable)): the backend could not take it
 ///   (Redis unreachable, the command never sent) or a bound of the hub refused it. Nothing was
 ///   stored; retrying later is safe, with or without an idempotency key.
-/// - **Outcome unknown** ([`is_outcome_unknown`](Self::is_outcome_unknown)): the publish reached
-///   the backend and no answer came (a timeout, a connection that dropped after it was sent).
-///   It may have been stored, or may be stored once the backend runs again. Retry with the same
+/// - **Outcome unknown** ([`is_outcome_unknown`](Self::is_outcome_unknown)): the publish may
+///   have reached the backend, and no answer came (a timeout; a connection that dropped once
+///   the publish was handed to it, when nothing tells whether it was written first). It may
+///   have been stored, or may be stored once the backend runs again. Retry with the same
 ///   [idempotency key](crate::Publish::idempotency_key): the retry then returns the first id if
 ///   it was stored, and stores it once if not. A retry without a key may store it twice.
 ///
@@ -137,9 +138,9 @@ impl HubError {
             .is_some_and(|err| err.is_unavailable() || err.is_full())
     }
 
-    /// Whether the call reached the backend and no answer came: a publish may or may not have
-    /// been stored. Retry it with the same idempotency key; a retry without one may store the
-    /// event twice (`504`).
+    /// Whether the call may have reached the backend and no answer came: a publish may or may
+    /// not have been stored. Retry it with the same idempotency key; a retry without one may
+    /// store the event twice (`504`).
     pub fn is_outcome_unknown(&self) -> bool {
         self.backend()
             .is_some_and(backend::Error::is_outcome_unknown)

@@ -13,6 +13,10 @@ use super::whatwg::{ParsedEvent, Parser};
 /// wait for something).
 pub const GUARD: Duration = Duration::from_secs(20);
 
+/// The pause between two looks at something another task or process changes (never a way to
+/// wait for it: the look is what waits).
+pub const POLL: Duration = Duration::from_millis(10);
+
 /// `GET url`, its body as JSON.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
     let response = client.get(url).send().await.unwrap();

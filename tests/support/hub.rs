@@ -10,8 +10,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_sse::auth::jwt::{Claims, Jwt};
+use tower_sse::backend::Health;
 
-use super::client::{EventReader, GUARD};
+use super::client::{EventReader, GUARD, POLL};
+use super::redis_server::RedisServer;
 
 /// The example itself, so the tests run exactly the code users run.
 #[path = "../../examples/hub.rs"]
@@ -32,6 +34,15 @@ pub fn config() -> Config {
         jwt_secret: Some(SECRET.into()),
         max_connections_per_peer: None,
         ..Config::default()
+    }
+}
+
+/// [`config`] on `redis`: the hub servers of a test share their Redis and their key, as servers
+/// behind one load balancer do.
+pub fn redis_config(redis: &RedisServer) -> Config {
+    Config {
+        redis_url: Some(redis.url()),
+        ..config()
     }
 }
 
@@ -66,6 +77,20 @@ pub fn authorized_client() -> reqwest::Client {
         .default_headers(headers)
         .build()
         .unwrap()
+}
+
+/// The answer to a publish, as a publisher reads it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The `id` of a `200`'s JSON body.
+    pub id: Option<String>,
+    /// Whether it came with `Idempotent-Replayed: true`: the first publish's id, nothing
+    /// stored again.
+    pub replayed: bool,
+    pub retry_after: Option<String>,
+    /// The body of any other answer.
+    pub body: String,
 }
 
 /// A running hub server.
@@ -175,6 +200,38 @@ impl Server {
         Ok(body["id"].as_str().unwrap().to_owned())
     }
 
+    /// Publishes `data` with `Idempotency-Key: {key}`, with [`token`](Self::token).
+    pub async fn publish_keyed(&self, topic: &str, data: &str, key: &str) -> Answer {
+        let response = self
+            .client
+            .post(self.url(&format!("/publish/{topic}")))
+            .header(AUTHORIZATION, bearer(&self.token))
+            .header("Idempotency-Key", key)
+            .body(data.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            let value = response.headers().get(name)?;
+            Some(value.to_str().unwrap().to_owned())
+        };
+        let replayed = header(hub_server::IDEMPOTENT_REPLAYED).as_deref() == Some("true");
+        let retry_after = header("retry-after");
+        let body = response.text().await.unwrap();
+        let id = (status == 200).then(|| {
+            let json: Value = serde_json::from_str(&body).unwrap();
+            json["id"].as_str().unwrap().to_owned()
+        });
+        Answer {
+            status,
+            id,
+            replayed,
+            retry_after,
+            body,
+        }
+    }
+
     /// Publishes `data` and returns the id the hub gave it.
     pub async fn publish(&self, topic: &str, data: &str) -> String {
         match self.try_publish(topic, data).await {
@@ -206,6 +263,27 @@ impl Server {
                 .await
                 .expect("a presence notice within the guard time");
         }
+    }
+
+    /// Waits until the hub's health is `Ok` (`up`) or `Unavailable` (`!up`), polling it.
+    pub async fn until_health(&self, up: bool) -> Health {
+        let wanted = |health: &Health| matches!(health, Health::Ok) == up;
+        let polled = tokio::time::timeout(GUARD, async {
+            loop {
+                let health = self.hub.health();
+                if wanted(&health) {
+                    return health;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        polled.unwrap_or_else(|_| {
+            panic!(
+                "health is still {:?} after the guard time",
+                self.hub.health()
+            )
+        })
     }
 
     /// Stops the server gracefully and waits for it.

@@ -85,6 +85,12 @@ impl RedisServer {
         format!("tower-sse:{topic}#m")
     }
 
+    /// The key of the record of idempotency key `key` on `topic`: the first publish's id and
+    /// the SHA-1 of its event, until the window's `PX` drops it.
+    pub fn key_record(topic: &str, key: &str) -> String {
+        format!("tower-sse:{topic}#i:{key}")
+    }
+
     /// Kills the server (SIGKILL: what it acknowledged is on disk, `appendfsync always`) and
     /// waits for it to exit. Connections to it are refused from then on.
     pub fn stop(&mut self) {
@@ -280,6 +286,13 @@ impl Raw {
                 (id, event)
             })
             .collect()
+    }
+
+    /// The events `topic`'s stream holds, as stored (field `e`, without their ids), oldest
+    /// first.
+    pub async fn bodies(&mut self, topic: &str) -> Vec<String> {
+        let entries = self.entries(topic).await;
+        entries.into_iter().map(|(_, event)| event).collect()
     }
 
     /// How many of `keys` exist (`EXISTS`).
