@@ -50,7 +50,8 @@
 //!   ends when its token expires, with a `retry:` hint.
 //! - `/connections` and the admin page (`/admin`) need `"admin": true`, and so does
 //!   `/metrics` (Prometheus text: connections, disconnects by reason, events, replays and gaps,
-//!   topics, backend errors; see `tower_sse::metrics`) unless `METRICS_PUBLIC=1`.
+//!   topics, backend errors; see `tower_sse::metrics`), which the `METRICS_TOKEN` bearer also
+//!   reads, unless `METRICS_PUBLIC=1`.
 //! - A token that does not hold (expired, another key, malformed) is `401`, with why in
 //!   `WWW-Authenticate`, even on a public topic.
 //! - A browser page of another origin cannot publish through its visitors (`403` before the
@@ -93,8 +94,10 @@
 //!                 (default 10)
 //! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
 //!                 servers share it (default: in memory); give them the same JWT_SECRET
-//! METRICS_PUBLIC  1: anyone may read /metrics (default 0: an admin token, as Prometheus can
-//!                 send with `authorization: { credentials_file: … }` in its scrape config)
+//! METRICS_TOKEN   a secret of 32 characters or more that reads /metrics, and nothing else, as
+//!                 `Authorization: Bearer …` (what to give Prometheus: `authorization:
+//!                 { credentials_file: … }` in its scrape config); admin tokens read it too
+//! METRICS_PUBLIC  1: anyone may read /metrics (default 0)
 //! ```
 //!
 //! SIGINT or SIGTERM shuts it down gracefully: every stream ends with a `retry:` hint, then the
@@ -185,8 +188,10 @@ pub struct Config {
     /// `None`: `tower_sse::serve`'s default.
     pub shutdown_deadline: Option<Duration>,
     pub redis_url: Option<String>,
-    /// Whether anyone may read `/metrics` (else an admin token).
+    /// Whether anyone may read `/metrics` (else an admin token or `metrics_token`).
     pub metrics_public: bool,
+    /// A bearer secret that reads `/metrics` and nothing else (`METRICS_TOKEN`).
+    pub metrics_token: Option<String>,
 }
 
 /// The default cap on open streams from one client address.
@@ -214,6 +219,7 @@ impl Default for Config {
             shutdown_deadline: None,
             redis_url: None,
             metrics_public: false,
+            metrics_token: None,
         }
     }
 }
@@ -264,6 +270,14 @@ impl Config {
             .ok()
             .filter(|url| !url.is_empty());
         config.metrics_public = switch("METRICS_PUBLIC")?;
+        config.metrics_token = text("METRICS_TOKEN")?;
+        if config
+            .metrics_token
+            .as_ref()
+            .is_some_and(|token| token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("METRICS_TOKEN must be 32 visible ASCII characters or more".to_owned());
+        }
         Ok(config)
     }
 
@@ -706,7 +720,11 @@ pub async fn app(config: &Config) -> Result<App, String> {
         .merge(metrics::router(
             hub.clone(),
             metrics::handle()?,
-            config.metrics_public,
+            match (&config.metrics_token, config.metrics_public) {
+                (_, true) => metrics::Readers::Anyone,
+                (Some(token), false) => metrics::Readers::Token(token.clone()),
+                (None, false) => metrics::Readers::Admins,
+            },
         ))
         .layer(sse.clone())
         .with_state(AppState {

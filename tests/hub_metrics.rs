@@ -301,6 +301,48 @@ async fn metrics_need_an_admin_token_unless_metrics_public() {
 }
 
 #[tokio::test]
+async fn metrics_token_reads_metrics_and_nothing_else() {
+    let secret = "m".repeat(40);
+    let server = Server::start(Config {
+        metrics_token: Some(secret.clone()),
+        ..config()
+    })
+    .await;
+    let get = |path: &str, authorization: String| {
+        server
+            .client
+            .get(server.url(path))
+            .header(AUTHORIZATION, authorization)
+            .send()
+    };
+    let response = get("/metrics", format!("Bearer {secret}")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.text().await.unwrap().contains("sse_"),
+        "Prometheus text"
+    );
+    // Not a token anywhere else, and not a near miss.
+    assert_eq!(
+        get("/connections", format!("Bearer {secret}"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let near = format!("{}n", &secret[..secret.len() - 1]);
+    assert_eq!(
+        get("/metrics", format!("Bearer {near}"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Admin tokens still read it.
+    scrape(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 #[ignore = "needs redis-server: run with --include-ignored, as .ci/run does"]
 async fn with_redis_metrics_show_the_backends_lag_and_its_errors() {
     let _serial = SERIAL.lock().await;

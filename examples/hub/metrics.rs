@@ -5,25 +5,26 @@
 //! The recorder is the process's global one, installed the first time an app is built,
 //! without the exporter's own HTTP listener: this route renders it.
 //!
-//! Who may read it: by default, a token with `"admin": true`, as for `/connections` and the
-//! admin page (in the `Authorization: Bearer` header, the `sse_token` cookie, or the
-//! `authorization` query parameter). The figures name no topic, peer or id, but they tell how
-//! busy the hub is and how it fails. Prometheus sends the token with
-//! `authorization: { credentials_file: … }` in its scrape config (mint a long-lived one with
-//! `hub token --admin --ttl 31536000`). `METRICS_PUBLIC=1` opens the route to anyone, for a
-//! hub whose address only the scraper can reach.
+//! Who may read it: the bearer `METRICS_TOKEN` when set (in the `Authorization: Bearer` header
+//! only), or a token with `"admin": true`, as for `/connections` and the admin page. The
+//! figures name no topic, peer or id, but they tell how busy the hub is and how it fails.
+//! Prometheus sends the credential with `authorization: { credentials_file: … }` in its scrape
+//! config: prefer `METRICS_TOKEN` (a random secret of 32 characters or more, e.g. `openssl rand
+//! -hex 32`), which opens `/metrics` and nothing else, to a long-lived admin token, which would
+//! also read `/connections` (every client's address) and close topics. `METRICS_PUBLIC=1` opens
+//! the route to anyone, for a hub whose address only the scraper can reach.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRef, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tower_sse::auth::{Action, Identity};
-use tower_sse::{Hub, HubError};
+use tower_sse::Hub;
+use tower_sse::auth::{Action, Denied, Identity};
 
 /// How often histograms are folded into what `/metrics` renders, so that they hold no more
 /// than this long's samples between two scrapes.
@@ -73,11 +74,42 @@ fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
+/// Who may read `/metrics` besides admin tokens.
+#[derive(Clone, Debug, Default)]
+pub enum Readers {
+    /// Admin tokens only.
+    #[default]
+    Admins,
+    /// Admin tokens, and this bearer secret (`METRICS_TOKEN`).
+    Token(String),
+    /// Anyone (`METRICS_PUBLIC=1`).
+    Anyone,
+}
+
+impl Readers {
+    /// Whether `headers` carry `Authorization: Bearer <token>` with this `METRICS_TOKEN`.
+    fn admits_bearer(&self, headers: &HeaderMap) -> bool {
+        let Readers::Token(token) = self else {
+            return false;
+        };
+        headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .any(|given| same_secret(given, token.as_bytes()))
+    }
+}
+
+/// `a == b`, in a time that depends on their lengths only, not on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 #[derive(Clone)]
 struct MetricsState {
     hub: Hub,
     handle: PrometheusHandle,
-    public: bool,
+    readers: Readers,
 }
 
 /// The `Identity` extractor authenticates with the hub's policy.
@@ -87,8 +119,8 @@ impl FromRef<MetricsState> for Hub {
     }
 }
 
-/// `GET /metrics`, for admin tokens unless `public`.
-pub fn router<S>(hub: Hub, handle: PrometheusHandle, public: bool) -> Router<S>
+/// `GET /metrics`, for admin tokens and whom `readers` names.
+pub fn router<S>(hub: Hub, handle: PrometheusHandle, readers: Readers) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -97,14 +129,24 @@ where
         .with_state(MetricsState {
             hub,
             handle,
-            public,
+            readers,
         })
 }
 
 /// What the recorder holds now, in Prometheus's text format.
-async fn metrics(State(state): State<MetricsState>, who: Identity) -> Result<Response, HubError> {
-    if !state.public {
-        state.hub.authorize(&who, Action::Admin, "*")?;
+async fn metrics(
+    State(state): State<MetricsState>,
+    headers: HeaderMap,
+    who: Result<Identity, Denied>,
+) -> Result<Response, Response> {
+    let admitted =
+        matches!(state.readers, Readers::Anyone) || state.readers.admits_bearer(&headers);
+    if !admitted {
+        let who = who.map_err(IntoResponse::into_response)?;
+        state
+            .hub
+            .authorize(&who, Action::Admin, "*")
+            .map_err(IntoResponse::into_response)?;
     }
     state.handle.run_upkeep();
     Ok((
