@@ -10,18 +10,31 @@
 //! ```
 //!
 //! - `GET /proxy?url=<upstream>&interval_ms=<n>&key=<field>` streams the upstream:
-//!   `snapshot` (the whole JSON), then `patch` (the operations from one answer to the next),
-//!   and `error` (`{"message", "retry_ms"}`) when the upstream fails; the stream stays open and
-//!   the poller backs off. `interval_ms` (default 1000) is raised to `MIN_INTERVAL_MS`; `key`
-//!   diffs arrays of objects by that field, so a row inserted at the head is one `add`. Every
-//!   client of the same upstream (and interval and key) shares one poller: 100 clients cost the
+//!   `snapshot` (the whole JSON), then `patch` (the operations from one answer to the next; a
+//!   `snapshot` again where that is no larger, which replaces the page's state), and `error`
+//!   (`{"message", "retry_ms"}`) when the upstream fails; the stream stays open and the poller
+//!   backs off. `interval_ms` (default 1000) is rounded up to one of a few intervals (see
+//!   [`interval`]), never below `MIN_INTERVAL_MS`; `key` (letters, digits, `_` and `-`) diffs
+//!   arrays of objects by that field, so a row inserted at the head is one `add`. Every client
+//!   of the same upstream (and interval and key) shares one poller: 100 clients cost the
 //!   upstream one request per interval, and an unchanged answer costs a `304`. A reconnect gets
-//!   the patches it missed, or a fresh snapshot.
+//!   the patches it missed, or a fresh snapshot. At most `MAX_SOURCES` upstreams (counting
+//!   each interval and key apart) are polled at once, each until a few seconds after its last
+//!   client has gone; a client of one more gets a comment and a `retry:` hint, and its
+//!   `EventSource` comes back later by itself.
 //! - Only upstreams under a prefix that `UPSTREAMS` lists are polled; anything else is refused
 //!   with `400`. A URL is parsed (as a browser does) and compared by scheme, host, port and path
 //!   segments, so `http://127.0.0.1:3000@evil/`, `http://127.0.0.1:30001/`, `../` and
-//!   percent-encoded tricks do not get through; redirects are never followed. The default
-//!   allows only this server's own demo API.
+//!   percent-encoded tricks do not get through; redirects are never followed. A path may have
+//!   no `;` and no percent-escape but those the URL parser itself writes (see
+//!   [`path_problem`]), so `..;/` and `%252e%252e` do not reach a server that would decode
+//!   them. A query string is allowed only where a prefix has that very query (a prefix with a
+//!   query names one URL), so `?cachebust=1`, `?cachebust=2`… are not so many pollers. A host
+//!   *name* is polled only where it resolves to public addresses: list an upstream on your own
+//!   network by its address (`http://10.0.0.5/status/`), or as `localhost`, which are trusted as
+//!   written. The default allows only this server's own demo API. A request a browser marks as
+//!   from another site (`Sec-Fetch-Site: cross-site` or `same-site`: an `<img>`, a no-cors
+//!   `fetch`) is refused with `403` before anything starts.
 //! - `GET /demo/departures`: the demo upstream, a departures board whose delays and platforms
 //!   change every `DEMO_TICK_MS`; `GET /demo/departures-large` is the same with 500 rows. Both
 //!   answer `If-None-Match` with `304`.
@@ -33,9 +46,10 @@
 //! ```text
 //! ADDR            listen address, default 127.0.0.1:3000; prints "listening on http://ADDR" when ready
 //! UPSTREAMS       comma-separated URL prefixes that may be polled, e.g.
-//!                 http://api.internal:8080/v1/,http://10.0.0.5/status (default: this
+//!                 http://api.example.com/v1/,http://10.0.0.5/status (default: this
 //!                 server's /demo/ on 127.0.0.1, localhost and [::1])
 //! MIN_INTERVAL_MS the shortest poll interval a client may ask for (default 500)
+//! MAX_SOURCES     the most upstreams polled at once (default 64)
 //! DEMO_TICK_MS    how often the demo board changes (default 1000)
 //! ALLOW_HOSTS     comma-separated host[:port] names the server answers for, besides
 //!                 127.0.0.1, localhost and [::1] on its port (DNS rebinding protection)
@@ -69,6 +83,31 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(1000);
 /// The longest array key a client may name.
 const MAX_KEY_LEN: usize = 64;
 
+/// The intervals a client may have, besides the floor (`MIN_INTERVAL_MS`): every distinct
+/// interval is a poller of its own, so a client that asks for 500, 501, 502… ms gets the same
+/// few.
+const INTERVALS: [Duration; 8] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+];
+
+/// The interval a client that asks for `asked` gets: the shortest of `floor` and
+/// [`INTERVALS`] (those above the floor) that is at least `asked`, or the longest of them.
+pub fn interval(asked: Duration, floor: Duration) -> Duration {
+    let allowed = std::iter::once(floor).chain(INTERVALS.into_iter().filter(|i| *i > floor));
+    allowed
+        .clone()
+        .find(|allowed| *allowed >= asked)
+        .or_else(|| allowed.last())
+        .unwrap_or(floor)
+}
+
 /// The proxy's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -78,6 +117,10 @@ pub struct Config {
     /// Empty: this server's demo API.
     pub upstreams: Vec<String>,
     pub min_interval: Duration,
+    /// The most upstreams polled at once ([`PollerBuilder::max_sources`]).
+    ///
+    /// [`PollerBuilder::max_sources`]: tower_sse::poll::PollerBuilder::max_sources
+    pub max_sources: usize,
     pub demo_tick: Duration,
     pub allow_hosts: Vec<String>,
     pub keep_alive: Duration,
@@ -89,6 +132,7 @@ impl Default for Config {
             addr: "127.0.0.1:3000".to_owned(),
             upstreams: Vec::new(),
             min_interval: Duration::from_millis(500),
+            max_sources: 64,
             demo_tick: Duration::from_millis(1000),
             allow_hosts: Vec::new(),
             keep_alive: Duration::from_secs(15),
@@ -111,6 +155,9 @@ impl Config {
         }
         if let Some(ms) = whole("MIN_INTERVAL_MS")? {
             config.min_interval = Duration::from_millis(ms.max(1));
+        }
+        if let Some(max) = whole("MAX_SOURCES")? {
+            config.max_sources = usize::try_from(max).unwrap_or(usize::MAX);
         }
         if let Some(ms) = whole("DEMO_TICK_MS")? {
             config.demo_tick = Duration::from_millis(ms.max(1));
@@ -192,6 +239,8 @@ struct Prefix {
     port: Option<u16>,
     /// Ends with `/` when the prefix is a folder; else it matches itself and what is under it.
     path: String,
+    /// A prefix with a query names one URL: that path, with that query.
+    query: Option<String>,
 }
 
 /// Why an upstream is refused: said to the client as is, so it names no allowed upstream.
@@ -210,13 +259,35 @@ impl IntoResponse for Refused {
     }
 }
 
-/// Whether a path has a percent-encoded dot, slash or backslash: what servers may decode into
-/// `..` or a separator after the check.
-fn has_encoded_separator(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    ["%2e", "%2f", "%5c"]
-        .iter()
-        .any(|encoded| lower.contains(encoded))
+/// What is wrong with a URL's path, if anything: a `;` (which some servers read as the start
+/// of parameters, so that `..;/` is `..`), or a percent-escape other than those the URL parser
+/// itself writes (of a byte outside ASCII, or of a space, `"`, `<`, `>`, `` ` ``, `{` or `}`).
+/// Any other escape (`%2e`, `%2f`, `%5c`, `%3b`, `%25` and its double-decoded `%252e`, `%00`,
+/// `%41`…) may be decoded by the upstream, or a server behind it, into `.`, `/` or something
+/// else the check did not see; no path the parser makes from plain text has one.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if path.contains(';') {
+        return Some("a ; in the path is not allowed");
+    }
+    let bytes = path.as_bytes();
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'%') {
+        at += offset;
+        let byte = bytes
+            .get(at + 1..at + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match byte {
+            Some(b' ' | b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | 0x80..=0xff) => at += 3,
+            _ => {
+                return Some(
+                    "a percent-escape in the path is not allowed, but of a space, \" < > ` { } \
+                     or a byte outside ASCII",
+                );
+            }
+        }
+    }
+    None
 }
 
 impl Upstreams {
@@ -242,11 +313,16 @@ impl Upstreams {
             if !url.username().is_empty() || url.password().is_some() {
                 return Err(format!("{prefix:?}: credentials are not allowed"));
             }
-            if url.query().is_some() || url.fragment().is_some() {
-                return Err(format!("{prefix:?}: a prefix has no query or fragment"));
+            if url.fragment().is_some() {
+                return Err(format!("{prefix:?}: a prefix has no fragment"));
             }
-            if has_encoded_separator(url.path()) {
-                return Err(format!("{prefix:?}: the path has an encoded . / or \\"));
+            if url.query() == Some("") {
+                return Err(format!(
+                    "{prefix:?}: a prefix with a query names one URL; write the query after ?"
+                ));
+            }
+            if let Some(problem) = path_problem(url.path()) {
+                return Err(format!("{prefix:?}: {problem}"));
             }
             let host = url
                 .host_str()
@@ -257,6 +333,7 @@ impl Upstreams {
                 host,
                 port: url.port_or_known_default(),
                 path: url.path().to_owned(),
+                query: url.query().map(str::to_owned),
             });
         }
         Ok(Upstreams { prefixes: parsed })
@@ -278,17 +355,28 @@ impl Upstreams {
         let Some(host) = parsed.host_str().map(str::to_owned) else {
             return refuse("the URL has no host");
         };
-        if has_encoded_separator(parsed.path()) {
-            return refuse("a percent-encoded . / or \\ in the path is not allowed");
+        if let Some(problem) = path_problem(parsed.path()) {
+            return refuse(problem);
+        }
+        // `…/departures?` is `…/departures`.
+        if parsed.query() == Some("") {
+            parsed.set_query(None);
         }
         let allowed = self.prefixes.iter().any(|prefix| {
             prefix.scheme == parsed.scheme()
                 && prefix.host == host
                 && prefix.port == parsed.port_or_known_default()
-                && under(parsed.path(), &prefix.path)
+                && match &prefix.query {
+                    None => parsed.query().is_none() && under(parsed.path(), &prefix.path),
+                    Some(query) => {
+                        parsed.path() == prefix.path && parsed.query() == Some(query.as_str())
+                    }
+                }
         });
         if !allowed {
-            return refuse("its scheme, host, port or path is not one that UPSTREAMS allows");
+            return refuse(
+                "its scheme, host, port, path or query is not one that UPSTREAMS allows",
+            );
         }
         parsed.set_fragment(None);
         Ok(parsed)
@@ -533,6 +621,7 @@ pub fn app(config: &Config) -> Result<App, String> {
     let poller = Poller::builder()
         .min_interval(config.min_interval)
         .default_interval(DEFAULT_INTERVAL)
+        .max_sources(config.max_sources)
         .build(hub.clone());
     let sse = SseLayer::new()
         .keep_alive(config.keep_alive)
@@ -595,12 +684,24 @@ struct ProxyParams {
 }
 
 /// `GET /proxy?url=…&interval_ms=…&key=…`: the upstream's snapshot, then its patches; `400`
-/// for an upstream `UPSTREAMS` does not allow or a parameter that does not parse.
+/// for an upstream `UPSTREAMS` does not allow or a parameter that does not parse; a `retry:`
+/// hint and the end when `MAX_SOURCES` upstreams are polled already; `403` for a request a
+/// browser sent from another site (`Sec-Fetch-Site`).
 async fn proxy(
     State(state): State<AppState>,
     Query(params): Query<ProxyParams>,
+    headers: HeaderMap,
     last: Option<LastEventId>,
 ) -> Response {
+    // A page of another site cannot read this stream (the layer refuses its `EventSource`),
+    // but an `<img>` or a no-cors `fetch` carries no `Origin`, and would start a poller all the
+    // same: what a browser says comes from another site is refused before anything starts.
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site != "same-origin" && site != "none")
+    {
+        return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
+    }
     let bad = |message: String| (StatusCode::BAD_REQUEST, message + "\n").into_response();
     let Some(url) = params.url.filter(|url| !url.is_empty()) else {
         return bad("url is required: /proxy?url=<upstream>&interval_ms=<n>".to_owned());
@@ -612,18 +713,25 @@ async fn proxy(
             return refused.into_response();
         }
     };
-    let interval = match params.interval_ms.as_deref().map(str::parse::<u64>) {
+    let asked = match params.interval_ms.as_deref().map(str::parse::<u64>) {
         None => DEFAULT_INTERVAL,
         Some(Ok(ms)) => Duration::from_millis(ms),
         Some(Err(_)) => return bad("interval_ms must be a whole number of milliseconds".into()),
     };
     let mut source = match Source::url(url.as_str()) {
-        Ok(source) => source.interval(interval.max(state.min_interval)),
+        Ok(source) => source.interval(interval(asked, state.min_interval)),
         Err(err) => return bad(err.to_string()),
     };
     match params.key.filter(|key| !key.is_empty()) {
         Some(key) if key.len() > MAX_KEY_LEN => {
             return bad(format!("key is longer than {MAX_KEY_LEN} bytes"));
+        }
+        Some(key)
+            if !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            return bad("key may have only letters, digits, _ and -".to_owned());
         }
         Some(key) => source = source.array_key(key),
         None => {}

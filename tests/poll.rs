@@ -32,7 +32,7 @@ const SECRET: &str = "stack trace at db-7.internal:5432";
 /// What the test upstream answers.
 #[derive(Debug, Clone)]
 enum Answer {
-    /// `{"n": <how many requests came before>}`: a new value on every request.
+    /// `{"n": <how many requests came before>, "unit": …}`: a new value on every request.
     Counting,
     /// `value`, with `ETag: "<version>"`, and `304` to a request that has it.
     Versioned { version: u64, value: Value },
@@ -93,7 +93,12 @@ async fn answer_request(State(upstream): State<Upstream>, headers: HeaderMap) ->
     let n = upstream.requests.fetch_add(1, Ordering::SeqCst);
     let answer = upstream.answer.lock().unwrap().clone();
     match answer {
-        Answer::Counting => axum::Json(json!({ "n": n })).into_response(),
+        // With a text that makes it larger than a patch of `n` (a value no larger than its
+        // patch is sent whole, as a `snapshot`).
+        Answer::Counting => {
+            axum::Json(json!({ "n": n, "unit": "requests the upstream answered before this one" }))
+                .into_response()
+        }
         Answer::Versioned { version, value } => {
             let etag = format!("\"{version}\"");
             if headers
@@ -241,7 +246,10 @@ async fn a_hundred_subscribers_cause_one_upstream_request_per_poll() {
 
 #[tokio::test]
 async fn a_304_publishes_nothing() {
-    let v1 = json!({"rows": [{"id": 1, "gate": "A1"}]});
+    let v1 = json!({"rows": [
+        {"id": 1, "gate": "A1", "destination": "Amsterdam Centraal"},
+        {"id": 2, "gate": "A2", "destination": "Basel SBB"},
+    ]});
     let upstream = Upstream::start(Answer::Versioned {
         version: 1,
         value: v1.clone(),
@@ -260,7 +268,10 @@ async fn a_304_publishes_nothing() {
         "the snapshot only"
     );
 
-    let v2 = json!({"rows": [{"id": 1, "gate": "B7"}]});
+    let v2 = json!({"rows": [
+        {"id": 1, "gate": "B7", "destination": "Amsterdam Centraal"},
+        {"id": 2, "gate": "A2", "destination": "Basel SBB"},
+    ]});
     upstream.set(Answer::Versioned {
         version: 2,
         value: v2.clone(),
@@ -279,7 +290,8 @@ async fn a_304_publishes_nothing() {
 
 #[tokio::test]
 async fn an_outage_is_an_error_event_and_the_stream_carries_on() {
-    let v1 = json!({"status": "green", "load": 3});
+    let note = "the service behind the load balancer, over every zone of the region";
+    let v1 = json!({"status": "green", "load": 3, "note": note});
     let upstream = Upstream::start(Answer::Versioned {
         version: 1,
         value: v1,
@@ -305,7 +317,7 @@ async fn an_outage_is_an_error_event_and_the_stream_carries_on() {
     assert_eq!(late_client.read(&mut late).await.event_type, "snapshot");
     assert_eq!(late_client.read(&mut late).await.data, error.data);
 
-    let v2 = json!({"status": "amber", "load": 9});
+    let v2 = json!({"status": "amber", "load": 9, "note": note});
     upstream.set(Answer::Versioned {
         version: 2,
         value: v2.clone(),

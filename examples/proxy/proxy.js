@@ -1,6 +1,6 @@
 'use strict';
 // Stream any JSON API: the page of examples/proxy.rs. It opens `/proxy?url=…` with an
-// EventSource, keeps the upstream's JSON from the `snapshot` event, applies each `patch` event
+// EventSource, keeps the upstream's JSON from each `snapshot` event, applies each `patch` event
 // (RFC 6902) to it, and renders the first array of objects it holds as a table. Every value is
 // put in the page with textContent: the upstream's strings are never markup.
 
@@ -180,11 +180,13 @@ function start(params) {
   const stream = new EventSource(url);
   source = stream;
   stream.addEventListener('open', () => setState('live'));
+  // The whole value: first, and again whenever the proxy sends it whole (where a patch would
+  // be no smaller, or after a change it could not confirm was sent). It replaces the state,
+  // whatever the page held; the rows it changes are marked as a patch's are.
   stream.addEventListener('snapshot', (event) => {
     state = JSON.parse(event.data);
     counts.snapshots += 1;
     counts.bytes += event.data.length;
-    previousRows = new Map();
     setState('live');
     notice('');
     render();

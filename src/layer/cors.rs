@@ -44,9 +44,11 @@ impl AllowedOrigins {
         AllowedOrigins::Predicate(Arc::new(f))
     }
 
-    /// Whether `origin` may open a stream with credentials. `null` never may.
+    /// Whether `origin` may open a stream with credentials. What is not one serialized origin
+    /// never may, and the predicate is not asked: `null`, `*`, a list (`a, b`), anything with
+    /// whitespace or bytes outside visible ASCII (see [`is_one_origin`]).
     pub(crate) fn allows(&self, origin: &HeaderValue, parts: &Parts) -> bool {
-        if origin.as_bytes().eq_ignore_ascii_case(b"null") {
+        if !is_one_origin(origin) {
             return false;
         }
         match self {
@@ -54,6 +56,21 @@ impl AllowedOrigins {
             AllowedOrigins::Predicate(f) => f(origin, parts),
         }
     }
+}
+
+/// Whether `origin` can be one origin as a browser serializes it (`scheme://host[:port]`, in
+/// ASCII): not empty, not `null` (sandboxed frames, local files: no one to trust), and only
+/// visible ASCII without `*` or `,`. A wildcard echoed with credentials, or a list echoed as
+/// is, would be a header no browser accepts and a predicate may not expect (one that checks
+/// `ends_with(".example.com")` lets `https://evil.net, https://a.example.com` through); no
+/// browser sends either, so they are refused before a predicate sees them.
+fn is_one_origin(origin: &HeaderValue) -> bool {
+    let bytes = origin.as_bytes();
+    !bytes.is_empty()
+        && !bytes.eq_ignore_ascii_case(b"null")
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'*' && b != b',')
 }
 
 /// The `Vary` value of every response of a layer with allowed origins (tower-http's default):

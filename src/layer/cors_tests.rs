@@ -105,6 +105,59 @@ async fn origin_predicate_is_called_once_for_a_stream_refused_by_a_limit() {
 }
 
 #[tokio::test]
+async fn what_is_not_one_origin_is_refused_before_a_permissive_predicate() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let layer = SseLayer::new().allow_origin_predicate(move |_origin, _parts| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        true
+    });
+    for origin in [
+        "*",
+        "null",
+        "NULL",
+        "https://a.example, https://b.example",
+        "https://a.example,https://b.example",
+        "https://a.example https://b.example",
+        "https://a.example\t",
+        "https://*.example",
+    ] {
+        let request = request_from(origin);
+        let response = serve(layer.clone(), request, stream_response()).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin:?}");
+        let headers = response.headers();
+        assert!(
+            headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(),
+            "{origin:?}"
+        );
+        assert!(
+            headers
+                .get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+                .is_none(),
+            "{origin:?}"
+        );
+        let preflight = serve(layer.clone(), preflight_from(origin), stream_response()).await;
+        assert!(
+            preflight
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .is_none(),
+            "{origin:?}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the predicate is not asked"
+    );
+
+    // One origin is still the predicate's to decide.
+    let response = serve(layer, request_from(APP), stream_response()).await;
+    assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn origin_predicate_is_not_called_without_an_origin() {
     let (layer, calls) = counting_layer();
     let request = Request::get("/events").body(Body::empty()).unwrap();
@@ -238,4 +291,59 @@ async fn layer_serves_a_response_body_without_default() {
     let mut body = response.into_body();
     assert_eq!(next(&mut body).await, ":\n\n");
     assert_eq!(next(&mut body).await, "data: x\n\n");
+}
+
+#[tokio::test]
+async fn an_event_stream_request_from_a_refused_origin_never_reaches_the_handler() {
+    // A handler that starts work for each stream (a subscription, a poller): the page of
+    // another origin must not get to start it.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let handler = service_fn(move |_: Request<Body>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(stream_response()) }
+    });
+    for layer in [SseLayer::new().allow_origins([APP]), SseLayer::new()] {
+        let cors = layer.clone().layer(handler.clone());
+        let mut request = request_from("https://evil.example.net");
+        request.headers_mut().insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let response = cors.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let headers = response.headers();
+        assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert_eq!(
+            lists(headers, header::VARY, "origin"),
+            headers.contains_key(header::VARY)
+        );
+        assert_eq!(
+            rest(&mut response.into_body()).await,
+            b"origin not allowed\n"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler ran");
+
+        // One that may take something else runs the handler (its answer may be no stream),
+        // and its stream is refused all the same.
+        let response = cors
+            .oneshot(request_from("https://evil.example.net"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(calls.swap(0, Ordering::SeqCst), 1);
+    }
+    // With allowed origins, the refusal varies on `Origin` as every answer of the layer does.
+    let mut request = request_from("https://evil.example.net");
+    request.headers_mut().insert(
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    let response = serve(
+        SseLayer::new().allow_origins([APP]),
+        request,
+        stream_response(),
+    )
+    .await;
+    assert!(lists(response.headers(), header::VARY, "origin"));
 }

@@ -52,8 +52,9 @@ pin_project! {
             config: Arc<Config>,
         },
         // Answered with `status` and a plain-text `message` before anything else was done: an
-        // unknown host, a cross-origin request with an unsafe method.
-        Rejected { status: StatusCode, message: &'static str },
+        // unknown host, a cross-origin request with an unsafe method, an event stream for an
+        // origin that may not open one. `vary`: the layer's CORS `Vary` is added.
+        Rejected { status: StatusCode, message: &'static str, vary: bool },
     }
 }
 
@@ -99,7 +100,27 @@ impl<F> ResponseFuture<F> {
     /// before anything was built for it.
     pub(crate) fn rejected(status: StatusCode, message: &'static str) -> Self {
         ResponseFuture {
-            inner: Inner::Rejected { status, message },
+            inner: Inner::Rejected {
+                status,
+                message,
+                vary: false,
+            },
+            info: None,
+        }
+    }
+
+    /// An event stream refused to an origin that may not open one, before the handler ran:
+    /// the same answer as [`finish`] gives a handler's stream for it. `cors`: the layer has
+    /// allowed origins, so the answer varies on `Origin`.
+    pub(crate) fn refused_origin(cors: bool) -> Self {
+        tracing::debug!("refused an event stream to a cross-origin request that is not allowed");
+        crate::metrics::refused_origin();
+        ResponseFuture {
+            inner: Inner::Rejected {
+                status: StatusCode::FORBIDDEN,
+                message: ORIGIN_REFUSED,
+                vary: cors,
+            },
             info: None,
         }
     }
@@ -137,7 +158,11 @@ where
                 set_stream_headers(headers, *version);
                 return Poll::Ready(Ok(response));
             }
-            InnerProj::Rejected { status, message } => {
+            InnerProj::Rejected {
+                status,
+                message,
+                vary,
+            } => {
                 let body = bytes::Bytes::from_static(message.as_bytes());
                 let mut response = Response::new(SseBody::full(body));
                 *response.status_mut() = *status;
@@ -145,6 +170,9 @@ where
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
+                if *vary {
+                    Cors::decorate(response.headers_mut(), None);
+                }
                 return Poll::Ready(Ok(response));
             }
         };
@@ -155,6 +183,9 @@ where
         Poll::Ready(Ok(finish(response, info)))
     }
 }
+
+/// The body of an event stream refused to an origin that may not open one.
+const ORIGIN_REFUSED: &str = "origin not allowed\n";
 
 /// Whether a response is an event stream (`text/event-stream`, any parameters, any case).
 /// Runs on every response, so it compares bytes rather than building strings.
@@ -193,7 +224,7 @@ fn finish<B: http_body::Body>(
         // The stream body is dropped unpolled: no stream work for a refused origin.
         tracing::debug!("refused an event stream to a cross-origin request that is not allowed");
         crate::metrics::refused_origin();
-        let mut refused = Response::new(SseBody::full("origin not allowed\n".into()));
+        let mut refused = Response::new(SseBody::full(ORIGIN_REFUSED.into()));
         *refused.status_mut() = StatusCode::FORBIDDEN;
         refused.headers_mut().insert(
             header::CONTENT_TYPE,

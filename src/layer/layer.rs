@@ -180,13 +180,20 @@ impl SseLayer {
 
     /// Decides per request which origins may open streams with credentials (and pass the
     /// [cross-origin protection](Self::no_cross_origin_protection)), e.g. every subdomain of
-    /// one site. `Origin: null` is refused before the predicate is asked.
+    /// one site. The predicate is asked once per request, and never about an origin no browser
+    /// sends and no credentialed answer may echo: `null`, `*`, a list, or a value with
+    /// whitespace or a byte outside printable ASCII, which are refused first. Check the scheme
+    /// too, as below: `http://evil.example.com` also ends with `.example.com`.
     ///
     /// ```
     /// use tower_sse::SseLayer;
     ///
     /// let layer = SseLayer::new().allow_origin_predicate(|origin, _parts| {
-    ///     origin.as_bytes().ends_with(b".example.com")
+    ///     origin
+    ///         .to_str()
+    ///         .ok()
+    ///         .and_then(|origin| origin.strip_prefix("https://"))
+    ///         .is_some_and(|host| host.ends_with(".example.com"))
     /// });
     /// # let _ = layer;
     /// ```

@@ -109,6 +109,13 @@ where
         {
             return ResponseFuture::preflight(cors.preflight(cors_origin));
         }
+        // A request that takes nothing but an event stream, as `EventSource`'s do, from an
+        // origin that may not open one is refused before the handler runs: the response future
+        // would refuse its stream anyway, and whatever the handler did for it (a subscription
+        // opened, a poller started) would be for nothing, at the cross-origin page's bidding.
+        if origin_allowed == Some(false) && accept == Accept::OnlyEventStream {
+            return ResponseFuture::refused_origin(config.cors.is_some());
+        }
         let peer = client_addr(&mut req, &self.config);
         // A request that takes nothing but an event stream, as `EventSource`'s do, and the
         // registry would refuse anyway is refused before the handler runs, so a reconnect storm

@@ -117,6 +117,9 @@ fn positional(
 /// their relative order (a longest increasing run of their old positions) never move; each
 /// other one moves once, or twice when it stands in the way of one that stays (it goes to the
 /// end first).
+///
+/// O(n log n): the elements not yet in place are kept as [`Pending`], which finds where one
+/// stands, takes one out and puts one at the end in O(log n) each.
 fn keyed(
     old: &[Value],
     old_keys: &[String],
@@ -134,59 +137,151 @@ fn keyed(
             path.pop_back();
         }
     }
-    // The array as the operations so far leave it: (key, value, stays).
-    let mut work: Vec<(&str, &Value, bool)> = old_keys
+    // The elements that remain, in their old order: the array as the removals leave it.
+    let kept: Vec<(&str, &Value)> = old_keys
         .iter()
         .map(String::as_str)
         .zip(old)
         .filter(|(k, _)| wanted.contains(k))
-        .map(|(k, v)| (k, v, false))
         .collect();
-    let position: HashMap<&str, usize> = work
+    let position: HashMap<&str, usize> = kept
         .iter()
         .enumerate()
-        .map(|(index, (k, _, _))| (*k, index))
+        .map(|(index, (k, _))| (*k, index))
         .collect();
-    let kept: Vec<usize> = new_keys
+    let order: Vec<usize> = new_keys
         .iter()
         .filter_map(|k| position.get(k.as_str()).copied())
         .collect();
-    for stays in longest_increasing(&kept) {
-        work[stays].2 = true;
+    let mut stays = vec![false; kept.len()];
+    for element in longest_increasing(&order) {
+        stays[element] = true;
     }
+    // The array is `new[..index]` (in place), then the pending elements in their order.
+    let mut pending = Pending::new(kept.len());
+    // Where each pending element is, by key; and which element each slot holds.
+    let mut slot_of = position;
+    let mut element_at: Vec<usize> = (0..kept.len()).collect();
     let mut index = 0;
     while index < new.len() {
         let (k, value) = (new_keys[index].as_str(), &new[index]);
-        match work.get(index) {
-            Some((here, _, _)) if *here == k => {}
-            _ => match work[index..].iter().position(|(there, _, _)| *there == k) {
+        let Some(&slot) = slot_of.get(k) else {
+            path.push_back(index);
+            ops.push(add(path, value));
+            path.pop_back();
+            index += 1;
+            continue;
+        };
+        let element = element_at[slot];
+        let offset = pending.before(slot);
+        if offset > 0 {
+            if stays[element] {
                 // One that stays, behind one that moves: that one goes to the end for now.
-                Some(offset) if work[index + offset].2 => {
-                    let last = work.len() - 1;
-                    push_move(path, index, last, ops);
-                    let moved = work.remove(index);
-                    work.push(moved);
-                    continue;
-                }
-                Some(offset) => {
-                    push_move(path, index + offset, index, ops);
-                    let moved = work.remove(index + offset);
-                    work.insert(index, moved);
-                }
-                None => {
-                    path.push_back(index);
-                    ops.push(add(path, value));
-                    path.pop_back();
-                    work.insert(index, (k, value, true));
-                    index += 1;
-                    continue;
-                }
-            },
+                let front = pending.first();
+                let last = index + pending.len() - 1;
+                push_move(path, index, last, ops);
+                let moved = element_at[front];
+                pending.take(front);
+                let end = pending.push();
+                element_at.push(moved);
+                slot_of.insert(kept[moved].0, end);
+                continue;
+            }
+            push_move(path, index + offset, index, ops);
         }
+        pending.take(slot);
+        slot_of.remove(k);
         path.push_back(index);
-        walk(work[index].1, value, key, path, ops);
+        walk(kept[element].1, value, key, path, ops);
         path.pop_back();
         index += 1;
+    }
+}
+
+/// The elements of an array not yet in place, in order, as slots of a Fenwick tree: the first
+/// `n` slots are the elements in their old order, and each element put at the end takes the
+/// next slot. Each element goes to the end at most once, so `2n` slots are enough.
+struct Pending {
+    /// Fenwick tree (1-based) of the slots' occupancy.
+    tree: Vec<usize>,
+    occupied: Vec<bool>,
+    /// No slot before this one is occupied.
+    head: usize,
+    /// The slot the next element put at the end takes.
+    next: usize,
+    len: usize,
+}
+
+impl Pending {
+    fn new(n: usize) -> Pending {
+        let capacity = 2 * n;
+        let mut pending = Pending {
+            tree: vec![0; capacity + 1],
+            occupied: vec![false; capacity],
+            head: 0,
+            next: n,
+            len: 0,
+        };
+        for slot in 0..n {
+            pending.occupy(slot);
+        }
+        pending
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn occupy(&mut self, slot: usize) {
+        self.occupied[slot] = true;
+        self.len += 1;
+        self.add(slot, true);
+    }
+
+    fn add(&mut self, slot: usize, up: bool) {
+        let mut at = slot + 1;
+        while at < self.tree.len() {
+            if up {
+                self.tree[at] += 1;
+            } else {
+                self.tree[at] -= 1;
+            }
+            at += at & at.wrapping_neg();
+        }
+    }
+
+    /// How many pending elements stand before the one in `slot`.
+    fn before(&self, slot: usize) -> usize {
+        let mut count = 0;
+        let mut at = slot;
+        while at > 0 {
+            count += self.tree[at];
+            at -= at & at.wrapping_neg();
+        }
+        count
+    }
+
+    /// The slot of the first pending element (there is one).
+    fn first(&mut self) -> usize {
+        while !self.occupied[self.head] {
+            self.head += 1;
+        }
+        self.head
+    }
+
+    /// Takes the element in `slot` out.
+    fn take(&mut self, slot: usize) {
+        self.occupied[slot] = false;
+        self.len -= 1;
+        self.add(slot, false);
+    }
+
+    /// Puts an element at the end; returns its slot.
+    fn push(&mut self) -> usize {
+        let slot = self.next;
+        self.next += 1;
+        self.occupy(slot);
+        slot
     }
 }
 

@@ -248,3 +248,57 @@ proptest! {
         }
     }
 }
+
+/// Rows `{"id": i, "v": i}` for each `i` of `ids`.
+fn rows(ids: impl IntoIterator<Item = usize>) -> Value {
+    ids.into_iter().map(|i| json!({"id": i, "v": i})).collect()
+}
+
+#[test]
+fn a_large_reversed_keyed_list_patches_exactly() {
+    // Each row but one moves: as many moves as rows, found without a scan per row.
+    let n = 20_000;
+    let old = rows(0..n);
+    let new = rows((0..n).rev());
+    let (patch, doc) = applied(&old, &new, Some("id"));
+    assert_eq!(doc, new);
+    assert_eq!(
+        patch.len(),
+        n - 1,
+        "one move for each row but the one that stays"
+    );
+
+    // And with rows gone, rows new and rows changed among the moves.
+    let new: Value = (0..n)
+        .rev()
+        .filter(|i| i % 7 != 0)
+        .map(|i| json!({"id": i, "v": if i % 5 == 0 { i + 1 } else { i }}))
+        .chain((n..n + 100).map(|i| json!({"id": i, "v": i})))
+        .collect();
+    let (_, doc) = applied(&old, &new, Some("id"));
+    assert_eq!(doc, new);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Longer lists than `edits` makes, shuffled, cut and added to at random: the patch by key
+    /// applies to give the new list.
+    #[test]
+    fn shuffled_keyed_lists_patch_exactly(
+        order in Just((0..340).collect::<Vec<usize>>()).prop_shuffle(),
+        gone in prop::collection::vec(any::<bool>(), 300),
+        changed in prop::collection::vec(0u8..4, 300),
+        added in 0usize..40,
+    ) {
+        let old = rows(0..300);
+        // Ids from 300 are new: `added` of them, anywhere in the list.
+        let new: Value = order
+            .iter()
+            .filter(|&&i| if i < 300 { !gone[i] || i % 3 != 0 } else { i < 300 + added })
+            .map(|&i| json!({"id": i, "v": if i < 300 && changed[i] == 0 { i + 1 } else { i }}))
+            .collect();
+        let (_, doc) = applied(&old, &new, Some("id"));
+        prop_assert_eq!(doc, new);
+    }
+}

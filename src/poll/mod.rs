@@ -9,8 +9,11 @@
 //! answers `304 Not Modified`. The events, all with JSON data:
 //!
 //! - `snapshot`: the whole value. Sent first to a new subscriber (with the id of the newest
-//!   event it includes), and in the stream when the poller starts (with its first value). A
-//!   client replaces its state with it.
+//!   event it includes), and in the stream: when the poller starts (with its first value), in
+//!   place of a `patch` that would be no smaller than the value (or too large for one event),
+//!   and after a publish the hub did not confirm (the patch may or may not have been stored
+//!   and sent, so the next value comes whole). A client replaces its state with it, whenever
+//!   it comes.
 //! - `patch`: the operations from the previous value to the next (`[{"op":"replace",
 //!   "path":"/0/gate","value":"B4"}]`); a client applies them in order
 //!   (`json_patch::patch` in Rust, a few lines of JavaScript in a page). An empty array
@@ -26,14 +29,18 @@
 //! hub no longer retains them: the client never has to handle a `gap`. A poller starts with its
 //! source's first subscriber and stops [`PollerBuilder::idle_grace`] after the last has gone;
 //! polls come every [`Source::interval`], never more often than
-//! [`PollerBuilder::min_interval`]. With [`Source::array_key`], arrays of objects with an id
-//! field are diffed by key ([`diff`]), so one row inserted at the head of a list is one `add`
-//! rather than a replacement of every row after it.
+//! [`PollerBuilder::min_interval`]. At most [`PollerBuilder::max_sources`] sources are polled
+//! at once; a subscriber of one more gets a `retry:` hint. With [`Source::array_key`], arrays
+//! of objects with an id field are diffed by key ([`diff`], O(n log n); a large value is
+//! diffed on a blocking thread), so one row inserted at the head of a list is one `add` rather
+//! than a replacement of every row after it.
 //!
 //! [`Source::url`] speaks plain HTTP and follows no redirect. Whoever chooses the URL chooses
 //! where your server sends requests: never take one from a client without an allowlist
 //! (`examples/proxy.rs` has one that parses URLs, so `http://allowed@evil` and the like do not
-//! get through).
+//! get through). A host *name* is connected to only where it resolves to public addresses,
+//! unless [`PollerBuilder::allow_private_names`]: an IP literal, and `localhost`, are
+//! connected to as written.
 //!
 //! # Example
 //!
@@ -47,7 +54,7 @@
 //! use futures_util::StreamExt;
 //! use serde_json::{Value, json};
 //! use tower_sse::Hub;
-//! use tower_sse::poll::{Poller, Source};
+//! use tower_sse::poll::{Poller, Source, json_patch};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,20 +65,27 @@
 //! let polls = Arc::new(AtomicU64::new(0));
 //! let source = Source::from_fn("counter", move || {
 //!     let n = polls.fetch_add(1, Ordering::Relaxed);
-//!     async move { Ok::<_, std::io::Error>(json!({ "count": n, "unit": "polls" })) }
+//!     async move { Ok::<_, std::io::Error>(json!({ "count": n, "unit": "polls of the counter" })) }
 //! })
 //! .interval(Duration::from_millis(10));
 //!
 //! let mut events = poller.subscribe(source, None).await?;
-//! let snapshot = events.next().await.unwrap();
-//! assert_eq!(snapshot.name(), Some("snapshot"));
-//! let mut state: Value = serde_json::from_str(&snapshot.data_str().unwrap())?;
-//!
-//! let change = events.next().await.unwrap();
-//! assert_eq!(change.name(), Some("patch"));
-//! let patch: tower_sse::poll::json_patch::Patch = serde_json::from_str(&change.data_str().unwrap())?;
-//! tower_sse::poll::json_patch::patch(&mut state, &patch)?;
-//! assert_eq!(state, json!({ "count": 1, "unit": "polls" }));
+//! let mut state = Value::Null;
+//! for _ in 0..3 {
+//!     let event = events.next().await.unwrap();
+//!     let data: Value = serde_json::from_str(&event.data_str().unwrap())?;
+//!     match event.name() {
+//!         // First, and whenever the value comes whole: it replaces the state.
+//!         Some("snapshot") => state = data,
+//!         Some("patch") => {
+//!             let patch: json_patch::Patch = serde_json::from_value(data)?;
+//!             json_patch::patch(&mut state, &patch)?;
+//!         }
+//!         // `error`: the source failed; the stream goes on.
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(state, json!({ "count": 2, "unit": "polls of the counter" }));
 //! # Ok(()) }
 //! ```
 //!
@@ -115,5 +129,7 @@ pub use source::{InvalidSource, Source};
 
 #[cfg(test)]
 mod diff_tests;
+#[cfg(test)]
+mod http_tests;
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,13 @@ const TOPIC_PREFIX: &str = "poll:";
 /// The shortest interval a poller may be given, whatever its floor says.
 const SHORTEST_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The default of [`PollerBuilder::max_sources`].
+const DEFAULT_MAX_SOURCES: usize = 1024;
+
+/// A value whose JSON is larger than this is diffed on a blocking thread: a diff of a large
+/// document takes milliseconds, too long for an async worker.
+const BLOCKING_DIFF_BYTES: usize = 64 * 1024;
+
 /// Streams JSON sources to subscribers: one poller per source, shared by all its subscribers,
 /// publishing to a topic of the [`Hub`]. A cheap [`Clone`] handle.
 ///
@@ -61,6 +68,8 @@ struct Options {
     idle_grace: Duration,
     timeout: Duration,
     max_body_bytes: usize,
+    max_sources: usize,
+    private_names: bool,
 }
 
 impl std::fmt::Debug for Poller {
@@ -89,6 +98,8 @@ impl Default for PollerBuilder {
                 idle_grace: Duration::from_secs(5),
                 timeout: Duration::from_secs(10),
                 max_body_bytes: DEFAULT_MAX_EVENT_BYTES,
+                max_sources: DEFAULT_MAX_SOURCES,
+                private_names: false,
             },
         }
     }
@@ -137,9 +148,41 @@ impl PollerBuilder {
         self
     }
 
+    /// The most sources polled at once. Default 1024. A subscriber of one more source is not
+    /// refused with an error: as the hub does at its
+    /// [`max_topics`](crate::HubBuilder::max_topics), its subscription is a comment saying
+    /// so, a `retry:` hint (the [`idle_grace`](Self::idle_grace), jittered; at least 1 s) and
+    /// the end, so an `EventSource` comes back by itself once a poller has stopped. Every
+    /// distinct source (key, interval, array key) is one poller that lives the idle grace
+    /// after its last subscriber: where clients choose sources, this bounds what they can
+    /// make the server poll.
+    pub fn max_sources(mut self, max: usize) -> Self {
+        self.options.max_sources = max;
+        self
+    }
+
+    /// Whether a [`Source::url`]'s host *name* may resolve to an address that is not public:
+    /// loopback, private, shared, link-local, unique-local, unspecified, multicast. Default
+    /// `false`: the addresses that are not public are left out, and a name with none left
+    /// fails the poll (`"the upstream's name does not resolve to a public address"`), so
+    /// that whoever controls a name's DNS cannot point this server at its own network or a
+    /// cloud's metadata service (`169.254.169.254`). An IP literal (`http://10.0.0.5/`) is
+    /// connected to as written, and `localhost` (and names under `.localhost`) is loopback
+    /// without a lookup: an upstream on the local network is named by its address. Set it
+    /// to `true` to poll internal APIs by name (`http://api.internal/`), when the URLs are
+    /// yours and not a client's.
+    pub fn allow_private_names(mut self, allow: bool) -> Self {
+        self.options.private_names = allow;
+        self
+    }
+
     /// The poller, publishing to topics of `hub`.
     pub fn build(self, hub: Hub) -> Poller {
-        let client = http::Client::new(self.options.timeout, self.options.max_body_bytes);
+        let client = http::Client::new(
+            self.options.timeout,
+            self.options.max_body_bytes,
+            self.options.private_names,
+        );
         Poller {
             inner: Arc::new(Inner {
                 hub,
@@ -170,6 +213,8 @@ struct State {
     snapshot: Option<Event>,
     /// The `error` event of a failure not yet recovered from, without an id.
     failing: Option<Event>,
+    /// Set while the poller is being stopped: nothing more is published (see [`abandoned`]).
+    stopped: bool,
 }
 
 /// Holds a subscriber's place from finding a poller to having its subscription open, so the
@@ -212,14 +257,18 @@ impl Poller {
     /// The subscription to `source` for a client that last saw `last`:
     ///
     /// - A first connection gets an event `snapshot` with the current value (once the first
-    ///   poll has answered), then a `patch` event for each change.
+    ///   poll has answered), then a `patch` event for each change, or a `snapshot` where the
+    ///   value whole is no larger, or after a publish the hub did not confirm (see the
+    ///   [module documentation](super)).
     /// - A reconnect (`last` is a `Last-Event-ID`) gets the events it missed, exactly; or, when
     ///   they are no longer retained (or `last` is not one of this poller's ids), a fresh
     ///   `snapshot` and then live events. Never a `gap` event.
     /// - While the source is failing, an `error` event follows the snapshot.
     ///
     /// The first subscriber of a source starts its poller; the poller stops
-    /// [`idle_grace`](PollerBuilder::idle_grace) after the last has gone.
+    /// [`idle_grace`](PollerBuilder::idle_grace) after the last has gone. When
+    /// [`max_sources`](PollerBuilder::max_sources) other sources are being polled, the
+    /// subscription is a comment saying so and a `retry:` hint, then its end.
     ///
     /// # Errors
     ///
@@ -229,12 +278,18 @@ impl Poller {
         source: Source,
         last: Option<LastEventId>,
     ) -> Result<Subscription, HubError> {
-        let joining = self.join(source);
+        let joining = match self.join(source) {
+            Ok(joining) => joining,
+            Err(topic) => return Ok(self.full(topic)),
+        };
         let entry = &joining.entry;
         let hub = &self.inner.hub;
-        // Publishes take this lock too: the snapshot and the live events meet exactly.
-        let state = entry.state.lock().await;
         if let Some(last) = last {
+            // Without the state lock: a resume is the hub's replay after `last` and then its
+            // live events, exact by the hub's own guarantee (no event lost or repeated between
+            // the two), whatever the poller publishes meanwhile; the state (the snapshot) plays
+            // no part in it. The lock would make every publish wait for this replay's round
+            // trip to the backend.
             let mut resumed = hub.subscribe_from(&entry.topic, Start::After(last)).await?;
             if !resumed.is_ended() {
                 match resumed.next().now_or_never() {
@@ -248,6 +303,10 @@ impl Poller {
                 }
             }
         }
+        // Publishes take this lock too, and change the snapshot only together with a publish:
+        // the live subscription opened under it gets every event after the snapshot's, and
+        // none before.
+        let state = entry.state.lock().await;
         let live = hub.subscribe_from(&entry.topic, Start::Live).await?;
         let head: Vec<Event> = state
             .snapshot
@@ -293,14 +352,23 @@ impl Poller {
         )
     }
 
-    /// The poller of `source`, started if it is not running.
-    fn join(&self, source: Source) -> Joining {
+    /// The poller of `source`, started if it is not running; or, when as many sources as
+    /// [`max_sources`](PollerBuilder::max_sources) are being polled already, its topic.
+    fn join(&self, source: Source) -> Result<Joining, String> {
         let options = &self.inner.options;
         let interval = source.interval_or(options.default_interval, options.min_interval);
         let identity = identity(&source, interval);
         let mut sources = lock(&self.inner.sources);
         let entry = match sources.get(&identity) {
             Some(entry) => entry.clone(),
+            None if sources.len() >= options.max_sources => {
+                tracing::debug!(
+                    source = %source.key(),
+                    max_sources = options.max_sources,
+                    "refused a subscription: as many sources are polled as may be"
+                );
+                return Err(self.topic_of(&identity));
+            }
             None => {
                 let entry = Arc::new(Entry {
                     topic: self.topic_of(&identity),
@@ -316,7 +384,22 @@ impl Poller {
             }
         };
         entry.joining.fetch_add(1, Ordering::SeqCst);
-        Joining { entry }
+        Ok(Joining { entry })
+    }
+
+    /// The subscription of a source refused at [`max_sources`](PollerBuilder::max_sources):
+    /// a comment saying why and a `retry:` hint, then the end, as the hub answers at its own
+    /// bounds.
+    fn full(&self, topic: String) -> Subscription {
+        let base = self.inner.options.idle_grace.max(Duration::from_secs(1));
+        // Jittered, so that the clients refused together do not all come back together.
+        let retry = base.mul_f64(1.0 + fastrand::f64() / 2.0);
+        let notice = Event::builder()
+            .comment("as many sources are polled as may be; try again later")
+            .build()
+            // A constant comment always builds.
+            .unwrap_or_else(|_| Event::retry(retry));
+        Subscription::refused(topic.into(), retry).prepend([notice])
     }
 }
 
@@ -333,6 +416,12 @@ async fn run(inner: Arc<Inner>, entry: Arc<Entry>) {
 
 /// Resolves once the poller has had no subscriber for the idle grace and none is joining,
 /// having taken it out of the running ones.
+///
+/// It is stopped (its state's `stopped` set, under the lock publishes take) before it is taken
+/// out: a subscriber that comes after that starts a new poller on the same topic, and the two
+/// must never both publish. Should a subscriber have opened its subscription in between, this
+/// one takes it up again (its value, as of its last publish, still what its topic says) unless a
+/// new one runs already.
 async fn abandoned(inner: &Inner, entry: &Arc<Entry>) {
     loop {
         if let Err(err) = inner
@@ -345,11 +434,13 @@ async fn abandoned(inner: &Inner, entry: &Arc<Entry>) {
             continue;
         }
         {
+            let mut state = entry.state.lock().await;
             let mut sources = lock(&inner.sources);
             // A subscriber that found this poller but has no subscription yet keeps it.
             if entry.joining.load(Ordering::SeqCst) > 0 {
                 continue;
             }
+            state.stopped = true;
             if sources
                 .get(&entry.identity)
                 .is_some_and(|running| Arc::ptr_eq(running, entry))
@@ -367,11 +458,13 @@ async fn abandoned(inner: &Inner, entry: &Arc<Entry>) {
         if !listening {
             return;
         }
+        let mut state = entry.state.lock().await;
         let mut sources = lock(&inner.sources);
         if sources.contains_key(&entry.identity) {
             return;
         }
         sources.insert(entry.identity.clone(), entry.clone());
+        state.stopped = false;
     }
 }
 
@@ -383,11 +476,21 @@ fn backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
         .max(interval)
 }
 
+/// Why a poll published nothing.
+enum Missed {
+    /// The source failed: nothing changed for subscribers.
+    Fetch(Failure),
+    /// The hub refused the event, or may or may not have stored it.
+    Publish(Failure),
+    /// The poller is being stopped (see [`abandoned`]): nothing was published.
+    Stopped,
+}
+
 /// Polls forever: publishes each change, reports failures and backs off.
 async fn poll(inner: &Inner, entry: &Entry) -> Infallible {
     let options = &inner.options;
     // The value as of the newest event published, and the validators of the answer it came in.
-    let mut published: Option<Value> = None;
+    let mut published: Option<Arc<Value>> = None;
     let mut validators = Validators::default();
     let mut failures = 0u32;
     loop {
@@ -403,12 +506,13 @@ async fn poll(inner: &Inner, entry: &Entry) -> Infallible {
         };
         let recovering = failures > 0;
         let outcome = match fetched {
-            Err(failure) => Err(failure),
+            Err(failure) => Err(Missed::Fetch(failure)),
             Ok(Fetched::NotModified) if recovering => entry.publish_recovery(inner).await,
             Ok(Fetched::NotModified) => Ok(()),
             Ok(Fetched::Value(value, next)) => {
+                let value = Arc::new(value);
                 let outcome = entry
-                    .publish_change(inner, published.as_ref(), &value, recovering)
+                    .publish_change(inner, published.clone(), value.clone(), recovering)
                     .await;
                 if outcome.is_ok() {
                     published = Some(value);
@@ -417,60 +521,135 @@ async fn poll(inner: &Inner, entry: &Entry) -> Infallible {
                 outcome
             }
         };
-        match outcome {
+        let failure = match outcome {
             Ok(()) => {
                 failures = 0;
                 tokio::time::sleep_until(started + entry.interval).await;
+                continue;
             }
-            Err(failure) => {
-                failures = failures.saturating_add(1);
-                let delay = backoff(entry.interval, failures, options.max_backoff);
-                if failures == 1 {
-                    entry.report(inner, &failure, delay).await;
-                }
-                tokio::time::sleep(delay).await;
+            Err(Missed::Stopped) => {
+                tokio::time::sleep_until(started + entry.interval).await;
+                continue;
             }
+            Err(Missed::Fetch(failure)) => failure,
+            Err(Missed::Publish(failure)) => {
+                // What the subscribers hold is unknown now: the event may have been stored and
+                // sent (a backend that timed out after writing it), so the next change cannot be
+                // a patch from `published`, which they might apply twice. The next value is
+                // published whole, as a `snapshot`, which replaces whatever they hold; it is
+                // fetched afresh, without validators, so a `304` cannot stand in for it.
+                //
+                // (Retrying the same event under an idempotency key would work only while the
+                // backend keeps the key and the source keeps that value; a snapshot is right
+                // whatever was stored, and costs one event.)
+                published = None;
+                validators = Validators::default();
+                failure
+            }
+        };
+        failures = failures.saturating_add(1);
+        let delay = backoff(entry.interval, failures, options.max_backoff);
+        if failures == 1 {
+            entry.report(inner, &failure, delay).await;
         }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The JSON of a new value and, when there is an old one, of the patch from it.
+struct Change {
+    snapshot: String,
+    patch: Option<String>,
+}
+
+impl Change {
+    /// Serializes `new`, and diffs it from `old` (on a blocking thread, for a large value).
+    async fn of(
+        old: Option<Arc<Value>>,
+        new: Arc<Value>,
+        array_key: Option<&str>,
+    ) -> Result<Change, Failure> {
+        let snapshot = serde_json::to_string(&*new).map_err(unserializable)?;
+        let Some(old) = old else {
+            return Ok(Change {
+                snapshot,
+                patch: None,
+            });
+        };
+        let array_key = array_key.map(str::to_owned);
+        let patch = move || serde_json::to_string(&diff(&old, &new, array_key.as_deref()));
+        let patch = if snapshot.len() > BLOCKING_DIFF_BYTES {
+            tokio::task::spawn_blocking(patch).await.map_err(|err| {
+                tracing::warn!(error = %err, "the diff of a polled value failed");
+                Failure::new("the update could not be published")
+            })?
+        } else {
+            patch()
+        };
+        Ok(Change {
+            snapshot,
+            patch: Some(patch.map_err(unserializable)?),
+        })
     }
 }
 
 impl Entry {
-    /// Publishes what changed from `old` to `new`: the first value as a `snapshot`, then a
-    /// `patch`; nothing when nothing changed, unless the source is `recovering` from a failure
-    /// (then an empty `patch` says it answers again).
+    /// Publishes what changed from `old` to `new`: a `patch`, or the whole value as a
+    /// `snapshot` (the first value; one after a failed publish, `old` being `None`; and one
+    /// whose patch would be no smaller, or too large for the hub); nothing when nothing
+    /// changed, unless the source is `recovering` from a failure (then an empty `patch` says
+    /// it answers again).
     async fn publish_change(
         &self,
         inner: &Inner,
-        old: Option<&Value>,
-        new: &Value,
+        old: Option<Arc<Value>>,
+        new: Arc<Value>,
         recovering: bool,
-    ) -> Result<(), Failure> {
-        if old == Some(new) {
+    ) -> Result<(), Missed> {
+        if old.as_deref() == Some(&*new) {
             return if recovering {
                 self.publish_recovery(inner).await
             } else {
                 Ok(())
             };
         }
-        let snapshot = serde_json::to_string(new).map_err(unserializable)?;
-        let patch = match old {
-            Some(old) => Some(
-                serde_json::to_string(&diff(old, new, self.source.array_key_str()))
-                    .map_err(unserializable)?,
-            ),
-            None => None,
-        };
+        let Change { snapshot, patch } = Change::of(old, new, self.source.array_key_str())
+            .await
+            .map_err(Missed::Publish)?;
         let mut state = self.state.lock().await;
-        state.snapshot = Some(match patch {
-            Some(patch) => {
-                let id = self.publish(inner, PATCH, patch).await?;
-                named(SNAPSHOT, snapshot).with_id(&id).map_err(invalid)?
+        if state.stopped {
+            return Err(Missed::Stopped);
+        }
+        let published = match patch {
+            Some(patch) if patch.len() < snapshot.len() => {
+                match inner.hub.publish(&self.topic, named(PATCH, patch)).await {
+                    Ok(published) => Some(published),
+                    // Too large for one event (or else unfit): the value whole may fit.
+                    Err(err) if err.is_invalid_input() => {
+                        tracing::debug!(
+                            topic = %self.topic,
+                            error = %err,
+                            "a patch was refused; publishing a snapshot"
+                        );
+                        None
+                    }
+                    Err(err) => return Err(Missed::Publish(unpublished(err))),
+                }
+            }
+            _ => None,
+        };
+        state.snapshot = Some(match published {
+            Some(published) => {
+                let id = Event::from(published).id().unwrap_or_default().to_owned();
+                named(SNAPSHOT, snapshot)
+                    .with_id(&id)
+                    .map_err(|err| Missed::Publish(invalid(err)))?
             }
             None => inner
                 .hub
                 .publish(&self.topic, named(SNAPSHOT, snapshot))
                 .await
-                .map_err(unpublished)?
+                .map_err(|err| Missed::Publish(unpublished(err)))?
                 .into(),
         });
         state.failing = None;
@@ -478,25 +657,27 @@ impl Entry {
     }
 
     /// Tells subscribers the source answers again, unchanged: an empty `patch`.
-    async fn publish_recovery(&self, inner: &Inner) -> Result<(), Failure> {
+    async fn publish_recovery(&self, inner: &Inner) -> Result<(), Missed> {
         let mut state = self.state.lock().await;
-        let id = self.publish(inner, PATCH, "[]".to_owned()).await?;
+        if state.stopped {
+            return Err(Missed::Stopped);
+        }
+        let published: Event = inner
+            .hub
+            .publish(&self.topic, named(PATCH, "[]".to_owned()))
+            .await
+            .map_err(|err| Missed::Publish(unpublished(err)))?
+            .into();
+        let id = published.id().unwrap_or_default();
         if let Some(snapshot) = &state.snapshot {
-            state.snapshot = Some(snapshot.with_id(&id).map_err(invalid)?);
+            state.snapshot = Some(
+                snapshot
+                    .with_id(id)
+                    .map_err(|err| Missed::Publish(invalid(err)))?,
+            );
         }
         state.failing = None;
         Ok(())
-    }
-
-    /// Publishes an event named `name` with `data`; returns its id.
-    async fn publish(&self, inner: &Inner, name: &str, data: String) -> Result<String, Failure> {
-        let published = inner
-            .hub
-            .publish(&self.topic, named(name, data))
-            .await
-            .map_err(unpublished)?;
-        let published: Event = published.into();
-        Ok(published.id().unwrap_or_default().to_owned())
     }
 
     /// Publishes the `error` event of a failure; new subscribers get it too until the source
@@ -511,7 +692,9 @@ impl Entry {
         }
         let error = named(ERROR, data.to_string());
         let mut state = self.state.lock().await;
-        if let Err(err) = inner.hub.publish(&self.topic, error.clone()).await {
+        if !state.stopped
+            && let Err(err) = inner.hub.publish(&self.topic, error.clone()).await
+        {
             tracing::warn!(topic = %self.topic, error = %err, "cannot publish a poll failure");
         }
         state.failing = Some(error);

@@ -2,16 +2,23 @@
 //! events, reconnects, and (a property test) that a client applying the events sees exactly
 //! each upstream state.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 
 use super::diff_tests::{edited, edits};
 use super::{Poller, Source};
+use crate::backend::{
+    Backend, Error as BackendError, MemoryBackend, Opened, Publish, Published, ReplayOptions,
+    Start, TopicInfo,
+};
 use crate::{Event, Hub, LastEventId, Subscription};
 
 /// A function source that answers what a test says, and counts when it was polled.
@@ -38,9 +45,9 @@ impl Script {
         }
     }
 
-    /// `{"n": n}` on the `n`th poll: a change every time.
+    /// [`counted`]`(n)` on the `n`th poll: a change every time.
     fn counting() -> Script {
-        Script::new(|n| Ok(json!({ "n": n })))
+        Script::new(|n| Ok(counted(n)))
     }
 
     fn source(&self, key: &str) -> Source {
@@ -66,6 +73,12 @@ impl Script {
         let polls = self.state.lock().unwrap().polls.clone();
         polls.windows(2).map(|pair| pair[1] - pair[0]).collect()
     }
+}
+
+/// A value with a count `n`, larger than a patch of its count (a value no larger than its
+/// patch is published whole, as a `snapshot`).
+fn counted(n: usize) -> Value {
+    json!({ "n": n, "unit": "polls of a source that changes on every one" })
 }
 
 fn poller(hub: Hub) -> Poller {
@@ -131,7 +144,7 @@ async fn a_poller_starts_with_its_first_subscriber_and_stops_after_its_last() {
     assert_eq!(poller.running(), 1);
     let snapshot = next(&mut first).await;
     assert_eq!(snapshot.name(), Some("snapshot"));
-    assert_eq!(data(&snapshot), json!({"n": 0}));
+    assert_eq!(data(&snapshot), counted(0));
     assert_eq!(script.polls(), 1);
 
     // A second subscriber shares it, and starts from the current value.
@@ -158,7 +171,7 @@ async fn a_poller_starts_with_its_first_subscriber_and_stops_after_its_last() {
         .unwrap();
     let snapshot = next(&mut again).await;
     assert_eq!(snapshot.name(), Some("snapshot"));
-    assert_eq!(data(&snapshot), json!({"n": polls}));
+    assert_eq!(data(&snapshot), counted(polls));
 }
 
 #[tokio::test(start_paused = true)]
@@ -215,7 +228,7 @@ async fn failures_back_off_and_are_one_safe_error_event() {
         if n < 4 {
             Err("connect 10.1.2.3:8080: <html>internal secret</html>".to_owned())
         } else {
-            Ok(json!({"n": n}))
+            Ok(counted(n))
         }
     });
     let mut subscription = poller
@@ -245,7 +258,7 @@ async fn failures_back_off_and_are_one_safe_error_event() {
         Some("snapshot"),
         "one error event per outage"
     );
-    assert_eq!(data(&snapshot), json!({"n": 4}));
+    assert_eq!(data(&snapshot), counted(4));
     assert_eq!(next(&mut late).await.name(), Some("snapshot"));
     assert_eq!(
         script.gaps(),
@@ -342,7 +355,7 @@ async fn a_reconnect_gets_the_patches_it_missed() {
         leaving.apply(&event);
     }
     assert_eq!(leaving.state, watching.state);
-    assert_eq!(leaving.state, Some(json!({"n": 4})));
+    assert_eq!(leaving.state, Some(counted(4)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -400,7 +413,7 @@ async fn ids_that_are_not_the_pollers_get_a_snapshot_never_a_gap() {
 async fn rows_inserted_at_the_head_are_one_add_with_an_array_key() {
     let poller = poller(Hub::memory());
     let script = Script::new(|n| {
-        let rows: Vec<Value> = (0..=n)
+        let rows: Vec<Value> = (0..=n + 3)
             .rev()
             .map(|id| json!({"id": id, "gate": "A1"}))
             .collect();
@@ -409,7 +422,7 @@ async fn rows_inserted_at_the_head_are_one_add_with_an_array_key() {
     let source = script.source("rows").array_key("id");
     let mut subscription = poller.subscribe(source, None).await.unwrap();
     assert_eq!(next(&mut subscription).await.name(), Some("snapshot"));
-    for n in 1..4 {
+    for n in 4..7 {
         let patch = next(&mut subscription).await;
         assert_eq!(
             data(&patch),
@@ -513,4 +526,299 @@ async fn a_subscriber_at_the_end_of_the_idle_grace_is_served() {
         );
         assert_eq!(poller.running(), 1);
     }
+}
+
+/// A memory backend with hooks: publishes that are stored but answered `outcome_unknown` (as
+/// Redis's are on a timeout after `XADD`), and gates that hold resumes and `topic_info`.
+#[derive(Default)]
+struct Hooked {
+    inner: MemoryBackend,
+    /// The publishes (counted from 0) to answer `outcome_unknown`, once stored.
+    unknown: Vec<usize>,
+    published: AtomicUsize,
+    /// Holds every `open` after a `Last-Event-ID` until it says `true`.
+    resumes: Option<watch::Receiver<bool>>,
+    /// Holds every `topic_info` until it says `true`.
+    info: Option<watch::Receiver<bool>>,
+}
+
+async fn gate(gate: &Option<watch::Receiver<bool>>) {
+    if let Some(gate) = gate {
+        gate.clone().wait_for(|open| *open).await.unwrap();
+    }
+}
+
+impl Backend for Hooked {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        publish: Publish,
+    ) -> BoxFuture<'a, Result<Published, BackendError>> {
+        Box::pin(async move {
+            let published = self.inner.publish(topic, publish).await?;
+            if self
+                .unknown
+                .contains(&self.published.fetch_add(1, Ordering::SeqCst))
+            {
+                return Err(BackendError::outcome_unknown(std::io::Error::other(
+                    "timed out after the write",
+                )));
+            }
+            Ok(published)
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        topic: &'a str,
+        start: &'a Start,
+        options: &'a ReplayOptions,
+    ) -> BoxFuture<'a, Result<Opened, BackendError>> {
+        Box::pin(async move {
+            if matches!(start, Start::After(_)) {
+                gate(&self.resumes).await;
+            }
+            self.inner.open(topic, start, options).await
+        })
+    }
+
+    fn close<'a>(
+        &'a self,
+        topic: &'a str,
+        end: Event,
+    ) -> BoxFuture<'a, Result<Event, BackendError>> {
+        self.inner.close(topic, end)
+    }
+
+    fn topic_info<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicInfo>, BackendError>> {
+        Box::pin(async move {
+            gate(&self.info).await;
+            self.inner.topic_info(topic).await
+        })
+    }
+
+    fn wait_idle<'a>(
+        &'a self,
+        topic: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.inner.wait_idle(topic, grace)
+    }
+}
+
+/// Rows `0..=n`, each with a name: a value a patch of one more row is smaller than.
+fn rows(n: usize) -> Value {
+    let rows: Vec<Value> = (0..=n)
+        .map(|id| json!({"id": id, "name": format!("row number {id}")}))
+        .collect();
+    json!({ "rows": rows })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_of_unknown_outcome_is_followed_by_a_snapshot_not_a_patch() {
+    // The third publish (the second patch) is stored and sent, but the backend says it may not
+    // have been: patching from the value before it would add its row twice.
+    let hub = Hub::builder().backend(Hooked {
+        unknown: vec![2],
+        ..Hooked::default()
+    });
+    let poller = poller(hub);
+    let script = Script::new(|n| Ok(rows(n)));
+    let source = script.source("rows").array_key("id");
+    let mut subscription = poller.subscribe(source, None).await.unwrap();
+    let mut client = Client::default();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let event = next(&mut subscription).await;
+        client.apply(&event);
+        seen.push(event.name().unwrap().to_owned());
+        if event.name() != Some("error") {
+            assert_eq!(client.state.as_ref(), Some(&rows(script.polls() - 1)));
+        }
+    }
+    assert_eq!(
+        seen,
+        ["snapshot", "patch", "patch", "error", "snapshot", "patch"]
+    );
+    assert_eq!(client.state, Some(rows(4)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_patch_no_smaller_than_the_value_is_a_snapshot() {
+    // 300 zeros, then 300 ones: 300 replaces, far larger than the value, and than the hub's
+    // limit on one event.
+    let hub = Hub::builder().max_event_bytes(4096).memory();
+    let poller = poller(hub);
+    let script = Script::new(|n| Ok(Value::Array(vec![json!(n % 2); 300])));
+    let mut subscription = poller.subscribe(script.source("big"), None).await.unwrap();
+    let mut client = Client::default();
+    for n in 0..4 {
+        let event = next(&mut subscription).await;
+        assert_eq!(event.name(), Some("snapshot"), "{n}");
+        client.apply(&event);
+        assert_eq!(client.state, Some(Value::Array(vec![json!(n % 2); 300])));
+    }
+    // A subscriber that comes now starts from the value now.
+    let mut late = poller.subscribe(script.source("big"), None).await.unwrap();
+    let snapshot = next(&mut late).await;
+    assert_eq!(
+        Some(data(&snapshot)),
+        client.state,
+        "not stuck on an old value"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_too_large_for_one_event_is_one_error_then_retried() {
+    let hub = Hub::builder().max_event_bytes(4096).memory();
+    let poller = poller(hub);
+    // Small, then too large for any event twice, then small again.
+    let script = Script::new(|n| {
+        let size = if (1..3).contains(&n) { 5000 } else { 10 };
+        Ok(json!({ "n": n, "text": "x".repeat(size) }))
+    });
+    let mut subscription = poller
+        .subscribe(script.source("grows"), None)
+        .await
+        .unwrap();
+    let mut client = Client::default();
+    client.apply(&next(&mut subscription).await);
+    let error = next(&mut subscription).await;
+    assert_eq!(error.name(), Some("error"));
+    assert_eq!(
+        data(&error),
+        json!({
+            "message": "the value is larger than the hub accepts in one event",
+            "retry_ms": 2000,
+        })
+    );
+    // Polled again after 2 s (still too large: no second error), then after 4 s: the value,
+    // whole, since subscribers may hold either of the older ones.
+    let snapshot = next(&mut subscription).await;
+    assert_eq!(snapshot.name(), Some("snapshot"));
+    client.apply(&snapshot);
+    assert_eq!(
+        client.state,
+        Some(json!({ "n": 3, "text": "x".repeat(10) }))
+    );
+    assert_eq!(script.gaps(), [1, 2, 4].map(Duration::from_secs).to_vec());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sources_over_max_sources_get_a_retry_hint_until_a_poller_stops() {
+    let poller = Poller::builder()
+        .min_interval(Duration::from_secs(1))
+        .idle_grace(Duration::from_secs(5))
+        .max_sources(2)
+        .build(Hub::memory());
+    let script = Script::counting();
+    let first = poller.subscribe(script.source("a"), None).await.unwrap();
+    let _second = poller.subscribe(script.source("b"), None).await.unwrap();
+    // A running source still takes subscribers.
+    let mut again = poller.subscribe(script.source("a"), None).await.unwrap();
+    assert_eq!(next(&mut again).await.name(), Some("snapshot"));
+
+    let mut refused = poller.subscribe(script.source("c"), None).await.unwrap();
+    assert_eq!(poller.running(), 2, "no third poller");
+    let notice = next(&mut refused).await;
+    assert_eq!(
+        notice.comments().collect::<Vec<_>>(),
+        ["as many sources are polled as may be; try again later"]
+    );
+    let retry = next(&mut refused).await.retry_hint().expect("a retry hint");
+    assert!(
+        retry >= Duration::from_secs(5) && retry <= Duration::from_millis(7500),
+        "{retry:?}"
+    );
+    assert!(refused.next().await.is_none(), "then the end");
+
+    // Once a poller has stopped, the next source is polled.
+    drop((first, again));
+    sleep(Duration::from_secs(6)).await;
+    assert_eq!(poller.running(), 1);
+    let mut third = poller.subscribe(script.source("c"), None).await.unwrap();
+    assert_eq!(next(&mut third).await.name(), Some("snapshot"));
+    assert_eq!(poller.running(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_resume_does_not_hold_up_publishes() {
+    let (open, resumes) = watch::channel(false);
+    let hub = Hub::builder().backend(Hooked {
+        resumes: Some(resumes),
+        ..Hooked::default()
+    });
+    let poller = poller(hub);
+    let script = Script::counting();
+    let mut watcher = poller
+        .subscribe(script.source("board"), None)
+        .await
+        .unwrap();
+    let mut client = Client::default();
+    client.apply(&next(&mut watcher).await);
+    // A reconnect whose replay is slow to come (a backend's round trip).
+    let resuming = tokio::spawn({
+        let (poller, source, last) = (poller.clone(), script.source("board"), client.last_id());
+        async move { poller.subscribe(source, Some(last)).await.unwrap() }
+    });
+    tokio::task::yield_now().await;
+    // Meanwhile, the changes go on.
+    for _ in 0..3 {
+        let event = next(&mut watcher).await;
+        assert_eq!(event.name(), Some("patch"));
+        client.apply(&event);
+    }
+    open.send(true).unwrap();
+    let mut resumed = resuming.await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(next(&mut resumed).await.name(), Some("patch"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_poller_publishes_nothing_once_a_new_one_runs() {
+    // The hub is slow to say whether anyone listens, once the idle grace is over: long enough
+    // for a new subscriber to start a new poller on the same topic.
+    let (answer, info) = watch::channel(false);
+    let hub = Hub::builder().backend(Hooked {
+        info: Some(info),
+        ..Hooked::default()
+    });
+    let poller = poller(hub);
+    let script = Script::counting();
+    drop(
+        poller
+            .subscribe(script.source("board"), None)
+            .await
+            .unwrap(),
+    );
+    sleep(Duration::from_millis(5500)).await;
+    assert_eq!(
+        poller.running(),
+        0,
+        "taken out, asking whether anyone listens"
+    );
+
+    let mut subscription = poller
+        .subscribe(script.source("board"), None)
+        .await
+        .unwrap();
+    assert_eq!(poller.running(), 1);
+    let mut client = Client::default();
+    let mut names = Vec::new();
+    // Until between two polls (the new poller's are at 5.5, 6.5… s, the old one's at 6, 7… s).
+    let until = Instant::now() + Duration::from_millis(3250);
+    while let Ok(Some(event)) = tokio::time::timeout_at(until, subscription.next()).await {
+        client.apply(&event);
+        names.push(event.name().unwrap().to_owned());
+    }
+    // The new poller's snapshot and its patches, one a second: no second poller's.
+    assert_eq!(names, ["snapshot", "patch", "patch", "patch"]);
+    assert_eq!(client.state, Some(counted(script.polls() - 1)));
+    answer.send(true).unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(poller.running(), 1);
 }

@@ -1,7 +1,8 @@
 // `examples/proxy.rs` in a real browser: the page streams the demo upstream through the proxy,
 // applies the `patch` events with its own few lines of JavaScript, and the board it renders is
-// exactly the upstream's JSON after many changes; an upstream the allowlist refuses is shown
-// as refused, with the proxy's reason. A screenshot is saved as
+// exactly the upstream's JSON after many changes; a `snapshot` in the middle of the stream
+// replaces the page's state; an upstream the allowlist refuses is shown as refused, with the
+// proxy's reason. A screenshot is saved as
 // target/browser-screenshots/proxy.png.
 
 import assert from 'node:assert/strict';
@@ -93,6 +94,47 @@ describe('proxy example: a JSON API streamed as patches, in the browser', { skip
     assert.equal(seen.fields.now, upstream.now);
     assert.deepEqual(errors, [], 'no script errors, no CSP violations');
     await screenshot(page, 'proxy');
+    await context.close();
+  });
+
+  test('a snapshot in the middle of the stream replaces the state', async () => {
+    // The proxy sends the value whole where a patch would be no smaller, or after a change it
+    // could not confirm was sent: the page must take it as its new state, and go on patching it.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' || msg.type() === 'warning') errors.push(msg.text());
+    });
+    await page.goto(`${server.url}/?interval_ms=50`);
+    const patches = () => page.evaluate(() => Number(document.querySelector('#patches').textContent.replace(/,/g, '')));
+    await page.waitForFunction(() => Number(document.querySelector('#patches').textContent.replace(/,/g, '')) >= 1, null, {
+      timeout: 15_000,
+      polling: 50,
+    });
+    // A value the page has never seen: the one it holds, with one more field.
+    await page.evaluate(() => {
+      const doc = JSON.parse(document.querySelector('#json').textContent);
+      doc.note = 'sent whole';
+      source.dispatchEvent(new MessageEvent('snapshot', { data: JSON.stringify(doc) }));
+    });
+    let seen = await shown(page);
+    assert.equal(seen.snapshots, 2);
+    assert.equal(seen.fields.note, 'sent whole', 'the page shows the new value');
+    assert.equal(seen.doc.note, 'sent whole');
+
+    // The patches that follow apply to it.
+    const before = await patches();
+    await page.waitForFunction((n) => Number(document.querySelector('#patches').textContent.replace(/,/g, '')) >= n, before + 3, {
+      timeout: 15_000,
+      polling: 50,
+    });
+    seen = await shown(page);
+    assert.equal(seen.state, 'live');
+    assert.equal(seen.snapshots, 2, 'no fresh start: every patch applied');
+    assert.equal(seen.doc.note, 'sent whole');
+    assert.deepEqual(errors, [], 'no script errors');
     await context.close();
   });
 
