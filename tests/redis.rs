@@ -629,13 +629,13 @@ async fn subscribers_never_silently_miss_entries_trimmed_before_their_server_rea
         browser.until(&accepted[2]).await;
     }
 
-    // Server A's reader loses its connection (A publishes nothing, so it is the only client
-    // blocked in XREAD) and cannot get a new one while A's user is off (the connections A has
-    // stay up). Once A's health says its reader is down, B publishes past the bound, so entries
+    // Server A's reader loses its connection (A publishes nothing, so it is A's only client
+    // blocked in XREAD; B's idle reader blocks in XREAD too, on a key nothing writes) and
+    // cannot get a new one while A's user is off (the connections A has stay up). Once A's health says its reader is down, B publishes past the bound, so entries
     // are trimmed before A has read them; then A's reader may come back.
     acl(&redis, &["SETUSER", "server-a", "off"]).await;
     let mut raw = redis.raw().await;
-    assert_eq!(raw.kill_clients_running("xread").await, 1);
+    assert_eq!(raw.kill_user_clients_running("server-a", "xread").await, 1);
     a.until_health(false).await;
     for n in 3..10 {
         accepted.push(b.publish("feed", &format!("event {n}")).await);
@@ -1883,5 +1883,112 @@ async fn a_keyed_publish_whose_connection_dropped_is_sent_again_once_and_stored_
     assert_eq!(
         raw.bodies("news").await,
         ["data: before\n\n", "data: cut\n\n"]
+    );
+}
+
+/// Waits until `count` connections are blocked in `XREAD` (`CLIENT LIST`'s `flags=` has `b`):
+/// each idle node's reader, waiting for a topic, with a read pending on its connection.
+async fn until_readers_blocked(raw: &mut support::redis_server::Raw, count: usize) {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let blocked = raw
+                .other_clients()
+                .await
+                .iter()
+                .filter(|line| {
+                    let fields: Vec<&str> = line.split(' ').collect();
+                    fields.contains(&"cmd=xread")
+                        && fields.iter().any(|field| {
+                            field
+                                .strip_prefix("flags=")
+                                .is_some_and(|flags| flags.contains('b'))
+                        })
+                })
+                .count();
+            if blocked == count {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .expect("the idle readers block in XREAD within the guard time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server: run with --include-ignored, as .ci/run does"]
+async fn a_node_without_subscribers_sees_a_quick_restart_and_its_next_unkeyed_publish_succeeds() {
+    // Redis is killed and started again on the same port, with nothing to be read on the node:
+    // its reader's pending read fails as Redis's connections close, so the node knows of the
+    // restart before any command, and it brings its command connection back by itself. Health
+    // says ok again only once it has, and then the first publish without a key goes on the new
+    // connection: accepted on its first try, stored once. Twice: once waiting for health to be
+    // ok, once publishing straight away (whatever health says, the publish checks the command
+    // connection first while the failure is on record).
+    let mut redis = RedisServer::start();
+    let server = Server::start(config(&redis)).await;
+    let mut expected = vec![server.publish("news", "before").await];
+    for wait_for_health in [true, false] {
+        let mut raw = redis.raw().await;
+        until_readers_blocked(&mut raw, 1).await;
+        drop(raw);
+        redis.restart();
+        if wait_for_health {
+            server.until_health(true).await;
+        }
+        let data = format!("after restart {}", expected.len());
+        let id = server
+            .try_publish("news", &data)
+            .await
+            .unwrap_or_else(|(status, body)| {
+                panic!("the first publish after the restart answered {status}: {body}")
+            });
+        expected.push(id);
+        // Health agrees with the command that just succeeded.
+        server.until_health(true).await;
+    }
+    let mut raw = redis.raw().await;
+    assert_eq!(raw.ids("news").await, expected, "each publish stored once");
+    assert_eq!(
+        raw.bodies("news").await,
+        [
+            "data: before\n\n",
+            "data: after restart 1\n\n",
+            "data: after restart 2\n\n"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server: run with --include-ignored, as .ci/run does"]
+async fn a_node_without_subscribers_that_saw_redis_go_answers_its_first_unkeyed_publish_503() {
+    // The node's reader has a read pending, which fails as Redis goes: the node knows before
+    // any command. Its first publish without a key is then not sent until the command
+    // connection answers, and it does not: `503`, not stored, rather than `504` (a publish
+    // handed to the connection Redis closed, which might have been written before).
+    let mut redis = RedisServer::start();
+    let server = Server::start(config(&redis)).await;
+    let before = server.publish("news", "before").await;
+    let mut raw = redis.raw().await;
+    until_readers_blocked(&mut raw, 1).await;
+    drop(raw);
+
+    redis.stop();
+    server.until_health(false).await;
+    let (status, body) = server
+        .try_publish("news", "while down")
+        .await
+        .expect_err("no publish while Redis is down");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("unavailable"), "{body:?}");
+
+    redis.restart();
+    server.until_health(true).await;
+    let after = server.publish("news", "after").await;
+    let mut raw = redis.raw().await;
+    assert_eq!(
+        raw.ids("news").await,
+        [before, after],
+        "nothing else stored"
     );
 }

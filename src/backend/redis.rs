@@ -374,10 +374,17 @@ fn end_id(marker: &str) -> String {
 ///   may be stored once Redis runs again: it fails with [`Error::outcome_unknown`], and a
 ///   retry with the same idempotency key is safe. Open streams stay up, and once Redis is back
 ///   the reader continues each topic from the last entry it delivered, so every entry Redis
-///   accepted reaches every subscriber. The reader's reconnection backs off up to 5 s, cut
-///   short once a command finds Redis back; the health and the logs tell the state. Once
-///   Redis answers again, the next command succeeds: the health turns ok only once the
-///   command connection answers, so the two never disagree. A command is sent again, once,
+///   accepted reaches every subscriber. The reader always has a read pending on Redis (with no
+///   topic to read, a blocking `XREAD` on the key `{prefix}#idle`, which nothing writes), so
+///   this process notices as soon as Redis closes its connections (killed, restarted), with
+///   nobody subscribed too: from then on the health says so, and commands check the command
+///   connection before they are sent (a publish that is not sent: [`Error::unavailable`]). Only
+///   a command handed to the closed connection in the instant before the reader saw it close
+///   misses a quick restart. The reader's reconnection backs off up to 5 s, cut short once a
+///   command finds Redis back; once it reconnects, it brings the command connection back too.
+///   The health and the logs tell the state. Once Redis answers again, the next command
+///   succeeds: the health turns ok only once the command connection answers, so the two
+///   never disagree. A command is sent again, once,
 ///   when its error proves that it was not sent (a refused connection), or when its
 ///   connection was closed or reset (Redis restarted before this process noticed) and running
 ///   it twice does no harm: reads, closes, renewals and publishes with an idempotency key (a
@@ -753,6 +760,12 @@ impl OpenReply {
 impl Shared {
     fn key(&self, topic: &str) -> String {
         format!("{}{topic}", self.prefix)
+    }
+
+    /// The key the reader blocks on while it has no topic to read: nothing ever writes it
+    /// (`#` is never in a topic name, so no topic's keys are ever this one).
+    fn idle_key(&self) -> String {
+        format!("{}#idle", self.prefix)
     }
 
     /// The topic's metadata hash (`#` is never in a topic name).
@@ -1439,18 +1452,32 @@ async fn read_loop(shared: Weak<Shared>) {
             continue;
         };
         if streams.is_empty() {
-            // Nothing to read: check that Redis answers, so health is current on an idle
-            // server too, then wait for a topic (or the next check).
-            match redis::cmd("PING").query_async::<String>(connection).await {
+            // A topic was added since `reading` looked: read it at once.
+            if this.changed.notified().now_or_never().is_some() {
+                continue;
+            }
+            // Nothing to read: block on a key nothing writes, until a topic is added
+            // ([`Shared::wake_reader`] unblocks it) or for the block time. A command is
+            // pending on the connection all along, so should Redis go (its connections
+            // closed), the read fails at once and the health says so before the next command
+            // is sent: that command then checks the command connection first (see
+            // [`Shared::command`]), and the reader's reconnection, once Redis is back, brings
+            // the command connection back too (see [`Shared::recovered`]).
+            let mut idle = redis::cmd("XREAD");
+            idle.arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(this.idle_key())
+                .arg("$");
+            match idle.query_async::<Value>(connection).await {
                 Ok(_) => this.recovered().await,
                 Err(err) => {
-                    this.failed("PING", err);
+                    crate::metrics::backend_error("read", &this.failed("XREAD", err));
                     *lock(&this.reader_id) = None;
                     conn = None;
+                    backoff = pause(this, backoff).await;
                 }
             }
-            let changed = this.changed.notified();
-            let _ = tokio::time::timeout(BLOCK, changed).await;
             continue;
         }
         let mut cmd = redis::cmd("XREAD");

@@ -340,6 +340,16 @@ impl Raw {
             .await
     }
 
+    /// Kills the connections of Redis user `user` whose last command was `command`; returns how
+    /// many.
+    pub async fn kill_user_clients_running(&mut self, user: &str, command: &str) -> usize {
+        let (user, command) = (format!("user={user}"), format!("cmd={command}"));
+        self.kill_clients_where(|fields| {
+            fields.contains(&user.as_str()) && fields.contains(&command.as_str())
+        })
+        .await
+    }
+
     /// Kills the connections blocked in `command` (`CLIENT LIST`'s `flags=` has `b`, `cmd=` is
     /// `command`): sent and not yet run, e.g. held by `CLIENT PAUSE`. Returns how many.
     pub async fn kill_clients_blocked_in(&mut self, command: &str) -> usize {
