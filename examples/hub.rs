@@ -888,11 +888,32 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
     let key = key.to_str().map_err(|_| {
         "invalid Idempotency-Key: use 1 to 128 visible ASCII characters\n".to_owned()
     })?;
-    let key = key
-        .strip_prefix('"')
-        .and_then(|key| key.strip_suffix('"'))
-        .unwrap_or(key);
-    Ok(Some(key.to_owned()))
+    match key.strip_prefix('"') {
+        Some(quoted) => sf_string(quoted).map(Some).ok_or_else(|| {
+            "invalid Idempotency-Key: a quoted key needs its closing quote, and only \\\\ and \\\" \
+                 escaped\n"
+                .to_owned()
+        }),
+        None => Ok(Some(key.to_owned())),
+    }
+}
+
+/// The content of a structured field string (RFC 8941) after its opening quote: up to the
+/// closing quote, which must end `rest`, with `\\` and `\"` unescaped. `None` when malformed.
+fn sf_string(rest: &str) -> Option<String> {
+    let mut key = String::with_capacity(rest.len());
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                escaped @ ('\\' | '"') => key.push(escaped),
+                _ => return None,
+            },
+            '"' => return chars.next().is_none().then_some(key),
+            c => key.push(c),
+        }
+    }
+    None
 }
 
 /// Every open stream, with its peer's address: for admin tokens only.

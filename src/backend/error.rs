@@ -18,6 +18,9 @@ use std::fmt;
 /// ```
 pub struct Error {
     kind: Kind,
+    /// For [`Kind::Unavailable`]: the class of the store's refusal (`out of memory`), never
+    /// its text. For [`Kind::OutcomeUnknown`]: set when the call is safe to repeat (a close).
+    note: Option<&'static str>,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -35,7 +38,37 @@ enum Kind {
 
 impl Error {
     fn new(kind: Kind, source: Option<Box<dyn StdError + Send + Sync>>) -> Self {
-        Error { kind, source }
+        Error {
+            kind,
+            note: None,
+            source,
+        }
+    }
+
+    /// [`Error::unavailable`] for a store that answered with an error (out of memory, a
+    /// read-only replica, a permission refused): nothing was done. `class` says which kind of
+    /// refusal in a few words, never the store's own text; it is shown to clients.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn refused(
+        class: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Error {
+            note: Some(class),
+            ..Error::unavailable(source)
+        }
+    }
+
+    /// [`Error::outcome_unknown`] for a call that is safe to repeat (a close: closing twice
+    /// closes once): it may or may not have been done, and retrying it is safe.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn outcome_unknown_repeatable(
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Error {
+            note: Some(REPEATABLE),
+            ..Error::outcome_unknown(source)
+        }
     }
 
     /// The backend cannot serve now (a store that is unreachable) and did nothing: trying again
@@ -116,10 +149,17 @@ impl Error {
     }
 }
 
+/// The note of [`Error::outcome_unknown_repeatable`].
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+const REPEATABLE: &str = "repeatable";
+
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind);
+        if let Some(note) = self.note {
+            d.field("note", &note);
+        }
         if let Some(source) = &self.source {
             d.field("source", source);
         }
@@ -132,6 +172,22 @@ impl fmt::Display for Error {
         // Configuration is the developer's, at start-up: say what is wrong with it.
         if let (Kind::Config, Some(source)) = (self.kind, &self.source) {
             return write!(f, "the hub's backend is misconfigured: {source}");
+        }
+        match (self.kind, self.note) {
+            (Kind::Unavailable, Some(class)) => {
+                return write!(
+                    f,
+                    "the hub's backend refused the command ({class}) and nothing was done; \
+                     try again later"
+                );
+            }
+            (Kind::OutcomeUnknown, Some(_)) => {
+                return f.write_str(
+                    "the hub's backend failed before it answered (a timeout or a dropped \
+                     connection): it may or may not have been done; retrying it is safe",
+                );
+            }
+            _ => {}
         }
         f.write_str(match self.kind {
             Kind::Unavailable => {

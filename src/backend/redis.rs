@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -44,6 +44,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a command may wait for Redis's answer.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A command connection that has not answered for this long is checked with a `PING` before a
+/// command is sent on it: Redis's `timeout` (1 s at the least) or a NAT's idle timeout may have
+/// closed it meanwhile, and a publish handed to a closed connection has an unknown outcome.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 /// How often the local logs drop what every subscriber has read (each delivery does too).
 const SWEEP: Duration = Duration::from_secs(1);
 /// The shortest interval between two renewals of the keys of the topics in use here.
@@ -350,7 +354,11 @@ fn end_id(marker: &str) -> String {
 ///   with one key, on any servers, store once: the second gets the first's id
 ///   ([`Published::duplicate`]), or [`Error::key_reused`] for a different event. Records do not
 ///   count towards [`HistoryLimits::max_idempotency_keys`] (a bound of the in-memory backend):
-///   Redis's `maxmemory` bounds them.
+///   Redis's `maxmemory` bounds them. Unlike the in-memory backend's, a record can outlive its
+///   topic: should the topic expire (its [`TopicLimits::idle_ttl`] shorter than the window), a
+///   retry with the key within the window answers the old instance's id, which a client that
+///   resumes from it finds `foreign` (a `gap`), rather than storing the event in the new
+///   instance. Keep the window shorter than the idle TTL if that matters.
 /// - **Fan-out.** Each process reads new entries of the topics it has subscribers for with one
 ///   blocking `XREAD` on one dedicated connection, and pushes them into a small log per topic
 ///   that is also its live queue (as in the in-memory backend): each local subscriber is a
@@ -382,16 +390,34 @@ fn end_id(marker: &str) -> String {
 ///   a command handed to the closed connection in the instant before the reader saw it close
 ///   misses a quick restart. The reader's reconnection backs off up to 5 s, cut short once a
 ///   command finds Redis back; once it reconnects, it brings the command connection back too.
-///   The health and the logs tell the state. Once Redis answers again, the next command
-///   succeeds: the health turns ok only once the command connection answers, so the two
-///   never disagree. A command is sent again, once,
+///   The health and the logs tell the state. The health says whether Redis is reachable and
+///   answering: it turns unavailable when a command or the reader cannot reach Redis or gets
+///   no answer in time (within about 3 s of Redis freezing, on an idle node too), and ok again
+///   only once the command connection answers, so that once Redis answers again, the next
+///   command succeeds. An error reply (`OOM`, `READONLY`, `NOPERM`, …) proves that Redis
+///   answers: the command fails with [`Error::unavailable`] (its message names the class of the
+///   refusal, never Redis's text), it is logged and counted in the metrics, and the health
+///   stays ok. A command connection that has not answered for half a second is checked with a
+///   `PING` before a command is sent on it, so that one Redis (its `timeout`) or a NAT closed
+///   while idle is found and replaced before a publish is handed to it: the publish is then
+///   sent on a new connection, or fails with [`Error::unavailable`] (not stored). A close that
+///   may have run and got no answer is [`Error::outcome_unknown`] too: closing again is safe.
+///   A command is sent again, once,
 ///   when its error proves that it was not sent (a refused connection), or when its
 ///   connection was closed or reset (Redis restarted before this process noticed) and running
 ///   it twice does no harm: reads, closes, renewals and publishes with an idempotency key (a
 ///   keyed publish that ran the first time then answers as a
 ///   [duplicate](Published::is_duplicate), with its id). Never after a timeout, nor a publish
 ///   without a key after a dropped connection: it is [`Error::outcome_unknown`]. Errors given
-///   to clients never carry Redis's text; it is their source, for logs.
+///   to clients, and the health's reason, never carry Redis's text; it is their source, for
+///   logs.
+/// - **Redis user.** The commands need, on the keys under the prefix: `+@read +@write
+///   +@scripting` (the scripts, the reads), `+ping` (connection checks), `+time` (the scripts
+///   read Redis's clock) and `+client|id +client|unblock` (to wake the reader when a topic is
+///   added). The least-privilege ACL, for the default prefix:
+///   `ACL SETUSER hub on >secret ~tower-sse:* +@read +@write +@scripting +ping +time +client|id
+///   +client|unblock`. Without the two `CLIENT` commands the backend works, and a new topic's
+///   first events wait up to a second (the reader's block time); the refusal is logged once.
 ///
 /// Bounds: the history's count and age bounds ([`HistoryLimits::max_events`],
 /// [`HistoryLimits::max_age`]) apply per topic in Redis; its byte bound
@@ -441,8 +467,13 @@ struct Shared {
     changed: Arc<Notify>,
     /// The reader connection's `CLIENT ID`, to interrupt its blocking `XREAD`.
     reader_id: Mutex<Option<i64>>,
-    /// The last failure, until an operation succeeds again.
+    /// The last failure to reach Redis, until an operation succeeds again: what the health
+    /// says, in words that never carry Redis's text.
     error: Mutex<Option<String>>,
+    /// When the command connection last answered; `None` before its first answer.
+    answered: Mutex<Option<Instant>>,
+    /// Whether a refused `CLIENT ID` or `CLIENT UNBLOCK` (an ACL without them) was logged.
+    client_refused: AtomicBool,
 }
 
 /// A topic this process has subscribers (or waiters) for.
@@ -600,6 +631,10 @@ enum Effect {
     /// failure is [`Error::unavailable`], whether or not it ran, and a command whose
     /// connection dropped is sent again, once.
     Repeatable,
+    /// A write that does what it does once however often it runs (a close): as
+    /// [`Effect::Repeatable`], but a failure that does not prove it unrun is
+    /// [`Error::outcome_unknown`] (it may have been done; retrying is safe).
+    Idempotent,
     /// A publish without an idempotency key: a failure that does not prove it unrun is
     /// [`Error::outcome_unknown`], and it is never sent again.
     Append,
@@ -703,6 +738,8 @@ impl RedisBackend {
             changed: Arc::new(Notify::new()),
             reader_id: Mutex::new(None),
             error: Mutex::new(None),
+            answered: Mutex::new(None),
+            client_refused: AtomicBool::new(false),
         });
         tokio::spawn(read_loop(Arc::downgrade(&shared)));
         tokio::spawn(keep(Arc::downgrade(&shared)));
@@ -787,30 +824,64 @@ impl Shared {
         millis(self.topics.idle_ttl).max(1)
     }
 
-    /// The error for a failed Redis call that did nothing ([`Error::unavailable`]); a failure
-    /// to reach Redis shows in the health too.
+    /// The error for a failed Redis call that did nothing: [`Error::unavailable`], with the
+    /// class of the refusal when Redis answered with an error. A failure to reach Redis shows
+    /// in the health too.
     fn failed(&self, what: &str, err: RedisError) -> Error {
-        self.failed_as(what, err, Error::unavailable)
+        if err.code() == Some("WRONGTYPE") {
+            return self.internal(what, err);
+        }
+        self.note(what, &err);
+        match err.code() {
+            Some(code) => Error::refused(refusal(code), err),
+            None => Error::unavailable(err),
+        }
     }
 
     /// The error for a failed Redis call, `kind` unless no retrying will help; a failure to
     /// reach Redis shows in the health too.
     fn failed_as(&self, what: &str, err: RedisError, kind: fn(RedisError) -> Error) -> Error {
         if err.code() == Some("WRONGTYPE") {
-            // A key of ours holds something else: no retrying will help.
-            tracing::error!("Redis {what} failed: {err}");
-            return Error::internal(err);
+            return self.internal(what, err);
         }
-        let message = format!("Redis {what} failed: {err}");
-        let mut error = lock(&self.error);
-        if error.is_none() {
-            tracing::warn!("{message}");
-        }
-        *error = Some(message);
+        self.note(what, &err);
         kind(err)
     }
 
+    /// A key of ours holds something else: no retrying will help.
+    fn internal(&self, what: &str, err: RedisError) -> Error {
+        tracing::error!("Redis {what} failed: {err}");
+        Error::internal(err)
+    }
+
+    /// Logs a failure, and records it for the health when it shows that Redis cannot be
+    /// reached or used. An error reply (`OOM`, `READONLY`, `NOPERM`, `BUSY`…) proves that Redis
+    /// answers: the health, which tells whether Redis is reachable and answering, stays as it
+    /// is, and the error goes to the logs and the metrics. A refused login is an outage: no
+    /// command can run. The health's words never carry Redis's text (the log does).
+    fn note(&self, what: &str, err: &RedisError) {
+        if let Some(code) = err.code()
+            && !matches!(code, "NOAUTH" | "WRONGPASS" | "LOADING")
+        {
+            tracing::warn!("Redis {what} refused: {err}");
+            return;
+        }
+        let mut error = lock(&self.error);
+        if error.is_none() {
+            tracing::warn!("Redis {what} failed: {err}");
+        } else {
+            tracing::debug!("Redis {what} failed: {err}");
+        }
+        *error = Some(format!("Redis {what} failed: {}", cause(err)));
+    }
+
+    /// The command connection answered.
+    fn answered(&self) {
+        *lock(&self.answered) = Some(Instant::now());
+    }
+
     fn succeeded(&self) {
+        self.answered();
         let mut error = lock(&self.error);
         if error.take().is_some() {
             tracing::info!("Redis is reachable again");
@@ -866,7 +937,8 @@ impl Shared {
         effect: Effect,
         send: impl Fn(ConnectionManager) -> BoxFuture<'a, RedisResult<T>>,
     ) -> Result<T, Error> {
-        if lock(&self.error).is_some() {
+        let idle = lock(&self.answered).is_none_or(|at| at.elapsed() >= IDLE_CHECK);
+        if idle || lock(&self.error).is_some() {
             self.probe().await.map_err(|err| self.failed(what, err))?;
         }
         let mut result = send(self.manager.clone()).await;
@@ -881,6 +953,9 @@ impl Shared {
         let reply = result.map_err(|err| match effect {
             Effect::Append | Effect::KeyedAppend if may_have_run || !never_run(&err) => {
                 self.failed_as(what, err, Error::outcome_unknown)
+            }
+            Effect::Idempotent if !never_run(&err) => {
+                self.failed_as(what, err, Error::outcome_unknown_repeatable)
             }
             _ => self.failed(what, err),
         })?;
@@ -899,8 +974,14 @@ impl Shared {
             let started = Instant::now();
             let mut conn = self.manager.clone();
             match redis::cmd("PING").query_async::<Value>(&mut conn).await {
-                Ok(_) => return Ok(()),
-                Err(err) if err.code().is_some() => return Ok(()),
+                Ok(_) => {
+                    self.answered();
+                    return Ok(());
+                }
+                Err(err) if err.code().is_some() => {
+                    self.answered();
+                    return Ok(());
+                }
                 Err(err)
                     if again
                         && err.is_io_error()
@@ -963,7 +1044,7 @@ impl Shared {
     async fn close(&self, topic: &str, end: Event) -> Result<Event, Error> {
         let body = end.without_id();
         let (marker, stored): (String, Vec<u8>) = self
-            .run("close", Effect::Repeatable, &self.close, topic, |script| {
+            .run("close", Effect::Idempotent, &self.close, topic, |script| {
                 script.arg(body.as_ref());
             })
             .await?;
@@ -1210,12 +1291,27 @@ impl Shared {
                 .query_async(&mut conn)
                 .await;
             // Should it fail, the reader comes round within its block time all the same; a
-            // failed connection goes on record, so that the next command checks it first.
-            if let Err(err) = unblocked
-                && err.is_io_error()
-            {
-                self.failed("CLIENT UNBLOCK", err);
+            // failed connection goes on record, so that the next command checks it first. A
+            // refusal (an ACL without `+client|unblock`) is logged once.
+            match unblocked {
+                Ok(_) => self.answered(),
+                Err(err) if err.code().is_some() => self.client_refused("CLIENT UNBLOCK", &err),
+                Err(err) if err.is_io_error() => {
+                    self.failed("CLIENT UNBLOCK", err);
+                }
+                Err(_) => {}
             }
+        }
+    }
+
+    /// Logs, once, that Redis refused a `CLIENT` command (an ACL without it): the reader is not
+    /// woken when a topic is added, so a new topic's first events wait up to the block time.
+    fn client_refused(&self, what: &str, err: &RedisError) {
+        if !self.client_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "Redis refused {what} ({err}): new topics are read within {BLOCK:?} rather \
+                 than at once; allow `+client|id +client|unblock` to the hub's Redis user"
+            );
         }
     }
 
@@ -1437,9 +1533,9 @@ async fn read_loop(shared: Weak<Shared>) {
         };
         let streams = this.reading();
         let Some(connection) = conn.as_mut() else {
-            match connect(&this.client).await {
+            match connect(&this).await {
                 Ok((connection, id)) => {
-                    *lock(&this.reader_id) = Some(id);
+                    *lock(&this.reader_id) = id;
                     conn = Some(connection);
                     backoff = MIN_BACKOFF;
                     this.recovered().await;
@@ -1542,18 +1638,60 @@ async fn keep(shared: Weak<Shared>) {
     }
 }
 
-async fn connect(client: &Client) -> redis::RedisResult<(MultiplexedConnection, i64)> {
+/// The reader's connection, and its `CLIENT ID` (to wake it) unless Redis refuses it (an ACL
+/// without `+client|id`: the reader goes on without wake-ups).
+async fn connect(this: &Shared) -> redis::RedisResult<(MultiplexedConnection, Option<i64>)> {
+    // A blocking read answers after its block time; past that, Redis is taken as gone as soon
+    // as a command would be.
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-        .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
-    let mut conn = client
+        .set_response_timeout(Some(BLOCK + RESPONSE_TIMEOUT));
+    let mut conn = this
+        .client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let id: i64 = redis::cmd("CLIENT")
+    let id = redis::cmd("CLIENT")
         .arg("ID")
-        .query_async(&mut conn)
-        .await?;
-    Ok((conn, id))
+        .query_async::<i64>(&mut conn)
+        .await;
+    match id {
+        Ok(id) => Ok((conn, Some(id))),
+        Err(err) if err.code().is_some() => {
+            this.client_refused("CLIENT ID", &err);
+            Ok((conn, None))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// What a Redis error reply with `code` is, in a few words for clients and the health (which
+/// never name the backend's internals).
+fn refusal(code: &str) -> &'static str {
+    match code {
+        "OOM" => "out of memory",
+        "READONLY" => "read-only replica",
+        "NOPERM" => "permission denied",
+        "NOAUTH" | "WRONGPASS" => "login refused",
+        "BUSY" => "busy running a script",
+        "LOADING" => "loading its data",
+        "MASTERDOWN" => "replica without its primary",
+        _ => "error reply",
+    }
+}
+
+/// What went wrong, in a few words that never carry Redis's text (nor an address).
+fn cause(err: &RedisError) -> &'static str {
+    if let Some(code) = err.code() {
+        refusal(code)
+    } else if err.is_timeout() {
+        "timed out"
+    } else if err.is_connection_refusal() {
+        "connection refused"
+    } else if err.is_connection_dropped() {
+        "connection lost"
+    } else {
+        "unreachable"
+    }
 }
 
 fn text(value: &Value) -> Option<&str> {
