@@ -39,12 +39,12 @@
 //!   publish selector matches. Event names the hub sends itself (`gap`, `end`, `done`, `error`,
 //!   `cancelled`) are refused with `400`.
 //! - A publisher that retries sends an `Idempotency-Key` (1 to 128 visible ASCII characters,
-//!   one per event, the same on each retry of it): a publish with a key the topic saw in the
-//!   last 5 minutes stores nothing and answers the first one's id, with
-//!   `Idempotent-Replayed: true`; the same key with another event is `422`. A failed publish
-//!   answers `503` when nothing was stored (retry later), and `504` when the outcome is unknown
-//!   (Redis did not answer: it may be stored; retry with the same key, as without one it may be
-//!   stored twice).
+//!   as is or as a quoted string, `"order-42"`; one per event, the same on each retry of it):
+//!   a publish with a key the topic saw in the last 5 minutes stores nothing and answers the
+//!   first one's id, with `Idempotent-Replayed: true`; the same key with another event is
+//!   `422`. A failed publish answers `503` when nothing was stored (retry later), and `504`
+//!   when the outcome is unknown (Redis did not answer: it may be stored; retry with the same
+//!   key, as without one it may be stored twice).
 //! - Subscribing (`/events/{topic}`, `/topics/{topic}`): open on `PUBLIC_TOPICS`, else `401`
 //!   without a token and `403` when no subscribe selector matches, replay included. A stream
 //!   ends when its token expires, with a `retry:` hint.

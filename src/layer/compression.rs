@@ -103,15 +103,20 @@ pub(crate) fn refused(headers: &mut HeaderMap) {
     }
 }
 
-/// The response's content coding, unless there is none (`identity`, which is not a content
-/// coding but turns up, counts as none).
+/// The response's content coding, unless there is none: a `Content-Encoding` with no coding
+/// in it (empty, or only spaces and commas) or only `identity` (which is not a content coding
+/// but turns up) counts as none.
 fn content_coding(headers: &HeaderMap) -> Option<&http::HeaderValue> {
-    headers.get(header::CONTENT_ENCODING).filter(|value| {
-        !value
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"identity")
-    })
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .find(|value| {
+            value
+                .as_bytes()
+                .split(|&byte| byte == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"))
+        })
 }
 
 #[cfg(not(feature = "compression"))]
@@ -216,6 +221,12 @@ mod enabled {
         /// The shared mode's cache holds at most this many bytes by default (events and
         /// their compressed bytes; [`cache_bytes`](Self::cache_bytes)).
         pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
+        /// The most events the shared mode's cache can hold: a larger
+        /// [`cache_entries`](Self::cache_entries) is taken as this. The cache's table is
+        /// allocated when the layer is built, about 100 bytes per entry (6.4 MB for this
+        /// many), and its order of insertion takes up to 32 more per entry as it fills;
+        /// neither counts in [`cache_bytes`](Self::cache_bytes).
+        pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
 
         /// `zstd`, `gzip` and `br`, in that order of preference, one context per stream
         /// ([`per_stream`](Self::per_stream)).
@@ -251,16 +262,42 @@ mod enabled {
         /// subscriber the same bytes of an event, as does any handler that clones one
         /// [`Event`](crate::Event) to many streams. An event built anew for each stream is
         /// compressed for each (as correct, and as costly, as without the cache).
+        ///
+        /// **zstd is one frame per event** in this mode (and per keep-alive comment or
+        /// hint): a valid zstd stream (RFC 8878 §3.1: any number of frames, one after
+        /// another), which browsers and curl decode whole, but some client libraries stop
+        /// after the first frame unless told to go on (Python's `zstandard` without
+        /// `read_across_frames=True`, older `reqwest`, some Node and Bun versions): such a
+        /// client sees only the start of the stream. Per-stream zstd is a single frame.
+        /// For those clients, leave zstd out (`Compression::new().shared().no_zstd()`, or
+        /// `Compression::new().no_zstd()`); gzip and Brotli streams are one stream each in
+        /// both modes.
+        ///
+        /// **Compression leaks sizes.** With one context per stream, an event is compressed
+        /// against the earlier ones of its stream, so in a stream that mixes content an
+        /// attacker can influence with secrets, the compressed sizes can give the secrets
+        /// away (as in BREACH); this mode compresses each event on its own, which limits
+        /// that to what shares one event.
+        ///
+        /// Memory: the cache ([`cache_entries`](Self::cache_entries),
+        /// [`cache_bytes`](Self::cache_bytes)), and idle compressors kept for reuse, up to 8
+        /// gzip deflaters and 8 zstd contexts per layer, which are not counted in
+        /// `cache_bytes`.
         pub fn shared(mut self) -> Self {
             self.shared = true;
             self
         }
 
         /// The most events the shared mode's cache holds (default
-        /// [`DEFAULT_CACHE_ENTRIES`](Self::DEFAULT_CACHE_ENTRIES)), rounded down to a
-        /// multiple of four that is a power of two (or to fewer than four); each encoding of
-        /// an event counts once. 0 caches nothing: every stream compresses each event
-        /// itself, without a context. An event is evicted by later ones, never by age.
+        /// [`DEFAULT_CACHE_ENTRIES`](Self::DEFAULT_CACHE_ENTRIES), at most
+        /// [`MAX_CACHE_ENTRIES`](Self::MAX_CACHE_ENTRIES)), rounded down to a multiple of
+        /// four that is a power of two (or to fewer than four); each encoding of an event
+        /// counts once. 0 caches nothing: every stream compresses each event itself, without
+        /// a context. An event is evicted by later ones, never by age: a new event takes the
+        /// place of the oldest of the four it shares a place with, and, when its bytes do
+        /// not fit [`cache_bytes`](Self::cache_bytes), of the oldest events in the cache; an
+        /// event is gone at the latest once twice as many events as the cache holds were
+        /// cached after it.
         pub fn cache_entries(mut self, entries: usize) -> Self {
             self.cache_entries = entries;
             self
@@ -269,7 +306,12 @@ mod enabled {
         /// The most bytes the shared mode's cache holds (default
         /// [`DEFAULT_CACHE_BYTES`](Self::DEFAULT_CACHE_BYTES)): the events it keeps (whose
         /// memory it keeps alive, as a slice of anything larger keeps all of it) and their
-        /// compressed bytes. An event larger than that is compressed for each stream.
+        /// compressed bytes. When a new event does not fit, the oldest events are evicted
+        /// until it does; an event that does not fit on its own (its bytes and compressed
+        /// bytes together larger than this) is not cached, but compressed for each stream.
+        /// Not counted: the cache's table (see
+        /// [`MAX_CACHE_ENTRIES`](Self::MAX_CACHE_ENTRIES)) and the idle compressors kept
+        /// for reuse (see [`shared`](Self::shared)).
         pub fn cache_bytes(mut self, bytes: usize) -> Self {
             self.cache_bytes = bytes;
             self

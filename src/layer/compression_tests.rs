@@ -225,6 +225,42 @@ async fn identity_content_encoding_is_a_plain_stream() {
     assert_eq!(next(&mut body).await, KEEP_ALIVE);
 }
 
+#[tokio::test(start_paused = true)]
+async fn empty_content_encoding_is_a_plain_stream() {
+    // No coding in the value: not encoded, so the stream gets the layer's bytes.
+    for value in ["", " ", ", ,", "identity, "] {
+        let (tx, body) = channel_body();
+        let response = serve(
+            SseLayer::new(),
+            get_request(),
+            encoded_response(body, value),
+        )
+        .await;
+        let mut body = response.into_body();
+        assert_eq!(
+            next(&mut body).await,
+            KEEP_ALIVE,
+            "{value:?}: the initial comment"
+        );
+        send(&tx, b"data: x\n\n").await;
+        assert_eq!(next(&mut body).await, &b"data: x\n\n"[..], "{value:?}");
+        assert_eq!(next(&mut body).await, KEEP_ALIVE, "{value:?}: a keep-alive");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_coding_among_empty_ones_is_still_encoded() {
+    let (tx, body) = channel_body();
+    let mut response = encoded_response(body, ", gzip");
+    response
+        .headers_mut()
+        .append(header::CONTENT_ENCODING, "".parse().unwrap());
+    let response = serve(SseLayer::new(), get_request(), response).await;
+    let mut body = response.into_body();
+    send(&tx, ENCODED).await;
+    assert_eq!(next(&mut body).await, ENCODED, "first, and untouched");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The layer's own compression
 // ---------------------------------------------------------------------------------------------
@@ -974,6 +1010,17 @@ mod compressing {
                     }
                 }
             }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_cache_entry_count_is_capped_and_the_layer_works() {
+        for entries in [1 << 30, usize::MAX] {
+            let layer =
+                SseLayer::new().compression(Compression::new().shared().cache_entries(entries));
+            let (tx, response) = open_through(layer, "gzip").await;
+            assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+            drop(tx);
         }
     }
 

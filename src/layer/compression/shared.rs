@@ -25,6 +25,7 @@
 //! address and length with it. A miss compresses the frame and inserts the piece: whether a
 //! frame is found never changes what a stream sends, only what it costs.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +36,7 @@ use brotli::enc::encode::{BrotliEncoderOperation, BrotliEncoderStateStruct};
 use bytes::Bytes;
 use flate2::FlushCompress;
 
-use super::Encoding;
+use super::{Compression, Encoding};
 
 /// gzip's header: no name, comment or time, operating system unknown (RFC 1952).
 const GZIP_HEAD: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -86,6 +87,8 @@ struct Entry {
     plain: Bytes,
     encoding: Encoding,
     piece: Piece,
+    /// When the entry was inserted: its number in the cache's [`Order`].
+    seq: u64,
 }
 
 impl Entry {
@@ -105,12 +108,51 @@ impl Entry {
 #[derive(Default)]
 struct Set {
     ways: [Option<Entry>; WAYS],
-    /// The way the next insertion replaces when none is free.
-    next: usize,
+}
+
+impl Set {
+    fn find(&self, plain: &Bytes, encoding: Encoding) -> Option<&Entry> {
+        self.ways.iter().flatten().find(|e| e.is(plain, encoding))
+    }
+
+    /// The way of the first `ways` a new entry goes to: a free one, else the oldest entry's.
+    fn way_for_new(&self, ways: usize) -> usize {
+        let ways = &self.ways[..ways];
+        ways.iter().position(Option::is_none).unwrap_or_else(|| {
+            (0..ways.len())
+                .min_by_key(|&way| ways[way].as_ref().map_or(0, |e| e.seq))
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// Where an entry is: its set, and its number, which tells it from a later entry in the same
+/// way.
+#[derive(Clone, Copy)]
+struct Key {
+    set: usize,
+    seq: u64,
+}
+
+/// The entries in the order they were inserted, for making room in bytes: the oldest goes
+/// first, whichever set it is in.
+#[derive(Default)]
+struct Order {
+    /// Oldest first. A key whose entry was replaced in its set since is skipped when it
+    /// comes up; there are never more keys than twice the cache's entries.
+    keys: VecDeque<Key>,
+    /// The next entry's number.
+    next: u64,
 }
 
 /// The pieces of the frames a layer's streams sent recently, and the compressors that make
 /// them: bounded in entries and in bytes (frames plus pieces), shared by the layer's clones.
+///
+/// A new entry takes a free way of its set, else the place of the set's oldest entry; if its
+/// bytes do not fit, the oldest entries of the whole cache are evicted until they do (one set
+/// lock held at a time), so that the cache keeps the latest frames whichever bound it meets
+/// first. An entry is gone at the latest once twice the cache's entries were inserted after
+/// it (the bound on [`Order`]'s keys). A lookup takes only its set's lock.
 pub(crate) struct Cache {
     /// A power of two of sets, each behind its own lock: a delivery takes one lock, for a
     /// lookup of at most [`WAYS`] entries.
@@ -119,6 +161,8 @@ pub(crate) struct Cache {
     ways: usize,
     max_bytes: usize,
     held: AtomicUsize,
+    /// Taken by insertions only, never with a set's lock waited for while it is held.
+    order: Mutex<Order>,
     deflaters: Mutex<Vec<flate2::Compress>>,
     zstds: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
     /// The keep-alive comment's piece, per encoding.
@@ -128,7 +172,7 @@ pub(crate) struct Cache {
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("entries", &(self.sets.len() * self.ways))
+            .field("entries", &self.entries())
             .field("max_bytes", &self.max_bytes)
             .field("held", &self.held.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -136,10 +180,11 @@ impl fmt::Debug for Cache {
 }
 
 impl Cache {
-    /// A cache of at most `entries` pieces and `max_bytes` bytes. The entries are rounded
-    /// down to whole sets, a power of two of them; none (`entries` 0): every frame is
-    /// compressed each time it is sent.
+    /// A cache of at most `entries` pieces and `max_bytes` bytes. The entries are capped at
+    /// [`Compression::MAX_CACHE_ENTRIES`], then rounded down to whole sets, a power of two of
+    /// them; none (`entries` 0): every frame is compressed each time it is sent.
     pub(crate) fn new(entries: usize, max_bytes: usize) -> Cache {
+        let entries = entries.min(Compression::MAX_CACHE_ENTRIES);
         let ways = entries.min(WAYS);
         let sets = match entries.checked_div(ways) {
             Some(sets) if sets > 0 => 1 << sets.ilog2(),
@@ -150,10 +195,16 @@ impl Cache {
             ways,
             max_bytes,
             held: AtomicUsize::new(0),
+            order: Mutex::default(),
             deflaters: Mutex::default(),
             zstds: Mutex::default(),
             keep_alive: Default::default(),
         }
+    }
+
+    /// The most entries the cache holds.
+    fn entries(&self) -> usize {
+        self.sets.len() * self.ways
     }
 
     /// The piece of `plain` in `encoding`: the cached one, or a new one, cached.
@@ -169,68 +220,132 @@ impl Cache {
         let Some(set) = self.set_of(plain, encoding) else {
             return self.compress(plain, encoding);
         };
-        if let Some(entry) = lock(set)
-            .ways
-            .iter()
-            .flatten()
-            .find(|e| e.is(plain, encoding))
-        {
+        if let Some(entry) = lock(&self.sets[set]).find(plain, encoding) {
             return Ok(entry.piece.clone());
         }
         // Compressed without the lock: another stream may be doing the same; the first to
         // insert wins, so that all send the same bytes.
         let piece = self.compress(plain, encoding)?;
-        let mut set = lock(set);
-        if let Some(entry) = set.ways.iter().flatten().find(|e| e.is(plain, encoding)) {
-            return Ok(entry.piece.clone());
-        }
-        self.insert(
-            &mut set,
+        Ok(self.insert(
+            set,
             Entry {
                 plain: plain.clone(),
                 encoding,
-                piece: piece.clone(),
+                piece,
+                seq: 0,
             },
-        );
-        Ok(piece)
+        ))
     }
 
     /// The set `plain`'s entry would be in, if the cache has any.
-    fn set_of(&self, plain: &Bytes, encoding: Encoding) -> Option<&Mutex<Set>> {
+    fn set_of(&self, plain: &Bytes, encoding: Encoding) -> Option<usize> {
         if self.sets.is_empty() || plain.is_empty() {
             return None;
         }
         // Heap addresses differ in their middle bits; a multiply spreads them to the top.
         let key = (plain.as_ptr() as u64) ^ ((plain.len() as u64) << 40) ^ encoding as u64;
         let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        Some(&self.sets[hash as usize & (self.sets.len() - 1)])
+        Some(hash as usize & (self.sets.len() - 1))
     }
 
-    /// Puts `entry` in a free way of `set`, else in place of the oldest. The entry it
-    /// replaces is dropped first; the new one is kept only if the cache's bytes stay within
-    /// their bound, so that each insertion frees what it can.
-    fn insert(&self, set: &mut Set, entry: Entry) {
-        let way = match set.ways[..self.ways].iter().position(Option::is_none) {
-            Some(free) => free,
-            None => {
-                let way = set.next;
-                set.next = (way + 1) % self.ways;
-                way
-            }
-        };
-        if let Some(old) = set.ways[way].take() {
-            self.held.fetch_sub(old.cost(), Ordering::Relaxed);
-        }
+    /// Puts `entry` in set `index`, in a free way, else in place of the set's oldest entry,
+    /// first evicting the oldest entries of the cache until its bytes fit; an entry larger
+    /// than the bound is not kept. The piece to send: the entry's, or that of an equal entry
+    /// another stream inserted first.
+    fn insert(&self, index: usize, mut entry: Entry) -> Piece {
         let cost = entry.cost();
-        let fits = self
-            .held
+        let mut set = lock(&self.sets[index]);
+        if let Some(found) = set.find(&entry.plain, entry.encoding) {
+            return found.piece.clone();
+        }
+        let mut way = set.way_for_new(self.ways);
+        let mut replaced = set.ways[way].take();
+        self.release(replaced.as_ref());
+        if !self.reserve(cost) {
+            // Room is made without this set's lock, so that no two set locks are ever held.
+            drop(set);
+            drop(replaced.take());
+            if !self.make_room(cost) {
+                return entry.piece;
+            }
+            set = lock(&self.sets[index]);
+            if let Some(found) = set.find(&entry.plain, entry.encoding) {
+                self.held.fetch_sub(cost, Ordering::Relaxed);
+                return found.piece.clone();
+            }
+            way = set.way_for_new(self.ways);
+            replaced = set.ways[way].take();
+            self.release(replaced.as_ref());
+        }
+        let overflow = {
+            let mut order = lock(&self.order);
+            entry.seq = order.next;
+            order.next += 1;
+            order.keys.push_back(Key {
+                set: index,
+                seq: entry.seq,
+            });
+            // Keys of entries replaced in their sets, bounded: past twice the entries, the
+            // oldest key goes, and its entry if it is still there.
+            (order.keys.len() > 2 * self.entries())
+                .then(|| order.keys.pop_front())
+                .flatten()
+        };
+        let piece = entry.piece.clone();
+        set.ways[way] = Some(entry);
+        drop(set);
+        drop(replaced);
+        if let Some(key) = overflow {
+            self.evict(key);
+        }
+        piece
+    }
+
+    /// Counts `cost` more bytes held, if they fit the bound.
+    fn reserve(&self, cost: usize) -> bool {
+        self.held
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
                 held.checked_add(cost).filter(|&sum| sum <= self.max_bytes)
             })
-            .is_ok();
-        if fits {
-            set.ways[way] = Some(entry);
+            .is_ok()
+    }
+
+    /// Counts the bytes of an entry taken out of the cache as no longer held.
+    fn release(&self, entry: Option<&Entry>) {
+        if let Some(entry) = entry {
+            self.held.fetch_sub(entry.cost(), Ordering::Relaxed);
         }
+    }
+
+    /// Evicts the oldest entries, one at a time, until `cost` more bytes fit, and counts
+    /// them held; false if they cannot fit (larger than the bound, or the rest is held by
+    /// insertions under way).
+    fn make_room(&self, cost: usize) -> bool {
+        if cost > self.max_bytes {
+            return false;
+        }
+        loop {
+            if self.reserve(cost) {
+                return true;
+            }
+            let Some(key) = lock(&self.order).keys.pop_front() else {
+                return false;
+            };
+            self.evict(key);
+        }
+    }
+
+    /// Takes `key`'s entry out of the cache, unless it is gone already.
+    fn evict(&self, key: Key) {
+        let evicted = {
+            let mut set = lock(&self.sets[key.set]);
+            let way = set
+                .ways
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|e| e.seq == key.seq));
+            way.and_then(|way| set.ways[way].take())
+        };
+        self.release(evicted.as_ref());
     }
 
     /// Compresses `plain` on its own.
@@ -494,5 +609,187 @@ mod tests {
         let prefix = frame.slice(..6);
         let piece = cache.piece(&prefix, Encoding::Gzip).unwrap();
         assert_ne!(piece.bytes, first.bytes);
+    }
+
+    /// The entries and bytes `cache` holds, counted, and checked against its count of bytes
+    /// and its bounds.
+    fn contents(cache: &Cache) -> (usize, usize) {
+        let (mut entries, mut bytes) = (0, 0);
+        for set in &cache.sets {
+            for entry in lock(set).ways.iter().flatten() {
+                entries += 1;
+                bytes += entry.cost();
+            }
+        }
+        assert_eq!(bytes, cache.held.load(Ordering::Relaxed));
+        assert!(bytes <= cache.max_bytes, "{bytes} > {}", cache.max_bytes);
+        assert!(
+            entries <= cache.entries(),
+            "{entries} > {}",
+            cache.entries()
+        );
+        (entries, bytes)
+    }
+
+    /// Event `i`, distinct from the others, of about `len` bytes of table rows.
+    fn event(i: usize, len: usize) -> Bytes {
+        let mut text = format!("id: {i}\nevent: morph\ndata: <tbody id=\"n{i}\">");
+        let mut x = i as u64 + 7;
+        while text.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text.push_str(&format!("<tr><td>{}</td><td>row</td></tr>", x % 100_000));
+        }
+        text.push_str("</tbody>\n\n");
+        Bytes::from(text)
+    }
+
+    /// Whether a second lookup of `frame` finds the piece the first one made.
+    fn found_again(cache: &Cache, frame: &Bytes, encoding: Encoding) -> bool {
+        let first = cache.piece(frame, encoding).unwrap();
+        let second = cache.piece(frame, encoding).unwrap();
+        assert_eq!(first.bytes, second.bytes);
+        first.bytes.as_ptr() == second.bytes.as_ptr()
+    }
+
+    #[test]
+    fn new_events_are_cached_after_the_byte_bound_is_reached() {
+        // (entries, bytes, event size): the default bounds, where 4, 16 and 48 KiB events
+        // reach the byte bound long before the entries; and a small byte bound.
+        let default = (
+            Compression::DEFAULT_CACHE_ENTRIES,
+            Compression::DEFAULT_CACHE_BYTES,
+        );
+        for (entries, max_bytes, len) in [
+            (default.0, default.1, 4 << 10),
+            (default.0, default.1, 16 << 10),
+            (default.0, default.1, 48 << 10),
+            (1024, 64 << 10, 2 << 10),
+        ] {
+            let cache = Cache::new(entries, max_bytes);
+            // Twice the bytes the cache holds, and more, in events not seen before, kept
+            // (as a topic's history keeps them) so that each has its own address.
+            let count = 2 * max_bytes / len + 20;
+            let mut kept = Vec::with_capacity(count);
+            for i in 0..count {
+                let frame = event(i, len);
+                assert!(
+                    found_again(&cache, &frame, Encoding::Gzip),
+                    "event {i} of {count} ({len} bytes, bound {max_bytes}) was not cached"
+                );
+                contents(&cache);
+                kept.push(frame);
+            }
+            let (held_entries, held) = contents(&cache);
+            assert!(held_entries > 1, "{held_entries}");
+            // Full up to about one event, not frozen at whatever came first.
+            assert!(held + 3 * len >= max_bytes, "{held} of {max_bytes}");
+        }
+    }
+
+    #[test]
+    fn new_events_are_cached_when_their_memory_is_that_of_evicted_ones() {
+        // Events dropped once sent: the allocator hands a new event the memory of one the
+        // cache let go, so that new events keep falling into the same few sets.
+        for (max_bytes, len) in [(4 << 20, 4 << 10), (64 << 10, 2 << 10)] {
+            let cache = Cache::new(1024, max_bytes);
+            for i in 0..2 * max_bytes / len + 20 {
+                assert!(
+                    found_again(&cache, &event(i, len), Encoding::Zstd),
+                    "event {i}"
+                );
+                contents(&cache);
+            }
+        }
+    }
+
+    #[test]
+    fn the_oldest_entries_make_room_first() {
+        let cache = Cache::new(64, 64 << 10);
+        // One event fills most of the bytes; the small ones after it evict it, not one another.
+        let big = event(0, 40 << 10);
+        assert!(found_again(&cache, &big, Encoding::Zstd));
+        let small: Vec<Bytes> = (1..40).map(|i| event(i, 1 << 10)).collect();
+        for frame in &small {
+            assert!(found_again(&cache, frame, Encoding::Zstd));
+            contents(&cache);
+        }
+        let is_held = |frame: &Bytes| {
+            let set = cache.set_of(frame, Encoding::Zstd).unwrap();
+            lock(&cache.sets[set]).find(frame, Encoding::Zstd).is_some()
+        };
+        assert!(!is_held(&big), "the oldest entry is evicted first");
+        // What fits of the later ones: the most recent (barring a set's own four ways).
+        assert!(is_held(small.last().unwrap()));
+        let (held_entries, _) = contents(&cache);
+        assert!(held_entries >= 30, "{held_entries}");
+    }
+
+    #[test]
+    fn an_event_larger_than_the_byte_bound_is_not_cached() {
+        let cache = Cache::new(64, 8 << 10);
+        let small = event(1, 1 << 10);
+        assert!(found_again(&cache, &small, Encoding::Gzip));
+        let held = contents(&cache);
+        let large = event(2, 16 << 10);
+        assert!(!found_again(&cache, &large, Encoding::Gzip));
+        // Nothing was evicted for it.
+        assert_eq!(contents(&cache), held);
+        assert!(found_again(&cache, &small, Encoding::Gzip));
+    }
+
+    #[test]
+    fn keys_of_replaced_entries_stay_bounded() {
+        // Bounded by entries only: entries are replaced in their sets, leaving their keys.
+        let cache = Cache::new(16, usize::MAX);
+        let events: Vec<Bytes> = (0..2000).map(|i| event(i, 100)).collect();
+        for frame in &events {
+            assert!(found_again(&cache, frame, Encoding::Zstd));
+            assert!(lock(&cache.order).keys.len() <= 2 * cache.entries());
+        }
+        // Entries go at the latest once twice the cache's entries were inserted after them.
+        let (held_entries, _) = contents(&cache);
+        assert!(held_entries >= 8, "{held_entries}");
+        let is_held = |frame: &Bytes| {
+            let set = cache.set_of(frame, Encoding::Zstd).unwrap();
+            lock(&cache.sets[set]).find(frame, Encoding::Zstd).is_some()
+        };
+        assert!(is_held(&events[1999]));
+        assert!(events[..2000 - 32].iter().all(|frame| !is_held(frame)));
+    }
+
+    #[test]
+    fn a_huge_entry_count_is_capped() {
+        for asked in [1 << 30, usize::MAX] {
+            let cache = Cache::new(asked, 1 << 20);
+            assert_eq!(cache.entries(), Compression::MAX_CACHE_ENTRIES);
+        }
+        // What `MAX_CACHE_ENTRIES` says the table costs: about 100 bytes per entry.
+        let per_entry = size_of::<Mutex<Set>>() / WAYS;
+        assert!((80..=112).contains(&per_entry), "{per_entry}");
+    }
+
+    #[test]
+    fn streams_on_threads_keep_the_bounds() {
+        let cache = Cache::new(64, 32 << 10);
+        // Some events shared by all threads, some their own, of sizes that reach the bytes.
+        let shared: Vec<Bytes> = (0..40).map(|i| event(i, 500 + i * 50)).collect();
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let (cache, shared) = (&cache, &shared);
+                scope.spawn(move || {
+                    for i in 0..300 {
+                        let own = event(1000 * (thread + 1) + i, 300 + (i * 37) % 3000);
+                        let frame = if i % 2 == 0 { &shared[i % 40] } else { &own };
+                        let encoding = [Encoding::Gzip, Encoding::Zstd][i % 3 % 2];
+                        found_again(cache, frame, encoding);
+                        assert!(cache.held.load(Ordering::Relaxed) <= 32 << 10);
+                    }
+                });
+            }
+        });
+        let (entries, bytes) = contents(&cache);
+        assert!(entries > 0 && bytes > 0);
     }
 }
