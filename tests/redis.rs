@@ -1853,17 +1853,8 @@ async fn a_publish_whose_connection_dropped_after_it_was_sent_is_never_retried()
     // would be held too, and run on `unpause`).
     let mut raw = redis.raw().await;
     raw.pause_writes(GUARD.as_millis() as u64).await;
-    let cut = async {
-        let mut control = redis.raw().await;
-        tokio::time::timeout(GUARD, async {
-            while control.kill_clients_blocked_in("evalsha").await == 0 {
-                tokio::time::sleep(POLL).await;
-            }
-        })
-        .await
-        .expect("the publish reaches Redis");
-    };
-    let (published, ()) = tokio::join!(a.publish("news", Event::data("cut").into()), cut);
+    let cut = cut_held_publish(&redis);
+    let (published, _control) = tokio::join!(a.publish("news", Event::data("cut").into()), cut);
     let err = published.unwrap_err();
     assert!(err.is_outcome_unknown(), "{err:?}");
     raw.unpause().await;
@@ -1888,15 +1879,7 @@ async fn a_keyed_publish_whose_connection_dropped_is_sent_again_once_and_stored_
     let mut raw = redis.raw().await;
     raw.pause_writes(GUARD.as_millis() as u64).await;
     let cut_then_resume = async {
-        let mut control = redis.raw().await;
-        tokio::time::timeout(GUARD, async {
-            while control.kill_clients_blocked_in("evalsha").await == 0 {
-                tokio::time::sleep(POLL).await;
-            }
-        })
-        .await
-        .expect("the publish reaches Redis");
-        control.unpause().await;
+        cut_held_publish(&redis).await.unpause().await;
     };
     let keyed = Publish::new(Event::data("cut")).idempotency_key("cut-1");
     let (published, ()) = tokio::join!(a.publish("news", keyed.clone()), cut_then_resume);
@@ -1912,28 +1895,25 @@ async fn a_keyed_publish_whose_connection_dropped_is_sent_again_once_and_stored_
     );
 }
 
+/// Cuts the connection of a publish that reached Redis and is held there unrun (by `CLIENT
+/// PAUSE WRITE`), once it arrives; returns the control connection it used.
+async fn cut_held_publish(redis: &RedisServer) -> support::redis_server::Raw {
+    let mut control = redis.raw().await;
+    tokio::time::timeout(GUARD, async {
+        while control.kill_clients_blocked_in("evalsha").await == 0 {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .expect("the publish reaches Redis");
+    control
+}
+
 /// Waits until `count` connections are blocked in `XREAD` (`CLIENT LIST`'s `flags=` has `b`):
 /// each idle node's reader, waiting for a topic, with a read pending on its connection.
 async fn until_readers_blocked(raw: &mut support::redis_server::Raw, count: usize) {
     tokio::time::timeout(GUARD, async {
-        loop {
-            let blocked = raw
-                .other_clients()
-                .await
-                .iter()
-                .filter(|line| {
-                    let fields: Vec<&str> = line.split(' ').collect();
-                    fields.contains(&"cmd=xread")
-                        && fields.iter().any(|field| {
-                            field
-                                .strip_prefix("flags=")
-                                .is_some_and(|flags| flags.contains('b'))
-                        })
-                })
-                .count();
-            if blocked == count {
-                return;
-            }
+        while raw.count_clients_blocked_in("xread").await != count {
             tokio::time::sleep(POLL).await;
         }
     })

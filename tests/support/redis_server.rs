@@ -353,16 +353,18 @@ impl Raw {
     /// Kills the connections blocked in `command` (`CLIENT LIST`'s `flags=` has `b`, `cmd=` is
     /// `command`): sent and not yet run, e.g. held by `CLIENT PAUSE`. Returns how many.
     pub async fn kill_clients_blocked_in(&mut self, command: &str) -> usize {
-        let wanted = format!("cmd={command}");
-        self.kill_clients_where(|fields| {
-            let blocked = fields.iter().any(|field| {
-                field
-                    .strip_prefix("flags=")
-                    .is_some_and(|f| f.contains('b'))
-            });
-            blocked && fields.contains(&wanted.as_str())
-        })
-        .await
+        self.kill_clients_where(|fields| blocked_in(fields, command))
+            .await
+    }
+
+    /// How many other connections are blocked in `command` (as [`Raw::kill_clients_blocked_in`]
+    /// picks them), e.g. idle readers waiting in `XREAD`.
+    pub async fn count_clients_blocked_in(&mut self, command: &str) -> usize {
+        self.other_clients()
+            .await
+            .iter()
+            .filter(|line| blocked_in(&line.split(' ').collect::<Vec<_>>(), command))
+            .count()
     }
 
     /// Kills the connections whose `CLIENT LIST` fields `kill` picks; returns how many.
@@ -452,4 +454,18 @@ impl Raw {
                 .unwrap_or_else(|err| panic!("{field} is {other:?}: {err}")),
         }
     }
+}
+
+/// Whether a connection's `CLIENT LIST` `fields` say it is blocked (`flags=` has `b`) in
+/// `command` (`cmd=`).
+fn blocked_in(fields: &[&str], command: &str) -> bool {
+    let blocked = fields.iter().any(|field| {
+        field
+            .strip_prefix("flags=")
+            .is_some_and(|flags| flags.contains('b'))
+    });
+    blocked
+        && fields
+            .iter()
+            .any(|field| field.strip_prefix("cmd=") == Some(command))
 }
