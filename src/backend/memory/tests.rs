@@ -323,15 +323,7 @@ async fn history_is_bounded_by_age() {
     // Older: evicted, even without a publish to trigger it.
     tokio::time::advance(Duration::from_millis(1)).await;
     settle().await;
-    assert_eq!(
-        backend
-            .topic_info(TOPIC)
-            .await
-            .unwrap()
-            .unwrap()
-            .retained_events,
-        1
-    );
+    assert_eq!(retained_events(&backend).await, 1);
     let opened = open(&backend, TOPIC, after_seq(&backend, 0), &capped(100)).await;
     let gap = opened.gap.expect("a gap");
     assert_eq!(gap.reason, GapReason::Evicted);
@@ -723,15 +715,7 @@ async fn an_idle_topic_is_dropped_whole_and_its_ids_become_foreign() {
     let opened = open(&backend, TOPIC, Start::Live, &capped(100)).await;
     tokio::time::sleep(ttl * 3).await;
     settle().await;
-    assert_eq!(
-        backend
-            .topic_info(TOPIC)
-            .await
-            .unwrap()
-            .unwrap()
-            .retained_events,
-        3
-    );
+    assert_eq!(retained_events(&backend).await, 3);
 
     // It leaves: the topic is idle from now on; a publish resets the clock.
     drop(opened);
@@ -1297,15 +1281,7 @@ async fn a_key_used_for_another_event_is_refused_and_keys_are_per_topic() {
         .await
         .unwrap_err();
     assert!(err.is_key_reused(), "{err:?}");
-    assert_eq!(
-        backend
-            .topic_info(TOPIC)
-            .await
-            .unwrap()
-            .unwrap()
-            .retained_events,
-        1
-    );
+    assert_eq!(retained_events(&backend).await, 1);
     // The same key on another topic is another key.
     let other = backend.publish("other", keyed("b", "k")).await.unwrap();
     assert!(!other.is_duplicate());
@@ -1411,4 +1387,14 @@ async fn a_retry_of_a_publish_stored_before_the_close_gets_its_id_after_it() {
     assert_eq!((again.id(), again.is_duplicate()), (first.id(), true));
     let err = backend.publish(TOPIC, keyed("y", "new")).await.unwrap_err();
     assert!(err.is_closed(), "{err:?}");
+}
+
+/// How many events `TOPIC` holds now.
+async fn retained_events(backend: &MemoryBackend) -> usize {
+    backend
+        .topic_info(TOPIC)
+        .await
+        .unwrap()
+        .expect("the topic exists")
+        .retained_events
 }
