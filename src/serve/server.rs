@@ -49,6 +49,7 @@ struct Settings {
     tcp_nodelay: bool,
     send_buffer_size: Option<usize>,
     shutdown_deadline: Duration,
+    http1_fast_path: bool,
 }
 
 impl<A, M> Serve<A, M> {
@@ -63,6 +64,7 @@ impl<A, M> Serve<A, M> {
                 tcp_nodelay: true,
                 send_buffer_size: Some(SEND_BUFFER_SIZE),
                 shutdown_deadline: SHUTDOWN_DEADLINE,
+                http1_fast_path: true,
             },
             _kind: PhantomData,
         }
@@ -130,6 +132,17 @@ impl<A, M, F> Serve<A, M, F> {
     /// streams end with their `retry:` hint first. Default 10 s.
     pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
         self.settings.shutdown_deadline = deadline.min(LONGEST);
+        self
+    }
+
+    /// Whether HTTP/1.1 event streams take the fast path: a bodyless `GET` that asks for
+    /// `text/event-stream` has its head parsed here (with `httparse`, as hyper does), and when
+    /// the response is an event stream it is written straight on the socket, with no read
+    /// buffer and no write buffer held for the stream's life, each event framed as a chunk
+    /// without copying it. Every other request and response, and anything this path does not
+    /// implement exactly, goes to hyper with the bytes already read. Default `true`.
+    pub fn http1_fast_path(mut self, enabled: bool) -> Self {
+        self.settings.http1_fast_path = enabled;
         self
     }
 

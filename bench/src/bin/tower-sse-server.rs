@@ -19,7 +19,8 @@
 //! `SseLayer::keep_alive`); `SERVE=1` serves with `tower_sse::serve` instead of `axum::serve`,
 //! with `SEND_BUFFER` (bytes, `Serve::send_buffer_size`; 0: the kernel's automatic sizing) and
 //! `SHUTDOWN_DEADLINE` (whole seconds, `Serve::shutdown_deadline`), each left at `serve`'s
-//! default when unset. The server prints a `serve: …` line saying what it applied.
+//! default when unset, and `HTTP1_FAST_PATH=0` (`Serve::http1_fast_path(false)`: every request
+//! through hyper). The server prints a `serve: …` line saying what it applied.
 
 use std::time::Duration;
 
@@ -132,13 +133,16 @@ fn main() -> std::io::Result<()> {
                 Some(bytes) => server.send_buffer_size(bytes as usize),
                 None => server,
             };
+            let fast_path = std::env::var("HTTP1_FAST_PATH").map_or(true, |v| v.trim() != "0");
+            let server = server.http1_fast_path(fast_path);
             let mut server = server.with_graceful_shutdown(stop);
             if let Some(s) = secs("SHUTDOWN_DEADLINE") {
                 server = server.shutdown_deadline(Duration::from_secs(s));
             }
             let shown = |name: &str| secs(name).map_or("default".to_owned(), |v| v.to_string());
             println!(
-                "serve: tower_sse::serve, WRITE_TIMEOUT {}, KEEP_ALIVE {}, SEND_BUFFER {}, SHUTDOWN_DEADLINE {}",
+                "serve: tower_sse::serve, HTTP1_FAST_PATH {}, WRITE_TIMEOUT {}, KEEP_ALIVE {}, SEND_BUFFER {}, SHUTDOWN_DEADLINE {}",
+                u8::from(fast_path),
                 shown("WRITE_TIMEOUT"),
                 shown("KEEP_ALIVE"),
                 shown("SEND_BUFFER"),
