@@ -92,6 +92,8 @@
 //!                 automatic sizing)
 //! SHUTDOWN_DEADLINE  seconds a graceful shutdown may take before open connections are reset
 //!                 (default 10)
+//! HTTP1_FAST_PATH 0: serve every request with hyper, without `tower_sse::serve`'s HTTP/1 fast
+//!                 path for event streams (default 1)
 //! REDIS_URL       e.g. redis://127.0.0.1:6379: keep history in Redis Streams, so several hub
 //!                 servers share it (default: in memory); give them the same JWT_SECRET
 //! METRICS_TOKEN   a secret of 32 characters or more that reads /metrics, and nothing else, as
@@ -187,6 +189,8 @@ pub struct Config {
     pub send_buffer: Option<usize>,
     /// `None`: `tower_sse::serve`'s default.
     pub shutdown_deadline: Option<Duration>,
+    /// `Serve::http1_fast_path`.
+    pub http1_fast_path: bool,
     pub redis_url: Option<String>,
     /// Whether anyone may read `/metrics` (else an admin token or `metrics_token`).
     pub metrics_public: bool,
@@ -217,6 +221,7 @@ impl Default for Config {
             write_timeout: Some(tower_sse::layer::DEFAULT_WRITE_TIMEOUT),
             send_buffer: None,
             shutdown_deadline: None,
+            http1_fast_path: true,
             redis_url: None,
             metrics_public: false,
             metrics_token: None,
@@ -266,6 +271,9 @@ impl Config {
         config.send_buffer = number("SEND_BUFFER")?;
         config.shutdown_deadline =
             number("SHUTDOWN_DEADLINE")?.map(|secs| Duration::from_secs(secs as u64));
+        if text("HTTP1_FAST_PATH")?.is_some() {
+            config.http1_fast_path = switch("HTTP1_FAST_PATH")?;
+        }
         config.redis_url = std::env::var("REDIS_URL")
             .ok()
             .filter(|url| !url.is_empty());
@@ -623,6 +631,8 @@ pub struct App {
     pub send_buffer: Option<usize>,
     /// As [`Config::shutdown_deadline`].
     pub shutdown_deadline: Option<Duration>,
+    /// As [`Config::http1_fast_path`].
+    pub http1_fast_path: bool,
 }
 
 impl App {
@@ -635,6 +645,7 @@ impl App {
             keys: None,
             send_buffer: None,
             shutdown_deadline: None,
+            http1_fast_path: true,
         }
     }
 }
@@ -738,6 +749,7 @@ pub async fn app(config: &Config) -> Result<App, String> {
         keys: Some(keys),
         send_buffer: config.send_buffer,
         shutdown_deadline: config.shutdown_deadline,
+        http1_fast_path: config.http1_fast_path,
     })
 }
 
@@ -760,6 +772,7 @@ pub async fn serve(
         server = server.shutdown_deadline(deadline);
     }
     server
+        .http1_fast_path(app.http1_fast_path)
         .with_graceful_shutdown(app.sse.shutdown_on(signal))
         .await
 }

@@ -11,6 +11,8 @@
 //! after the runtime found nothing to do, and the clock would jump) runs in real time instead,
 //! with a short deadline and a bound.
 
+mod support;
+
 use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -80,6 +82,7 @@ impl Server {
         let started = Arc::new(Notify::new());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tower_sse::serve(listener, app(&sse, started.clone(), event_size))
+            .http1_fast_path(support::http1_fast_path())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .idle_timeout(IDLE_TIMEOUT)
             .send_buffer_size(16 * 1024)
@@ -365,9 +368,10 @@ async fn make_services_and_plain_tower_services_are_served_too() {
         peer.to_string()
     }
     let router = Router::new().route("/peer", get(peer));
-    let tower_service = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
-        Ok::<_, Infallible>(http::Response::new("plain tower".to_owned()))
-    });
+    let tower_service =
+        tower::service_fn(|_: http::Request<tower_sse::serve::RequestBody>| async {
+            Ok::<_, Infallible>(http::Response::new("plain tower".to_owned()))
+        });
     let listeners = [(); 3].map(|()| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     let addrs = listeners.each_ref().map(|l| l.local_addr().unwrap());
     let [with_info, make, plain] = listeners.map(|l| {
@@ -382,10 +386,19 @@ async fn make_services_and_plain_tower_services_are_served_too() {
                     .clone()
                     .into_make_service_with_connect_info::<SocketAddr>(),
             )
+            .http1_fast_path(support::http1_fast_path())
             .into_future(),
         ),
-        tokio::spawn(tower_sse::serve(make, router.into_make_service()).into_future()),
-        tokio::spawn(tower_sse::serve(plain, tower_service).into_future()),
+        tokio::spawn(
+            tower_sse::serve(make, router.into_make_service())
+                .http1_fast_path(support::http1_fast_path())
+                .into_future(),
+        ),
+        tokio::spawn(
+            tower_sse::serve(plain, tower_service)
+                .http1_fast_path(support::http1_fast_path())
+                .into_future(),
+        ),
     ];
     for addr in &addrs[..2] {
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -420,6 +433,7 @@ async fn a_client_that_stops_reading_has_its_connection_reset_after_the_write_ti
         .write_timeout(WRITE_TIMEOUT);
     let started = Arc::new(Notify::new());
     let server = tower_sse::serve(listener, app(&sse, started.clone(), 64 * 1024))
+        .http1_fast_path(support::http1_fast_path())
         .idle_timeout(IDLE_TIMEOUT)
         .send_buffer_size(16 * 1024);
     let _task = tokio::spawn(server.into_future());
@@ -485,6 +499,7 @@ async fn a_client_that_stops_reading_when_only_keep_alives_are_due_is_reset_afte
         )
         .layer(sse.clone());
     let server = tower_sse::serve(listener, router)
+        .http1_fast_path(support::http1_fast_path())
         .idle_timeout(IDLE_TIMEOUT)
         .send_buffer_size(16 * 1024);
     let _task = tokio::spawn(server.into_future());

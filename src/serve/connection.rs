@@ -11,23 +11,25 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulConnection;
-use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::fast::Conn;
 use super::io::ServeIo;
-use super::service::ConnectionService;
 use super::service::sealed::{ConnService, ResBody};
+use super::service::{BoxError, ConnectionService};
 use crate::registry::StallSignal;
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
     pub(super) builder: auto::Builder<TokioExecutor>,
+    /// For the fast path's heads; hyper's builder has it for hyper's.
+    pub(super) header_read_timeout: Duration,
+    pub(super) http1_fast_path: bool,
     pub(super) idle_timeout: Duration,
     pub(super) tcp_nodelay: bool,
     pub(super) send_buffer_size: Option<usize>,
@@ -77,10 +79,7 @@ impl Accepted {
             activity.clone(),
         );
         let service = ConnectionService::new(service, peer, activity.clone());
-        let conn = shared
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
-            .into_owned();
+        let conn = Conn::new(io, service, shared.clone(), shared.http1_fast_path);
         let connection = Connection {
             conn,
             idle: tokio::time::sleep(shared.idle_timeout),
@@ -151,7 +150,8 @@ impl Drop for InProgress {
 }
 
 pin_project! {
-    /// hyper's connection, with the idle timeout, the drain and the deadline around it.
+    /// The connection (the fast path's, then hyper's), with the idle timeout, the drain and the
+    /// deadline around it.
     struct Connection<C> {
         #[pin]
         conn: C,
@@ -175,11 +175,23 @@ pin_project! {
     }
 }
 
-impl<C> Future for Connection<C>
+/// What [`Connection`] watches: a connection being served, which can be asked to close once
+/// what it has in progress is done.
+pub(super) trait Served: Future<Output = Result<(), BoxError>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<S, B> Served for Conn<S, B>
 where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
+    S: ConnService<B>,
+    B: ResBody,
 {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        Conn::graceful_shutdown(self.get_mut());
+    }
+}
+
+impl<C: Served> Future for Connection<C> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -246,11 +258,7 @@ where
 }
 
 /// Polls hyper's connection; ready once it has ended.
-fn poll_conn<C>(conn: Pin<&mut C>, cx: &mut Context<'_>, peer: &SocketAddr) -> Poll<()>
-where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
-{
+fn poll_conn<C: Served>(conn: Pin<&mut C>, cx: &mut Context<'_>, peer: &SocketAddr) -> Poll<()> {
     let result = std::task::ready!(conn.poll(cx));
     if let Err(err) = result {
         tracing::debug!(%peer, %err, "connection ended with an error");

@@ -135,12 +135,21 @@ impl<A, M, F> Serve<A, M, F> {
         self
     }
 
-    /// Whether HTTP/1.1 event streams take the fast path: a bodyless `GET` that asks for
-    /// `text/event-stream` has its head parsed here (with `httparse`, as hyper does), and when
-    /// the response is an event stream it is written straight on the socket, with no read
-    /// buffer and no write buffer held for the stream's life, each event framed as a chunk
-    /// without copying it. Every other request and response, and anything this path does not
-    /// implement exactly, goes to hyper with the bytes already read. Default `true`.
+    /// Whether HTTP/1.1 event streams take the fast path. The head of a connection's request is
+    /// parsed here, with hyper's own parser (`httparse`); a plain bodyless `GET` is answered
+    /// by the application, and if its response is an event stream (`200`,
+    /// `text/event-stream`), that is written straight on the socket: no read buffer and no
+    /// write buffer held for the stream's life (hyper keeps 8 KiB of each per connection), each
+    /// event framed as one chunk in one `writev`, without copying its bytes, which every
+    /// subscriber shares. When the stream ends, the connection reads its next head the same way.
+    ///
+    /// Everything else goes to hyper, with the bytes already read, and from then on hyper
+    /// serves the connection: a response that is not an event stream (hyper sends it, as the
+    /// answer to the same head read again), request bodies, `HEAD` and other methods, HTTP/1.0,
+    /// upgrades, `Expect`, `Connection: close`, pipelined requests, the HTTP/2 preface, and any
+    /// head that is malformed, ambiguous or over 64 KiB (hyper answers it as it would have).
+    /// Timeouts, the drain, the deadline and stalled-reader resets work the same on both paths.
+    /// Default `true`; `false` serves every request with hyper.
     pub fn http1_fast_path(mut self, enabled: bool) -> Self {
         self.settings.http1_fast_path = enabled;
         self
@@ -211,6 +220,8 @@ where
         } = self;
         let shared = Arc::new(Shared {
             builder: builder(&settings),
+            header_read_timeout: settings.header_read_timeout,
+            http1_fast_path: settings.http1_fast_path,
             idle_timeout: settings.idle_timeout,
             tcp_nodelay: settings.tcp_nodelay,
             send_buffer_size: settings.send_buffer_size,

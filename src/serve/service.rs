@@ -1,11 +1,13 @@
 //! What [`serve`](super::serve) accepts, and the service each connection runs: it gives every
 //! request the peer's address and counts it as in progress until its response body is gone.
+//! hyper calls it through [`Handover`], which answers the first request of a connection the
+//! fast path handed over with the response the application already made for it.
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use futures_util::future::BoxFuture;
@@ -15,6 +17,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::body::RequestBody;
 use super::connection::{Accepted, Activity, InProgress};
 
 /// The error type hyper takes from services and bodies.
@@ -22,7 +25,7 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What [`serve`](super::serve) can serve: either a tower service for `http::Request`s, which
 /// each connection gets a clone of (an axum `Router` or `MethodRouter`, a router with layers,
-/// any `tower::Service<Request<hyper::body::Incoming>>` that is `Clone`), or a make-service
+/// any `tower::Service<Request<RequestBody>>` that is `Clone`), or a make-service
 /// called once per connection with the peer's [`SocketAddr`] (axum's `into_make_service()`
 /// and `into_make_service_with_connect_info::<SocketAddr>()`).
 ///
@@ -38,7 +41,7 @@ pub(super) mod sealed {
     /// The service of one connection, with the bounds hyper needs.
     pub trait ConnService<B>:
         Service<
-            Request<Incoming>,
+            Request<RequestBody>,
             Response = Response<B>,
             Error: Into<BoxError>,
             Future: Send + 'static,
@@ -50,7 +53,7 @@ pub(super) mod sealed {
 
     impl<S, B> ConnService<B> for S
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
@@ -145,9 +148,9 @@ impl<S> ConnectionService<S> {
     }
 }
 
-impl<S, B> Service<Request<Incoming>> for ConnectionService<S>
+impl<S, B> Service<Request<RequestBody>> for ConnectionService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<RequestBody>, Response = Response<B>>,
 {
     type Response = Response<ConnectionBody<B>>;
     type Error = S::Error;
@@ -157,7 +160,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
         let extensions = request.extensions_mut();
         extensions.insert(self.peer);
         #[cfg(feature = "axum")]
@@ -224,5 +227,111 @@ impl<B: Body> Body for ConnectionBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// What the application answered to a request the fast path read, for hyper to send.
+type Answer<B> = Result<Response<ConnectionBody<B>>, BoxError>;
+
+/// The service hyper runs on a connection: the connection's service for `Request<Incoming>`,
+/// and, on a connection the fast path handed over after the application answered its first
+/// request, that answer for the first request hyper reads (the same head, read again).
+pub(super) struct Handover<S, B> {
+    inner: ConnectionService<S>,
+    first: Option<Arc<Mutex<Option<Answer<B>>>>>,
+}
+
+impl<S: Clone, B> Clone for Handover<S, B> {
+    fn clone(&self) -> Self {
+        Handover {
+            inner: self.inner.clone(),
+            first: self.first.clone(),
+        }
+    }
+}
+
+impl<S, B> Handover<S, B> {
+    /// Every request to `inner`.
+    pub(super) fn new(inner: ConnectionService<S>) -> Self {
+        Handover { inner, first: None }
+    }
+
+    /// The first request answered with `answer`, the others by `inner`.
+    pub(super) fn answered(inner: ConnectionService<S>, answer: Answer<B>) -> Self {
+        Handover {
+            inner,
+            first: Some(Arc::new(Mutex::new(Some(answer)))),
+        }
+    }
+}
+
+impl<S, B> Service<Request<Incoming>> for Handover<S, B>
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<ConnectionBody<B>>;
+    type Error = BoxError;
+    type Future = HandoverFuture<S::Future, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.has_answer() {
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        // hyper reads one request at a time on HTTP/1, so the answer is not taken between
+        // `poll_ready` and here.
+        let answer = self
+            .first
+            .take()
+            .and_then(|first| first.lock().ok().and_then(|mut answer| answer.take()));
+        match answer {
+            Some(answer) => HandoverFuture::Answered {
+                answer: Some(answer),
+            },
+            None => HandoverFuture::Called {
+                inner: self.inner.call(request.map(RequestBody::from)),
+            },
+        }
+    }
+}
+
+impl<S, B> Handover<S, B> {
+    /// Whether the first request's answer is still to be sent.
+    fn has_answer(&self) -> bool {
+        self.first
+            .as_ref()
+            .is_some_and(|first| first.lock().is_ok_and(|answer| answer.is_some()))
+    }
+}
+
+pin_project! {
+    /// The answer to one request hyper read.
+    #[project = HandoverProj]
+    pub(super) enum HandoverFuture<F, B> {
+        Answered { answer: Option<Answer<B>> },
+        Called { #[pin] inner: ResponseFuture<F> },
+    }
+}
+
+impl<F, B, E> Future for HandoverFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Answer<B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HandoverProj::Answered { answer } => Poll::Ready(
+                answer
+                    .take()
+                    .unwrap_or_else(|| Err("the answer was already taken".into())),
+            ),
+            HandoverProj::Called { inner } => inner.poll(cx).map_err(Into::into),
+        }
     }
 }

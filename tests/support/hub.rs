@@ -135,9 +135,10 @@ impl Server {
     /// connections it accepts inherit).
     pub fn serve_on(
         listener: tokio::net::TcpListener,
-        app: App,
+        mut app: App,
         client: reqwest::Client,
     ) -> Server {
+        app.http1_fast_path = super::http1_fast_path();
         let addr = listener.local_addr().unwrap();
         let hub = app.hub.clone();
         let (stop, stopped) = oneshot::channel::<()>();

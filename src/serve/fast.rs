@@ -1,0 +1,530 @@
+//! One connection, served by the HTTP/1 fast path for as long as it carries event streams, and
+//! by hyper from the first request the fast path does not take.
+//!
+//! The fast path reads a request head (into a buffer allocated once the socket is readable, and
+//! freed once the head is read), lets [`head::read_head`] decide whether it takes it, calls the
+//! application, and if the response is an event stream ([`head::is_event_stream`]) writes its
+//! head and then each body frame as one chunk, straight on the socket: a `writev` of the size
+//! line, the frame's own bytes (shared with every other subscriber of the event, not copied) and
+//! a CRLF. While the stream lasts it holds no read or write buffer, and reads the socket only to
+//! notice that the client left. When the stream ends, the connection reads its next head.
+//!
+//! Anything else is handed to hyper with the bytes already read ([`Prefixed`]): a head the fast
+//! path does not take, whole or not, and a response that is not an event stream, which hyper
+//! then sends as the answer to the head it reads again ([`Handover`]).
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Buf;
+use http::header::{CONNECTION, HeaderValue};
+use http_body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::connection::Shared;
+use super::head::{self, ChunkHeader, Head, MAX_HEAD};
+use super::io::{Prefixed, ServeIo};
+use super::service::sealed::{ConnService, ResBody};
+use super::service::{BoxError, ConnectionBody, ConnectionService, Handover, ResponseFuture};
+
+/// hyper's connection, once it has taken over.
+type HyperConn<S, B> = auto::UpgradeableConnection<
+    'static,
+    TokioIo<Prefixed>,
+    TowerToHyperService<Handover<S, B>>,
+    TokioExecutor,
+>;
+
+/// The first read of a head: enough for an `EventSource`'s request with a few cookies.
+const FIRST_READ: usize = 2048;
+
+/// One connection, from its first byte to its close.
+pub(super) struct Conn<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    state: State<S, B>,
+    /// The socket, until hyper takes it.
+    io: Option<ServeIo>,
+    service: ConnectionService<S>,
+    shared: Arc<Shared>,
+    /// A graceful shutdown was asked: finish the response in progress, then close.
+    closing: bool,
+}
+
+enum State<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    /// Reading a request head: `buf[..filled]` read so far, allocated once the socket is
+    /// readable. The header read timeout runs, as on hyper, from the connection's first bytes,
+    /// or from the end of the previous response; until then the idle timeout bounds it.
+    Head {
+        buf: Vec<u8>,
+        filled: usize,
+        timeout: Option<Pin<Box<Sleep>>>,
+    },
+    /// The application is making the response to the head in `head`.
+    Calling {
+        response: Pin<Box<ResponseFuture<S::Future>>>,
+        head: Vec<u8>,
+    },
+    /// Writing an event stream.
+    Streaming(Box<Streaming<B>>),
+    /// hyper serves the connection.
+    Hyper(Pin<Box<HyperConn<S, B>>>),
+    /// Closed.
+    Done,
+}
+
+/// An event stream being written.
+struct Streaming<B: ResBody> {
+    body: Pin<Box<ConnectionBody<B>>>,
+    out: Out<B::Data>,
+    /// The body has ended: the last chunk is out, or being written.
+    ended: bool,
+    /// Bytes the client sent meanwhile (a next request), for the next head; up to
+    /// [`MAX_HEAD`], past which the socket is no longer read.
+    early: Vec<u8>,
+}
+
+/// What is being written.
+enum Out<D> {
+    Nothing,
+    /// The response head, from `.1` on.
+    Head(Vec<u8>, usize),
+    /// One chunk: its size line from `header_at` on, the frame's bytes, then `crlf` bytes of
+    /// its CRLF.
+    Chunk {
+        header: ChunkHeader,
+        header_at: usize,
+        data: D,
+        crlf: usize,
+    },
+    /// The last chunk (`0\r\n\r\n`), from `.0` on.
+    Last(usize),
+}
+
+/// What a step of the connection came to.
+enum Step {
+    /// The state changed: poll on.
+    Again,
+    Pending,
+    /// The connection is over.
+    Closed(Result<(), BoxError>),
+}
+
+impl<S, B> Conn<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    /// A connection on `io`, served first by the fast path if `fast`, else by hyper from the
+    /// start.
+    pub(super) fn new(
+        io: ServeIo,
+        service: ConnectionService<S>,
+        shared: Arc<Shared>,
+        fast: bool,
+    ) -> Self {
+        let mut conn = Conn {
+            state: State::Done,
+            io: Some(io),
+            service,
+            shared,
+            closing: false,
+        };
+        if fast {
+            conn.state = State::Head {
+                buf: Vec::new(),
+                filled: 0,
+                timeout: None,
+            };
+        } else {
+            conn.hand_over(Vec::new(), None);
+        }
+        conn
+    }
+
+    /// Asks the connection to close once the response in progress, if any, is sent.
+    pub(super) fn graceful_shutdown(&mut self) {
+        self.closing = true;
+        if let State::Hyper(conn) = &mut self.state {
+            conn.as_mut().graceful_shutdown();
+        }
+    }
+
+    /// Starts reading a head, with what the client already sent of it.
+    fn read_head(&mut self, early: Vec<u8>) {
+        let filled = early.len();
+        self.state = State::Head {
+            buf: early,
+            filled,
+            timeout: Some(Box::pin(tokio::time::sleep(
+                self.shared.header_read_timeout,
+            ))),
+        };
+    }
+
+    /// Hands the connection to hyper, with the bytes read of its next request and, if the
+    /// application already answered that request, the answer.
+    fn hand_over(
+        &mut self,
+        read: Vec<u8>,
+        answer: Option<Result<http::Response<ConnectionBody<B>>, BoxError>>,
+    ) {
+        let Some(io) = self.io.take() else {
+            self.state = State::Done;
+            return;
+        };
+        let service = self.service.clone();
+        let shutdown_hyper = self.closing && answer.is_none();
+        let service = match answer {
+            Some(mut answer) => {
+                if self.closing
+                    && let Ok(response) = &mut answer
+                {
+                    // hyper closes the connection after it, as the shutdown asks.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Handover::answered(service, answer)
+            }
+            None => Handover::new(service),
+        };
+        let conn = self
+            .shared
+            .builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(Prefixed::new(read, io)),
+                TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let mut conn = Box::pin(conn);
+        if shutdown_hyper {
+            conn.as_mut().graceful_shutdown();
+        }
+        self.state = State::Hyper(conn);
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        match &mut self.state {
+            State::Head { .. } => self.poll_head(cx),
+            State::Calling { .. } => self.poll_calling(cx),
+            State::Streaming(_) => self.poll_streaming(cx),
+            State::Hyper(conn) => match conn.as_mut().poll(cx) {
+                Poll::Ready(result) => Step::Closed(result),
+                Poll::Pending => Step::Pending,
+            },
+            State::Done => Step::Closed(Ok(())),
+        }
+    }
+
+    /// Reads a head until the fast path takes it or hands it over.
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Step {
+        let State::Head {
+            buf,
+            filled,
+            timeout,
+        } = &mut self.state
+        else {
+            unreachable!("poll_head out of its state");
+        };
+        let Some(io) = self.io.as_mut() else {
+            return Step::Closed(Ok(()));
+        };
+        loop {
+            if *filled > 0 {
+                match head::read_head(&buf[..*filled]) {
+                    Head::Partial => {}
+                    Head::Hyper => {
+                        buf.truncate(*filled);
+                        let read = std::mem::take(buf);
+                        self.hand_over(read, None);
+                        return Step::Again;
+                    }
+                    Head::Fast(request) => {
+                        if self.closing {
+                            // Shutting down: the request is not taken, as hyper would not.
+                            return Step::Closed(Ok(()));
+                        }
+                        match self.service.poll_ready(cx) {
+                            Poll::Pending => return Step::Pending,
+                            Poll::Ready(Err(err)) => return Step::Closed(Err(err.into())),
+                            Poll::Ready(Ok(())) => {}
+                        }
+                        buf.truncate(*filled);
+                        let head = std::mem::take(buf);
+                        let response = Box::pin(self.service.call(*request));
+                        self.state = State::Calling { response, head };
+                        return Step::Again;
+                    }
+                }
+            } else if self.closing {
+                return Step::Closed(Ok(()));
+            }
+            // Read more; the buffer exists from when the socket has something to read.
+            if buf.is_empty() || *filled == buf.len() {
+                match io.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(err)) => return Step::Closed(Err(err.into())),
+                    Poll::Pending => return head_timeout(timeout, cx),
+                }
+                let size = (buf.len() * 2).clamp(FIRST_READ, MAX_HEAD);
+                buf.resize(size, 0);
+            }
+            let mut read = ReadBuf::new(&mut buf[*filled..]);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    // The client closed (with or without part of a head).
+                    return Step::Closed(Ok(()));
+                }
+                Poll::Ready(Ok(())) => {
+                    *filled += read.filled().len();
+                    if timeout.is_none() {
+                        let timer = tokio::time::sleep(self.shared.header_read_timeout);
+                        *timeout = Some(Box::pin(timer));
+                    }
+                }
+                Poll::Ready(Err(err)) => return Step::Closed(Err(err.into())),
+                Poll::Pending => return head_timeout(timeout, cx),
+            }
+        }
+    }
+
+    /// Waits for the application's response: an event stream is written here, anything else
+    /// handed to hyper.
+    fn poll_calling(&mut self, cx: &mut Context<'_>) -> Step {
+        let State::Calling { response, head } = &mut self.state else {
+            unreachable!("poll_calling out of its state");
+        };
+        let answer = match response.as_mut().poll(cx) {
+            Poll::Pending => return Step::Pending,
+            Poll::Ready(answer) => answer.map_err(Into::into),
+        };
+        match answer {
+            Ok(response)
+                if head::is_event_stream(&response) && !response.body().is_end_stream() =>
+            {
+                let (parts, body) = response.into_parts();
+                let head = head::response_head(&parts.headers, || {
+                    httpdate::fmt_http_date(std::time::SystemTime::now())
+                });
+                self.state = State::Streaming(Box::new(Streaming {
+                    body: Box::pin(body),
+                    out: Out::Head(head, 0),
+                    ended: false,
+                    early: Vec::new(),
+                }));
+            }
+            answer => {
+                let read = std::mem::take(head);
+                self.hand_over(read, Some(answer));
+            }
+        }
+        Step::Again
+    }
+
+    /// Writes the event stream, and reads the socket to notice that the client left.
+    fn poll_streaming(&mut self, cx: &mut Context<'_>) -> Step {
+        let State::Streaming(stream) = &mut self.state else {
+            unreachable!("poll_streaming out of its state");
+        };
+        let Some(io) = self.io.as_mut() else {
+            return Step::Closed(Ok(()));
+        };
+        // The client leaving (or resetting) ends the stream, as it does on hyper, which does
+        // not take half-closed connections either.
+        if let Poll::Ready(left) = stream.poll_client(io, cx) {
+            return Step::Closed(left);
+        }
+        loop {
+            match stream.poll_write(io, cx) {
+                Poll::Pending => return Step::Pending,
+                Poll::Ready(Err(err)) => return Step::Closed(Err(err.into())),
+                Poll::Ready(Ok(())) => {}
+            }
+            if stream.ended {
+                // The last chunk is out: the next request, or the close.
+                if self.closing {
+                    return Step::Closed(Ok(()));
+                }
+                let early = std::mem::take(&mut stream.early);
+                self.read_head(early);
+                return Step::Again;
+            }
+            match stream.body.as_mut().poll_frame(cx) {
+                Poll::Pending => return Step::Pending,
+                Poll::Ready(None) => {
+                    stream.ended = true;
+                    stream.out = Out::Last(0);
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data()
+                        && data.has_remaining()
+                    {
+                        stream.out = Out::Chunk {
+                            header: ChunkHeader::new(data.remaining()),
+                            header_at: 0,
+                            data,
+                            crlf: 0,
+                        };
+                    }
+                    // Trailers are not sent, as hyper does not to a client that did not ask.
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    // As hyper does: the connection is closed without the last chunk, so the
+                    // client sees the stream broken rather than ended.
+                    return Step::Closed(Err(err.into()));
+                }
+            }
+        }
+    }
+}
+
+/// Closes the connection if its head has taken longer than the header read timeout.
+fn head_timeout(timeout: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Step {
+    let Some(timeout) = timeout else {
+        return Step::Pending;
+    };
+    match timeout.as_mut().poll(cx) {
+        Poll::Ready(()) => {
+            tracing::debug!("header read timeout: closing the connection");
+            Step::Closed(Ok(()))
+        }
+        Poll::Pending => Step::Pending,
+    }
+}
+
+impl<B: ResBody> Streaming<B> {
+    /// Writes what is pending; ready once it is all out.
+    fn poll_write(&mut self, io: &mut ServeIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let written = match &mut self.out {
+                Out::Nothing => return Poll::Ready(Ok(())),
+                Out::Head(head, at) => {
+                    if *at == head.len() {
+                        self.out = Out::Nothing;
+                        continue;
+                    }
+                    let n = ready!(Pin::new(&mut *io).poll_write(cx, &head[*at..]))?;
+                    *at += n;
+                    n
+                }
+                Out::Chunk {
+                    header,
+                    header_at,
+                    data,
+                    crlf,
+                } => {
+                    let header_left = &header.as_bytes()[*header_at..];
+                    if header_left.is_empty() && !data.has_remaining() && *crlf == 2 {
+                        self.out = Out::Nothing;
+                        continue;
+                    }
+                    let mut slices = [IoSlice::new(&[]); 8];
+                    let mut n = 0;
+                    if !header_left.is_empty() {
+                        slices[n] = IoSlice::new(header_left);
+                        n += 1;
+                    }
+                    let data_slices = data.chunks_vectored(&mut slices[n..7]);
+                    let data_in = slices[n..n + data_slices]
+                        .iter()
+                        .map(|s| s.len())
+                        .sum::<usize>();
+                    n += data_slices;
+                    // The CRLF goes with the data only once all of it is in this write.
+                    if data_in == data.remaining() && *crlf < 2 {
+                        slices[n] = IoSlice::new(&b"\r\n"[*crlf..]);
+                        n += 1;
+                    }
+                    let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+                    let written = n;
+                    let from_header = n.min(header_left.len());
+                    *header_at += from_header;
+                    n -= from_header;
+                    let from_data = n.min(data.remaining());
+                    data.advance(from_data);
+                    n -= from_data;
+                    *crlf += n;
+                    written
+                }
+                Out::Last(at) => {
+                    const LAST: &[u8] = b"0\r\n\r\n";
+                    if *at == LAST.len() {
+                        self.out = Out::Nothing;
+                        continue;
+                    }
+                    let n = ready!(Pin::new(&mut *io).poll_write(cx, &LAST[*at..]))?;
+                    *at += n;
+                    n
+                }
+            };
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+        }
+    }
+
+    /// Reads what the client sends while the stream lasts; ready when it has left.
+    fn poll_client(
+        &mut self,
+        io: &mut ServeIo,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BoxError>> {
+        while self.early.len() < MAX_HEAD {
+            let mut bytes = [0; 512];
+            let mut read = ReadBuf::new(&mut bytes);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => self.early.extend_from_slice(read.filled()),
+            }
+        }
+        // Enough of a next request is waiting: like hyper, stop reading until this response
+        // is done.
+        Poll::Pending
+    }
+}
+
+impl<S, B> Future for Conn<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match this.step(cx) {
+                Step::Again => continue,
+                Step::Pending => return Poll::Pending,
+                Step::Closed(result) => {
+                    this.state = State::Done;
+                    return Poll::Ready(result);
+                }
+            }
+        }
+    }
+}
+
+impl<S, B> Unpin for Conn<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+}
