@@ -1,7 +1,8 @@
 //! Shared helpers of the benchmark binaries (issue 6): the servers' runtime setup.
 //!
 //! The binaries are `baseline` (axum `Sse` over `tokio::sync::broadcast`), `tower-sse-server`,
-//! `loadgen` (the client) and `run` (the orchestrator that writes `BENCHMARKS.md`).
+//! `floor` (raw epoll, no runtime: issue 15's floor), `loadgen` (the client) and `run` (the
+//! orchestrator that writes `BENCHMARKS.md`).
 
 use std::future::Future;
 

@@ -25,8 +25,12 @@
 //! libjemalloc2 preloaded (`LD_PRELOAD`) instead of glibc's malloc, and `…+jemalloc-bg` the same
 //! with jemalloc's background thread on, in the memory scenarios (`idle`, `per-user`,
 //! `many-topics`): what the allocator, not the code, makes of freed memory. Without libjemalloc2
-//! they are not measured, with why. `--smoke` runs tiny counts against tower-sse and the baseline
-//! (and their `+jemalloc` rows) and exits non-zero if any scenario failed to deliver.
+//! they are not measured, with why. The rows `tower-sse+serve` and `tower-sse+serve-hyper` are the
+//! tower-sse binary served by `tower_sse::serve` with its HTTP/1 fast path for event streams on
+//! and off (issue 15), and `floor` is a single-threaded epoll writer of pre-encoded chunks
+//! (`floor.rs`): what the kernel itself costs per delivery. `--smoke` runs tiny counts against
+//! tower-sse and the baseline (and their `+jemalloc` rows), `tower-sse+serve` and the floor, and
+//! exits non-zero if any scenario failed to deliver.
 //!
 //! The modules, in the order a run uses them:
 //! - [`args`]: the command line; [`plan`]: the counts of each mode;

@@ -1,5 +1,7 @@
-//! The servers compared: tower-sse's and the baseline's binaries (each also on jemalloc), and the
-//! peers nchan and better-sse, each a command with its environment and what it needs.
+//! The servers compared: tower-sse's and the baseline's binaries (each also on jemalloc),
+//! tower-sse's served by `tower_sse::serve` with and without its HTTP/1 fast path, the floor (a
+//! bare epoll writer, issue 15), and the peers nchan and better-sse, each a command with its
+//! environment and what it needs.
 
 use std::path::Path;
 
@@ -38,6 +40,12 @@ fn jemalloc() -> String {
 
 /// What the allocator rows are measured in: the scenarios that read memory.
 pub(crate) const MEMORY_SCENARIOS: &[&str] = &["idle", "per-user", "many-topics"];
+
+/// What the rows of `tower_sse::serve` are measured in (issue 15): memory per stream, fan-out,
+/// the replay storm, churn and `/plain`, where how a request is served shows. Not many-topics:
+/// its figure is the hub's, whoever serves it.
+pub(crate) const SERVE_SCENARIOS: &[&str] =
+    &["idle", "per-user", "fanout", "storm", "churn", "plain"];
 
 /// The allocator a server of this crate runs on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,13 +88,44 @@ pub(crate) fn servers(bin: &Path) -> Vec<Server> {
     };
     let tower_sse = |name, allocator| rust(name, "tower-sse-server", true, allocator);
     let baseline = |name, allocator| rust(name, "baseline", false, allocator);
+    // The tower-sse server served by `tower_sse::serve` (`SERVE=1`) rather than `axum::serve`,
+    // in `env`, on glibc's malloc.
+    let serve = |name, env: &[(&'static str, &'static str)], smoke| Server {
+        env: env.to_vec(),
+        only: SERVE_SCENARIOS,
+        smoke,
+        ..tower_sse(name, Allocator::Glibc)
+    };
     vec![
         tower_sse("tower-sse", Allocator::Glibc),
         tower_sse("tower-sse+jemalloc", Allocator::Jemalloc),
         tower_sse("tower-sse+jemalloc-bg", Allocator::JemallocBackground),
+        // Its HTTP/1 fast path for event streams is on by default.
+        serve("tower-sse+serve", &[("SERVE", "1")], true),
+        // Every request through hyper: how `serve` served before issue 15.
+        serve(
+            "tower-sse+serve-hyper",
+            &[("SERVE", "1"), ("HTTP1_FAST_PATH", "0")],
+            false,
+        ),
         baseline("baseline", Allocator::Glibc),
         baseline("baseline+jemalloc", Allocator::Jemalloc),
         baseline("baseline+jemalloc-bg", Allocator::JemallocBackground),
+        Server {
+            name: "floor",
+            command: vec![bin.join("floor").display().to_string()],
+            env: vec![],
+            needs: vec![],
+            preload: None,
+            // The same as the `serve` rows; it has no replay, so the storm only lists it as
+            // such. Not many-topics either: a topic lives only while it has subscribers, so it
+            // has nothing to expire.
+            only: SERVE_SCENARIOS,
+            replay: false,
+            // A few seconds: one thread that does next to nothing.
+            smoke: true,
+            status: None,
+        },
         Server {
             name: "nchan",
             command: s(&["bash", "bench/peers/nchan/start.sh", "{ADDR}", "{DIR}"]),

@@ -1,7 +1,7 @@
 //! The report: a Markdown document of the run, then its plots.
 //!
 //! [`report`] writes the sections in order: the machine and the servers, the comparison with
-//! each peer ([`ratios`]), the targets of issue 6 ([`targets`], judged by [`verdict`]), then each
+//! each peer ([`ratios`]), the targets of issues 6 and 15 ([`targets`], judged by [`verdict`]), then each
 //! scenario's own section (in `scenarios/`), and the commands run. [`markdown`] is how tables and
 //! figures are written, [`rows`] how rows are picked out of the results.
 
@@ -73,6 +73,7 @@ pub(crate) fn report(
     servers(&mut md, res);
     ratios::write(&mut md, plan, res);
     targets::write(&mut md, args.mode, plan, res);
+    targets::write_issue_15(&mut md, args.mode, plan, res);
     compression::report(&mut md, res);
     stalled::report(&mut md, res);
     shutdown::report(&mut md, res);

@@ -11,7 +11,7 @@ pub(crate) fn write(md: &mut String, plan: &Plan, res: &Results) {
     heading(md, "tower-sse against each peer (same run)");
     paragraph(
         md,
-        "Ratio = tower-sse ÷ peer; below 1× is better for memory, CPU and latency, above 1× for rates. A peer preloaded with an allocator is read against tower-sse with the same one.",
+        "Ratio = tower-sse ÷ peer; below 1× is better for memory, CPU and latency, above 1× for rates. A peer preloaded with an allocator is read against tower-sse with the same one. `floor` is a bare epoll writer of pre-encoded chunks (`bench/src/bin/floor.rs`): what the kernel itself costs. The last columns, where measured, read `tower-sse+serve` (served by `tower_sse::serve`, its HTTP/1 fast path on) against `tower-sse` (`axum::serve`) and against `tower-sse+serve-hyper` (`serve` with every request through hyper).",
     );
     let pairs = res.pairs();
     let columns: Vec<String> = std::iter::once("metric".to_owned())

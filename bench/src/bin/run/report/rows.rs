@@ -51,24 +51,45 @@ impl Results {
     }
 
     /// The columns of the comparison: each measured peer, with the tower-sse row on the same
-    /// allocator, where that was measured: (ours, peer).
+    /// allocator, where that was measured; then `tower-sse+serve` against `tower-sse` (served
+    /// by `axum::serve`) and against `tower-sse+serve-hyper` (`serve` without its HTTP/1 fast
+    /// path), where both were measured: (ours, peer).
     pub(crate) fn pairs(&self) -> Vec<(String, &str)> {
-        self.measured
-            .iter()
-            .filter_map(|p| {
-                let ours = on_allocator_of("tower-sse", p);
-                (!p.starts_with("tower-sse") && self.measured.contains(&ours))
-                    .then_some((ours, p.as_str()))
-            })
-            .collect()
+        let measured = |name: &str| self.measured.iter().any(|m| m == name);
+        let peers = self.measured.iter().filter_map(|p| {
+            let ours = on_allocator_of("tower-sse", p);
+            (!p.starts_with("tower-sse") && measured(&ours)).then_some((ours, p.as_str()))
+        });
+        let serve = ["tower-sse", SERVE_HYPER]
+            .into_iter()
+            .filter(|p| measured(SERVE) && measured(p))
+            .map(|p| (SERVE.to_owned(), p));
+        peers.chain(serve).collect()
     }
 }
 
+/// The row of `tower_sse::serve` with its HTTP/1 fast path (issue 15), and without it.
+pub(crate) const SERVE: &str = "tower-sse+serve";
+pub(crate) const SERVE_HYPER: &str = "tower-sse+serve-hyper";
+
+/// The suffixes of the allocator rows (`servers.rs`): `tower-sse+jemalloc` is `tower-sse` on
+/// jemalloc. Other suffixes name other ways of serving (`tower-sse+serve`), on glibc's malloc.
+const ALLOCATORS: &[&str] = &["jemalloc", "jemalloc-bg"];
+
+/// The allocator row `server` is on, if it is one: `jemalloc` for `baseline+jemalloc`.
+pub(crate) fn allocator(server: &str) -> Option<&str> {
+    server
+        .split_once('+')
+        .map(|(_, suffix)| suffix)
+        .filter(|suffix| ALLOCATORS.contains(suffix))
+}
+
 /// The row of `server` on the allocator of the row `of`: `baseline+jemalloc` for `baseline` of
-/// `tower-sse+jemalloc`, `tower-sse` for `tower-sse` of `nchan`.
+/// `tower-sse+jemalloc`, `tower-sse` for `tower-sse` of `nchan` (and of `tower-sse+serve`, which
+/// is on glibc's malloc).
 pub(crate) fn on_allocator_of(server: &str, of: &str) -> String {
-    match of.split_once('+') {
-        Some((_, allocator)) => format!("{server}+{allocator}"),
+    match allocator(of) {
+        Some(allocator) => format!("{server}+{allocator}"),
         None => server.to_owned(),
     }
 }
@@ -84,6 +105,13 @@ mod tests {
             "baseline+jemalloc"
         );
         assert_eq!(on_allocator_of("tower-sse", "nchan"), "tower-sse");
+        assert_eq!(
+            on_allocator_of("baseline", "tower-sse+jemalloc-bg"),
+            "baseline+jemalloc-bg"
+        );
+        // A way of serving is no allocator.
+        assert_eq!(on_allocator_of("baseline", SERVE), "baseline");
+        assert_eq!(allocator(SERVE_HYPER), None);
         let res = Results {
             measured: ["tower-sse", "baseline", "baseline+jemalloc", "nchan"]
                 .map(String::from)
@@ -98,5 +126,30 @@ mod tests {
                 ("tower-sse".to_owned(), "nchan")
             ]
         );
+    }
+
+    #[test]
+    fn serve_is_read_against_tower_sse_and_without_its_fast_path() {
+        let res = Results {
+            measured: ["tower-sse", SERVE, SERVE_HYPER, "baseline", "floor"]
+                .map(String::from)
+                .to_vec(),
+            ..Results::default()
+        };
+        assert_eq!(
+            res.pairs(),
+            [
+                ("tower-sse".to_owned(), "baseline"),
+                ("tower-sse".to_owned(), "floor"),
+                (SERVE.to_owned(), "tower-sse"),
+                (SERVE.to_owned(), SERVE_HYPER),
+            ]
+        );
+        // Without `tower-sse`, only the fast path's column.
+        let res = Results {
+            measured: [SERVE, SERVE_HYPER, "floor"].map(String::from).to_vec(),
+            ..Results::default()
+        };
+        assert_eq!(res.pairs(), [(SERVE.to_owned(), SERVE_HYPER)]);
     }
 }

@@ -1,4 +1,4 @@
-//! The targets of issue 6: each one's figure, picked from the rows, judged by
+//! The targets of issue 6 and of issue 15: each one's figure, picked from the rows, judged by
 //! [`verdict`](super::verdict), one line of a table.
 
 use crate::plan::{Mode, Plan};
@@ -7,8 +7,8 @@ use crate::scenarios::fan_out::FanRow;
 use crate::scenarios::idle::Topics;
 use crate::scenarios::plain::{NOOP_LAYER, OUTER_LAYER, WITH_LAYER, WITHOUT_LAYER};
 
-use super::markdown::{Table, factor, heading, mib, paragraph, percent};
-use super::rows::on_allocator_of;
+use super::markdown::{Table, factor, fixed, heading, mib, paragraph, percent};
+use super::rows::{SERVE, allocator, on_allocator_of};
 use super::verdict::{Bound, Verdict, excess, judge, judge_idle_then_serving, mean_ratio, ratio};
 
 /// Fan-out CPU per delivery and p99 latency, tower-sse ÷ the baseline.
@@ -24,22 +24,54 @@ const CHURN: Bound = Bound::AtLeast(0.9);
 /// `/plain` requests per second lost to `SseLayer` (0.03: 3 %).
 const OVERHEAD: Bound = Bound::AtMost(0.03);
 
+/// Issue 15, on `tower-sse+serve`: server RSS per idle stream, KiB, on a shared topic and on a
+/// topic each.
+const IDLE_STREAM_KIB: Bound = Bound::AtMost(6.0);
+/// Fan-out CPU per delivery ÷ nchan's.
+const CPU_VS_NCHAN: Bound = Bound::AtMost(0.8);
+/// Fan-out CPU per delivery ÷ the floor's.
+const CPU_VS_FLOOR: Bound = Bound::AtMost(1.15);
+/// Fan-out p99 ÷ the baseline's.
+const P99_VS_BASELINE: Bound = Bound::AtMost(0.5);
+
+/// The mean, over `ours`'s fan-out rows with `n` subscribers (at `rate`, if given), of its
+/// `figure` divided by `peer`'s at the same settings (rows where either is missing are left
+/// out).
+fn fan_ratio(
+    res: &Results,
+    ours: &str,
+    peer: &str,
+    n: u64,
+    rate: Option<f64>,
+    figure: fn(&FanRow) -> Option<f64>,
+) -> Option<f64> {
+    let rows = res.fan.iter().filter(|r| {
+        r.server == ours && r.subscribers == n && rate.is_none_or(|rate| r.rate == rate)
+    });
+    mean_ratio(rows.map(|r| {
+        let theirs = res.fan_row(peer, r.subscribers, r.rate, r.size);
+        (figure(r), theirs.and_then(figure))
+    }))
+}
+
+/// CPU-s per million deliveries of a fan-out row.
+fn cpu(r: &FanRow) -> Option<f64> {
+    Some(r.cpu_s_per_m)
+}
+
+/// p99 latency of a fan-out row, ms.
+fn p99(r: &FanRow) -> Option<f64> {
+    r.p99
+}
+
 /// The section "Targets of issue 6".
 pub(crate) fn write(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
     heading(md, "Targets of issue 6");
     let mut t = Table::new(md, &["target", "measured", "verdict"]);
     let big = plan.subscribers.iter().copied().max().unwrap_or(0);
-    // The mean, over the rows at the largest subscriber count, of tower-sse's figure divided by
-    // the baseline's (rows where either is missing are left out).
-    let fan_ratio = |figure: fn(&FanRow) -> Option<f64>| {
-        let rows = res.fan.iter();
-        let rows = rows.filter(|r| r.server == "tower-sse" && r.subscribers == big);
-        mean_ratio(rows.map(|r| {
-            let baseline = res.fan_row("baseline", r.subscribers, r.rate, r.size);
-            (figure(r), baseline.and_then(figure))
-        }))
-    };
-    let cpu_r = fan_ratio(|r| Some(r.cpu_s_per_m));
+    // At the largest subscriber count, tower-sse's figure ÷ the baseline's.
+    let fan_ratio = |figure| fan_ratio(res, "tower-sse", "baseline", big, None, figure);
+    let cpu_r = fan_ratio(cpu);
     t.row(&[
         &format!(
             "fan-out CPU per delivery ≤ 0.5× baseline (mean ratio of the rows at {big} subscribers; the issue asks at 10k)"
@@ -47,16 +79,17 @@ pub(crate) fn write(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
         &factor(cpu_r),
         &judge(cpu_r, FAN_OUT),
     ]);
-    let p99_r = fan_ratio(|r| r.p99);
+    let p99_r = fan_ratio(p99);
     t.row(&[
         &format!("fan-out p99 ≤ 0.5× baseline (mean ratio of the rows at {big} subscribers)"),
         &factor(p99_r),
         &judge(p99_r, FAN_OUT),
     ]);
     // The memory targets: for tower-sse as it is (glibc's malloc), then for each allocator row of
-    // it, read against the baseline on the same allocator.
+    // it, read against the baseline on the same allocator (`tower-sse+serve` is no allocator
+    // row: issue 15's targets judge it).
     let allocators = res.measured.iter().map(String::as_str);
-    let allocators = allocators.filter(|n| n.starts_with("tower-sse+"));
+    let allocators = allocators.filter(|n| n.starts_with("tower-sse+") && allocator(n).is_some());
     let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
     for ours in std::iter::once("tower-sse").chain(allocators) {
         let theirs = on_allocator_of("baseline", ours);
@@ -160,6 +193,84 @@ pub(crate) fn write(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
     }
 }
 
+/// The rate issue 15's latency target is read at: 1 ev/s, or the lowest rate of a plan without
+/// it.
+fn p99_rate(plan: &Plan) -> Option<f64> {
+    if plan.rates.contains(&1.0) {
+        return Some(1.0);
+    }
+    plan.rates.iter().copied().reduce(f64::min)
+}
+
+/// The section "Targets of issue 15": `tower_sse::serve` with its HTTP/1 fast path for event
+/// streams (`tower-sse+serve`) against nchan, the floor and the baseline.
+pub(crate) fn write_issue_15(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
+    heading(md, "Targets of issue 15");
+    paragraph(
+        md,
+        "Judged on `tower-sse+serve`: the tower-sse server served by `tower_sse::serve` (`SERVE=1`), whose HTTP/1 fast path for event streams is on by default. `tower-sse+serve-hyper` is the same with `HTTP1_FAST_PATH=0` (every request through hyper, as `serve` served before issue 15); `floor` is a single-threaded epoll server that encodes each event once, framed as one HTTP chunk, and writes the same bytes to every subscriber (`bench/src/bin/floor.rs`): what the kernel itself costs per delivery here.",
+    );
+    let mut t = Table::new(md, &["target", "measured", "verdict"]);
+    let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
+    for (topics, what, scenario) in [
+        (Topics::Shared, "on one shared topic", "idle"),
+        (Topics::Own, "on a topic of its own", "per-user"),
+    ] {
+        let row = res.idle_row(SERVE, idle_n, topics);
+        let kib = row.map(|r| r.rss_kib_per_conn);
+        // Shown against nchan's, where it was measured.
+        let vs_nchan = ratio(kib, res.idle_rss("nchan", idle_n, topics))
+            .map_or(String::new(), |r| format!("; {r:.2}× nchan's"));
+        t.row(&[
+            &format!(
+                "an idle stream {what} costs ≤ 6 KiB of server RSS ({idle_n} streams, `{scenario}`)"
+            ),
+            &row.map_or("–".into(), |r| {
+                format!(
+                    "{:.2} KiB ({} after one event){vs_nchan}",
+                    r.rss_kib_per_conn,
+                    fixed(r.rss_after_event_kib_per_conn),
+                )
+            }),
+            &judge(kib, IDLE_STREAM_KIB),
+        ]);
+    }
+    let big = plan.subscribers.iter().copied().max().unwrap_or(0);
+    for (peer, bound, target) in [
+        ("nchan", CPU_VS_NCHAN, "0.8× nchan"),
+        ("floor", CPU_VS_FLOOR, "1.15× the floor"),
+    ] {
+        let r = fan_ratio(res, SERVE, peer, big, None, cpu);
+        t.row(&[
+            &format!(
+                "fan-out CPU per delivery ≤ {target} (mean ratio of the rows at {big} subscribers)"
+            ),
+            &factor(r),
+            &judge(r, bound),
+        ]);
+    }
+    let rate = p99_rate(plan);
+    let p99_r = rate.and_then(|rate| fan_ratio(res, SERVE, "baseline", big, Some(rate), p99));
+    t.row(&[
+        &format!(
+            "fan-out p99 ≤ 0.5× baseline (mean ratio of the rows at {big} subscribers and {} ev/s)",
+            rate.unwrap_or(f64::NAN)
+        ),
+        &factor(p99_r),
+        &judge(p99_r, P99_VS_BASELINE),
+    ]);
+    t.end();
+    if mode != Mode::Full {
+        paragraph(
+            md,
+            &format!(
+                "This run is `--{}`: the largest counts (10k subscribers, 19k idle streams) and the 1 ev/s rate are only in `--full`.",
+                format!("{mode:?}").to_lowercase()
+            ),
+        );
+    }
+}
+
 /// A figure to print: NaN where not measured, as the report has always shown it.
 fn nan(x: Option<f64>) -> f64 {
     x.unwrap_or(f64::NAN)
@@ -195,17 +306,56 @@ mod tests {
         }
     }
 
-    /// The verdict column, keyed by the start of each target's name.
+    /// A fan-out row of `server`, 64 B events, delivered in full, with its CPU-s per million
+    /// deliveries and p99 (ms).
+    fn fan(server: &str, subscribers: u64, rate: f64, cpu: f64, p99: f64) -> FanRow {
+        FanRow {
+            server: server.into(),
+            subscribers,
+            rate,
+            size: 64,
+            published: 10,
+            expected: 10 * subscribers,
+            delivered: 10 * subscribers,
+            per_s: 0.0,
+            cpu_s_per_m: cpu,
+            p50: Some(p99 / 2.0),
+            p99: Some(p99),
+            p999: Some(p99),
+            dropped_conns: 0,
+        }
+    }
+
+    /// The verdict column of issue 6's section, keyed by the start of each target's name.
     fn verdicts(res: &Results) -> Vec<(String, String)> {
         let mut md = String::new();
         write(&mut md, Mode::Smoke, &Plan::of(Mode::Smoke), res);
+        cells(&md, 2)
+    }
+
+    /// The column `column` of each target of the tables in `md` (1: measured, 2: verdict),
+    /// keyed by the start of its name.
+    fn cells(md: &str, column: usize) -> Vec<(String, String)> {
         md.lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| target"))
             .map(|l| {
                 let cells: Vec<&str> = l.trim_matches('|').split(" | ").collect();
                 let name = cells[0].trim().split(" (").next().unwrap_or("");
-                (name.to_owned(), cells[2].trim().to_owned())
+                (name.to_owned(), cells[column].trim().to_owned())
             })
+            .collect()
+    }
+
+    /// Issue 15's section in `mode`'s plan: (name, measured, verdict) of each target.
+    fn issue_15(mode: Mode, res: &Results) -> Vec<(String, String, String)> {
+        let mut md = String::new();
+        write_issue_15(&mut md, mode, &Plan::of(mode), res);
+        let measured = cells(&md, 1);
+        let verdicts = cells(&md, 2);
+        measured
+            .into_iter()
+            .zip(verdicts)
+            .map(|((name, m), (_, v))| (name, m, v))
             .collect()
     }
 
@@ -299,5 +449,126 @@ mod tests {
         );
         assert_eq!(of("churn ≥ 0.9× baseline"), Some("not measured"));
         assert_eq!(of("layer overhead on `/plain` ≤ 3%"), Some("not measured"));
+    }
+
+    #[test]
+    fn issue_15_targets_are_judged_on_serve_at_the_largest_count() {
+        let res = Results {
+            measured: ["tower-sse", SERVE, "nchan", "floor", "baseline"]
+                .map(String::from)
+                .to_vec(),
+            idle: vec![
+                idle(SERVE, Topics::Shared, 5.0, 5.5),
+                idle("nchan", Topics::Shared, 10.0, 10.0),
+                // Past 6 KiB; no nchan row to be read against.
+                idle(SERVE, Topics::Own, 6.5, 7.0),
+                // tower-sse served by axum is not what is judged.
+                idle("tower-sse", Topics::Own, 1.0, 1.0),
+            ],
+            fan: vec![
+                // The smoke plan's largest count is 50: exactly 0.8× nchan (met), 1.33× the
+                // floor (missed), 0.4× the baseline's p99 (met).
+                fan(SERVE, 50, 10.0, 8.0, 2.0),
+                fan("nchan", 50, 10.0, 10.0, 1.0),
+                fan("floor", 50, 10.0, 6.0, 1.0),
+                fan("baseline", 50, 10.0, 20.0, 5.0),
+                // Rows at another count, and tower-sse's own, are left out.
+                fan(SERVE, 10, 10.0, 100.0, 100.0),
+                fan("nchan", 10, 10.0, 1.0, 1.0),
+                fan("tower-sse", 50, 10.0, 100.0, 100.0),
+            ],
+            ..Results::default()
+        };
+        let got = issue_15(Mode::Smoke, &res);
+        let want = [
+            (
+                "an idle stream on one shared topic costs ≤ 6 KiB of server RSS",
+                "5.00 KiB (5.50 after one event); 0.50× nchan's",
+                "met",
+            ),
+            (
+                "an idle stream on a topic of its own costs ≤ 6 KiB of server RSS",
+                "6.50 KiB (7.00 after one event)",
+                "**missed**",
+            ),
+            ("fan-out CPU per delivery ≤ 0.8× nchan", "0.80×", "met"),
+            (
+                "fan-out CPU per delivery ≤ 1.15× the floor",
+                "1.33×",
+                "**missed**",
+            ),
+            ("fan-out p99 ≤ 0.5× baseline", "0.40×", "met"),
+        ]
+        .map(|(n, m, v)| (n.to_owned(), m.to_owned(), v.to_owned()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn issue_15_latency_is_read_at_1_event_a_second_where_the_plan_has_it() {
+        assert_eq!(p99_rate(&Plan::of(Mode::Full)), Some(1.0));
+        assert_eq!(p99_rate(&Plan::of(Mode::Quick)), Some(10.0));
+        let big = Plan::of(Mode::Full).subscribers.into_iter().max().unwrap();
+        let res = Results {
+            fan: vec![
+                fan(SERVE, big, 1.0, 1.0, 1.0),
+                fan("baseline", big, 1.0, 1.0, 4.0),
+                // At 10 ev/s it is 10× the baseline's: not the rate of the target.
+                fan(SERVE, big, 10.0, 1.0, 10.0),
+                fan("baseline", big, 10.0, 1.0, 1.0),
+            ],
+            ..Results::default()
+        };
+        let got = issue_15(Mode::Full, &res);
+        let p99 = got
+            .iter()
+            .find(|(n, ..)| n == "fan-out p99 ≤ 0.5× baseline");
+        assert_eq!(
+            p99.map(|(_, m, v)| (m.as_str(), v.as_str())),
+            Some(("0.25×", "met"))
+        );
+    }
+
+    #[test]
+    fn without_serve_or_its_peers_issue_15_is_not_measured() {
+        let res = Results {
+            measured: vec!["tower-sse".into(), "nchan".into(), "floor".into()],
+            idle: vec![idle("nchan", Topics::Shared, 10.0, 10.0)],
+            fan: vec![
+                fan("nchan", 50, 10.0, 10.0, 1.0),
+                fan("floor", 50, 10.0, 6.0, 1.0),
+            ],
+            ..Results::default()
+        };
+        let got = issue_15(Mode::Smoke, &res);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|(.., v)| v == "not measured"), "{got:?}");
+        // Serve without its peers.
+        let res = Results {
+            measured: vec![SERVE.into()],
+            fan: vec![fan(SERVE, 50, 10.0, 8.0, 2.0)],
+            ..Results::default()
+        };
+        let got = issue_15(Mode::Smoke, &res);
+        assert!(
+            got[2..].iter().all(|(.., v)| v == "not measured"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn serve_is_no_allocator_row_of_issue_6() {
+        let res = Results {
+            measured: ["tower-sse", SERVE, "tower-sse+serve-hyper", "baseline"]
+                .map(String::from)
+                .to_vec(),
+            ..Results::default()
+        };
+        let md = {
+            let mut md = String::new();
+            write(&mut md, Mode::Smoke, &Plan::of(Mode::Smoke), &res);
+            md
+        };
+        assert!(!md.contains("tower-sse+serve"), "{md}");
+        assert_eq!(verdicts(&res).len(), 8);
     }
 }
