@@ -93,6 +93,8 @@ struct Streaming<B: ResBody> {
     out: Out<B::Data>,
     /// The body has ended: the last chunk is out, or being written.
     ended: bool,
+    /// The body ended (or failed) behind the frames being written.
+    finish: Option<Finish>,
     /// Bytes the client sent meanwhile (a next request), for the next head; up to
     /// [`MAX_HEAD`], past which the socket is no longer read.
     early: Vec<u8>,
@@ -103,16 +105,34 @@ enum Out<D> {
     Nothing,
     /// The response head, from `.1` on.
     Head(Vec<u8>, usize),
-    /// One chunk: its size line from `header_at` on, the frame's bytes, then `crlf` bytes of
-    /// its CRLF.
-    Chunk {
-        header: ChunkHeader,
-        header_at: usize,
-        data: D,
-        crlf: usize,
-    },
+    /// One chunk of one or more body frames.
+    Chunk(Chunk<D>),
     /// The last chunk (`0\r\n\r\n`), from `.0` on.
     Last(usize),
+}
+
+/// One chunk: its size line from `header_at` on, the frames' own bytes (`first`, then `more`
+/// from `more_at` on, each advanced past what was written), then `crlf` bytes of its CRLF
+/// written.
+struct Chunk<D> {
+    header: ChunkHeader,
+    header_at: usize,
+    first: D,
+    more: Vec<D>,
+    more_at: usize,
+    crlf: usize,
+}
+
+/// The most frames, and about the most bytes, one chunk gathers: what a body has ready when
+/// the connection gets to write (several events, when the server is busy) goes in one
+/// `writev`, as hyper's write buffer takes them, since the system call costs most.
+const MAX_BATCH: usize = 16;
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// How the body ended, seen while gathering a chunk: acted on once the chunk is out.
+enum Finish {
+    Ended,
+    Failed(BoxError),
 }
 
 /// What a step of the connection came to.
@@ -244,6 +264,11 @@ where
         let Some(io) = self.io.as_mut() else {
             return Step::Closed(Ok(()));
         };
+        if self.closing {
+            // Shutting down, between requests (a part of a head read, or none): nothing is in
+            // progress, and no new request is taken, as hyper would not take one.
+            return Step::Closed(Ok(()));
+        }
         loop {
             if *filled > 0 {
                 match head::read_head(&buf[..*filled]) {
@@ -255,10 +280,6 @@ where
                         return Step::Again;
                     }
                     Head::Fast(request) => {
-                        if self.closing {
-                            // Shutting down: the request is not taken, as hyper would not.
-                            return Step::Closed(Ok(()));
-                        }
                         match self.service.poll_ready(cx) {
                             Poll::Pending => return Step::Pending,
                             Poll::Ready(Err(err)) => return Step::Closed(Err(err.into())),
@@ -271,8 +292,6 @@ where
                         return Step::Again;
                     }
                 }
-            } else if self.closing {
-                return Step::Closed(Ok(()));
             }
             // Read more; the buffer exists from when the socket has something to read.
             if buf.is_empty() || *filled == buf.len() {
@@ -325,6 +344,7 @@ where
                     body: Box::pin(body),
                     out: Out::Head(head, 0),
                     ended: false,
+                    finish: None,
                     early: Vec::new(),
                 }));
             }
@@ -364,22 +384,23 @@ where
                 self.read_head(early);
                 return Step::Again;
             }
-            match stream.body.as_mut().poll_frame(cx) {
-                Poll::Pending => return Step::Pending,
-                Poll::Ready(None) => {
+            match stream.finish.take() {
+                Some(Finish::Ended) => {
                     stream.ended = true;
                     stream.out = Out::Last(0);
+                    continue;
                 }
+                Some(Finish::Failed(err)) => return Step::Closed(Err(err)),
+                None => {}
+            }
+            match stream.body.as_mut().poll_frame(cx) {
+                Poll::Pending => return Step::Pending,
+                Poll::Ready(None) => stream.finish = Some(Finish::Ended),
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data()
                         && data.has_remaining()
                     {
-                        stream.out = Out::Chunk {
-                            header: ChunkHeader::new(data.remaining()),
-                            header_at: 0,
-                            data,
-                            crlf: 0,
-                        };
+                        stream.gather(data, cx);
                     }
                     // Trailers are not sent, as hyper does not to a client that did not ask.
                 }
@@ -422,43 +443,15 @@ impl<B: ResBody> Streaming<B> {
                     *at += n;
                     n
                 }
-                Out::Chunk {
-                    header,
-                    header_at,
-                    data,
-                    crlf,
-                } => {
-                    let header_left = &header.as_bytes()[*header_at..];
-                    if header_left.is_empty() && !data.has_remaining() && *crlf == 2 {
+                Out::Chunk(chunk) => {
+                    let mut slices = [IoSlice::new(&[]); MAX_BATCH + 4];
+                    let n = chunk.slices(&mut slices);
+                    if n == 0 {
                         self.out = Out::Nothing;
                         continue;
                     }
-                    let mut slices = [IoSlice::new(&[]); 8];
-                    let mut n = 0;
-                    if !header_left.is_empty() {
-                        slices[n] = IoSlice::new(header_left);
-                        n += 1;
-                    }
-                    let data_slices = data.chunks_vectored(&mut slices[n..7]);
-                    let data_in = slices[n..n + data_slices]
-                        .iter()
-                        .map(|s| s.len())
-                        .sum::<usize>();
-                    n += data_slices;
-                    // The CRLF goes with the data only once all of it is in this write.
-                    if data_in == data.remaining() && *crlf < 2 {
-                        slices[n] = IoSlice::new(&b"\r\n"[*crlf..]);
-                        n += 1;
-                    }
-                    let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
-                    let written = n;
-                    let from_header = n.min(header_left.len());
-                    *header_at += from_header;
-                    n -= from_header;
-                    let from_data = n.min(data.remaining());
-                    data.advance(from_data);
-                    n -= from_data;
-                    *crlf += n;
+                    let written = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+                    chunk.advance(written);
                     written
                 }
                 Out::Last(at) => {
@@ -476,6 +469,41 @@ impl<B: ResBody> Streaming<B> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
         }
+    }
+
+    /// Makes the chunk to write of `first` and whatever other frames the body has ready.
+    fn gather(&mut self, first: B::Data, cx: &mut Context<'_>) {
+        let mut size = first.remaining();
+        let mut more = Vec::new();
+        while more.len() + 1 < MAX_BATCH && size < MAX_BATCH_BYTES {
+            match self.body.as_mut().poll_frame(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data()
+                        && data.has_remaining()
+                    {
+                        size += data.remaining();
+                        more.push(data);
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.finish = Some(Finish::Ended);
+                    break;
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    self.finish = Some(Finish::Failed(err.into()));
+                    break;
+                }
+            }
+        }
+        self.out = Out::Chunk(Chunk {
+            header: ChunkHeader::new(size),
+            header_at: 0,
+            first,
+            more,
+            more_at: 0,
+            crlf: 0,
+        });
     }
 
     /// Reads what the client sends while the stream lasts; ready when it has left.
@@ -497,6 +525,58 @@ impl<B: ResBody> Streaming<B> {
         // Enough of a next request is waiting: like hyper, stop reading until this response
         // is done.
         Poll::Pending
+    }
+}
+
+impl<D: Buf> Chunk<D> {
+    /// What is left to write of the chunk, in `slices`; how many. The CRLF is among them only
+    /// once every byte of the frames is.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let header = &self.header.as_bytes()[self.header_at..];
+        if !header.is_empty() {
+            slices[n] = IoSlice::new(header);
+            n += 1;
+        }
+        let room = slices.len() - 1;
+        let mut all_data = true;
+        for data in std::iter::once(&self.first).chain(&self.more[self.more_at..]) {
+            if !data.has_remaining() {
+                continue;
+            }
+            let before = n;
+            n += data.chunks_vectored(&mut slices[n..room]);
+            let taken: usize = slices[before..n].iter().map(|s| s.len()).sum();
+            if taken < data.remaining() {
+                all_data = false;
+                break;
+            }
+        }
+        if all_data && self.crlf < 2 {
+            slices[n] = IoSlice::new(&b"\r\n"[self.crlf..]);
+            n += 1;
+        }
+        n
+    }
+
+    /// Takes `n` written bytes off what is left.
+    fn advance(&mut self, mut n: usize) {
+        let header = (self.header.as_bytes().len() - self.header_at).min(n);
+        self.header_at += header;
+        n -= header;
+        let first = self.first.remaining().min(n);
+        self.first.advance(first);
+        n -= first;
+        while n > 0 && self.more_at < self.more.len() {
+            let data = &mut self.more[self.more_at];
+            let taken = data.remaining().min(n);
+            data.advance(taken);
+            n -= taken;
+            if !data.has_remaining() {
+                self.more_at += 1;
+            }
+        }
+        self.crlf += n;
     }
 }
 
