@@ -2,7 +2,9 @@
 //! `--plots DIR`, and `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,
 //! many-topics,overhead,compression,stalled,shutdown` to run a part; `--compression LIST`, the
 //! compression scenario's variants (`per-stream`, `shared`, or names such as `gzip-shared`;
-//! `plain` always; all by default).
+//! `plain` always; all by default); `--subscribers 10000`, `--rates 1,10` and `--sizes 64` to
+//! measure the fan-out (and the scenarios that share its counts) at some of the mode's counts,
+//! or at others.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,10 @@ pub(crate) struct Args {
     scenarios: Option<String>,
     /// `--compression`, as given.
     compression: Option<String>,
+    /// `--subscribers`, `--rates` and `--sizes`, as given.
+    subscribers: Option<String>,
+    rates: Option<String>,
+    sizes: Option<String>,
 }
 
 impl Args {
@@ -76,7 +82,33 @@ impl Args {
             servers: value("--servers"),
             scenarios: value("--scenarios"),
             compression: value("--compression"),
+            subscribers: value("--subscribers"),
+            rates: value("--rates"),
+            sizes: value("--sizes"),
         }
+    }
+
+    /// Replaces the plan's fan-out counts with those `--subscribers`, `--rates` and `--sizes`
+    /// give; a list that does not parse is reported and leaves the plan's.
+    pub(crate) fn narrow(&self, plan: &mut crate::plan::Plan) {
+        fn list<T: std::str::FromStr>(flag: &str, given: Option<&str>, into: &mut Vec<T>) {
+            let Some(given) = given else { return };
+            match given
+                .split(',')
+                .map(|v| v.trim().parse())
+                .collect::<Result<Vec<T>, _>>()
+            {
+                Ok(values) if !values.is_empty() => *into = values,
+                _ => eprintln!("run: {flag} {given:?} is not a list of numbers; ignored"),
+            }
+        }
+        list(
+            "--subscribers",
+            self.subscribers.as_deref(),
+            &mut plan.subscribers,
+        );
+        list("--rates", self.rates.as_deref(), &mut plan.rates);
+        list("--sizes", self.sizes.as_deref(), &mut plan.sizes);
     }
 
     /// Whether the server `name` is to be measured: `--servers` names it, or is not given.
@@ -156,5 +188,24 @@ mod tests {
             part.cmdline,
             "cargo run --release -p tower-sse-bench --bin run -- --out /tmp/part.md --plots /tmp/p"
         );
+    }
+
+    #[test]
+    fn the_fan_out_counts_can_be_narrowed() {
+        let args = parse(&[
+            "--full",
+            "--subscribers",
+            "10000",
+            "--rates",
+            "1,10",
+            "--sizes",
+            "x",
+        ]);
+        let mut plan = crate::plan::Plan::of(args.mode);
+        args.narrow(&mut plan);
+        assert_eq!(plan.subscribers, [10000]);
+        assert_eq!(plan.rates, [1.0, 10.0]);
+        // Not numbers: the mode's own.
+        assert_eq!(plan.sizes, [64, 1024]);
     }
 }

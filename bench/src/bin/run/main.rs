@@ -113,7 +113,8 @@ fn main() {
         clk_tck,
         failures: Vec::new(),
     };
-    let plan = Plan::of(mode);
+    let mut plan = Plan::of(mode);
+    args.narrow(&mut plan);
     let mut res = Results::default();
     let started = Instant::now();
     let all = servers::servers(&bin);
