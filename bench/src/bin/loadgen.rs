@@ -2,11 +2,11 @@
 //! over `TcpStream`, loopback only, every mode bounded in time.
 //!
 //! ```text
-//! loadgen subscribe --url URL --connections N [--source-ips 127.0.0.1,127.0.0.2] --report FILE
+//! loadgen subscribe --url URL[,URL…] --connections N [--source-ips 127.0.0.1,127.0.0.2] --report FILE
 //!                   [--duration S] [--last-event-id ID --expect N] [--connect-concurrency C]
 //!                   [--first K] [--accept-encoding gzip|br|zstd]
-//! loadgen publish   --url URL [--topic T] --rate R --size BYTES --duration S [--count N]
-//!                   [--data json]
+//! loadgen publish   --url URL[,URL…] [--topic T] --rate R --size BYTES --duration S [--count N]
+//!                   [--data json] [--in-flight C]
 //! loadgen publish-many --url URL --topics N [--prefix P] [--first K] [--connections C]
 //!                   [--pipeline D] [--size BYTES] [--duration S]
 //! loadgen plain     --url URL --connections C --duration S
@@ -24,13 +24,25 @@
 //! events, it writes `FILE` (and `FILE.hist`) and exits. A `{i}` in the URL's path makes a topic
 //! per connection: connection `i` (counted from `--first`) asks for the path with `{i}` replaced
 //! by `K + i`, and counts an event whose data does not name its topic (`…;TOPIC;…`) as misrouted;
-//! the reports also count the connections that received at least one event. With
+//! the reports also count the connections that received at least one event. Several URLs,
+//! comma-separated, share the connections: connection `i` opens the `(K + i) % count`th. The
+//! reports also hold, since the connections opened, how many connections received each number
+//! of events (`events_per_connection`, `{"COUNT": CONNECTIONS, …}`), and `out_of_order`: events
+//! whose `id:` was not above the one before on their connection (sent twice, or out of order),
+//! for ids of the form `HEAD-SEQ` that tower-sse's are (see `id_order`). With
 //! `--accept-encoding`, it asks for that encoding, requires it in the response's
 //! `Content-Encoding` (a stream answered in another coding, or in none, counts as an error), and
 //! decodes the body (gzip, Brotli or zstd) before parsing it, as a standard decoder reads it:
 //! a gzip body may hold several members and a zstd body several frames, one after another. A
 //! body that does not decode ends its connection with an error. The reports also count the
 //! bytes of the bodies as they came (`body_bytes`: de-chunked, still compressed).
+//!
+//! `publish` sends one request at a time on one keep-alive connection; with `--in-flight C`, C
+//! at once, each on a connection of its own, the rate (`--rate`, 0: as fast as the answers come)
+//! being theirs together. Several base URLs, comma-separated, take the requests in turn (request
+//! `j` goes to the `j % count`th), each request on a keep-alive connection to its URL. It prints
+//! `published` (requests answered), `accepted` (answered 2xx), `errors`, `per_s` (accepted per
+//! second) and `first_id`, the id answered to the first request accepted.
 //!
 //! `publish --data json` sends JSON objects of about `--size` bytes (`{"t":<unix nanos>,…}`, an
 //! order with line items of varied values, which compresses about as real JSON does) instead of
@@ -228,6 +240,8 @@ struct SseReader {
     decoder: Option<Decoder>,
     /// Body bytes as they came (de-chunked, not yet decoded), since the owner last took them.
     body_bytes: u64,
+    /// The `id:` of the event being read, until the blank line that ends it.
+    id: Option<Vec<u8>>,
 }
 
 impl SseReader {
@@ -241,6 +255,7 @@ impl SseReader {
             eof: false,
             decoder: None,
             body_bytes: 0,
+            id: None,
         }
     }
 
@@ -264,6 +279,16 @@ impl SseReader {
     /// Feeds raw bytes; calls `on_data` with the text after `data:` of each complete line. An
     /// error for a body that does not decode.
     fn feed(&mut self, data: &[u8], mut on_data: impl FnMut(&[u8])) -> std::io::Result<()> {
+        self.feed_events(data, |_, d| on_data(d))
+    }
+
+    /// [`feed`](Self::feed), handing over with each `data:` line the `id:` of its event (the
+    /// last `id:` line since the blank line that ended the event before), if it has one.
+    fn feed_events(
+        &mut self,
+        data: &[u8],
+        mut on_data: impl FnMut(Option<&[u8]>, &[u8]),
+    ) -> std::io::Result<()> {
         if !self.chunked {
             self.push(data)?;
         } else {
@@ -306,7 +331,11 @@ impl SseReader {
                 line = &line[..line.len() - 1];
             }
             if let Some(rest) = line.strip_prefix(b"data:") {
-                on_data(rest.strip_prefix(b" ").unwrap_or(rest));
+                on_data(self.id.as_deref(), rest.strip_prefix(b" ").unwrap_or(rest));
+            } else if let Some(rest) = line.strip_prefix(b"id:") {
+                self.id = Some(rest.strip_prefix(b" ").unwrap_or(rest).to_vec());
+            } else if line.is_empty() {
+                self.id = None;
             }
             start += i + 1;
         }
@@ -422,6 +451,11 @@ struct SubState {
     misrouted: Cell<u64>,
     /// Body bytes as they came, before decoding.
     body_bytes: Cell<u64>,
+    /// Events each connection has received since it opened (never reset).
+    per_connection: RefCell<Vec<u64>>,
+    /// Events whose id was not above the one before on their connection (never reset): sent
+    /// twice, or out of order. See [`id_order`].
+    out_of_order: Cell<u64>,
 }
 
 impl SubState {
@@ -433,6 +467,20 @@ impl SubState {
                 h.saturating_record(us.max(1));
             }
         }
+    }
+
+    /// How many connections received each number of events, since they opened: `{"COUNT":
+    /// CONNECTIONS, …}`.
+    fn events_per_connection(&self) -> serde_json::Value {
+        let mut counts = std::collections::BTreeMap::<u64, u64>::new();
+        for &c in self.per_connection.borrow().iter() {
+            *counts.entry(c).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(events, conns)| (events.to_string(), serde_json::Value::from(conns)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 
     fn write_report(&self, path: &str, connections: u64, reset: bool) {
@@ -464,6 +512,8 @@ impl SubState {
             "receiving": self.receiving.get(),
             "misrouted": self.misrouted.get(),
             "body_bytes": self.body_bytes.get(),
+            "events_per_connection": self.events_per_connection(),
+            "out_of_order": self.out_of_order.get(),
         });
         let mut bytes = Vec::new();
         let _ = V2Serializer::new().serialize(&hist, &mut bytes);
@@ -480,7 +530,8 @@ impl SubState {
 
 async fn subscribe(opts: &Opts) -> i32 {
     let url = opts.get("url").expect("--url").clone();
-    let (addr, path, host) = parse_url(&url);
+    // Several URLs, comma-separated: connection `K + i` opens the `(K + i) % count`th.
+    let targets: Vec<(SocketAddr, String, String)> = url.split(',').map(parse_url).collect();
     let n: u64 = opt(opts, "connections", 1);
     let report = opts
         .get("report")
@@ -490,7 +541,6 @@ async fn subscribe(opts: &Opts) -> i32 {
     let expect: u64 = opt(opts, "expect", 0);
     let ips = source_ips(opts);
     let first: u64 = opt(opts, "first", 0);
-    let per_topic = path.contains("{i}");
     let mut extra = String::new();
     if let Some(id) = opts.get("last-event-id") {
         extra.push_str(&format!("Last-Event-ID: {id}\r\n"));
@@ -499,26 +549,33 @@ async fn subscribe(opts: &Opts) -> i32 {
     if let Some(coding) = &asked {
         extra.push_str(&format!("Accept-Encoding: {coding}\r\n"));
     }
-    let request_for = |path: &str| -> Rc<[u8]> {
+    let request_for = |path: &str, host: &str| -> Rc<[u8]> {
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{extra}\r\n")
             .into_bytes()
             .into()
     };
-    let shared = request_for(&path);
+    let shared: Vec<Rc<[u8]>> = targets
+        .iter()
+        .map(|(_, path, host)| request_for(path, host))
+        .collect();
     let state = Rc::new(SubState::default());
     *state.hist.borrow_mut() = Some(new_hist());
+    *state.per_connection.borrow_mut() = vec![0; n as usize];
     let sem = Rc::new(Semaphore::new(opt(opts, "connect-concurrency", 256)));
     let done = Rc::new(Notify::new());
     let start = Instant::now();
     for i in 0..n {
+        let which = ((first + i) % targets.len() as u64) as usize;
+        let (addr, path, host) = &targets[which];
+        let addr = *addr;
         // With a topic per connection: its request, and the `;TOPIC;` its events' data names.
-        let (request, mark) = if per_topic {
+        let (request, mark) = if path.contains("{i}") {
             let own = path.replace("{i}", &(first + i).to_string());
             let topic = own.rsplit('/').next().unwrap_or_default();
             let mark = format!(";{topic};").into_bytes();
-            (request_for(&own), Some(mark))
+            (request_for(&own, host), Some(mark))
         } else {
-            (shared.clone(), None)
+            (shared[which].clone(), None)
         };
         let (state, sem, done) = (state.clone(), sem.clone(), done.clone());
         let asked = asked.clone();
@@ -545,10 +602,11 @@ async fn subscribe(opts: &Opts) -> i32 {
                 ready_check(&state, n);
                 let mut reader = SseReader::new(chunked).decoding(coding.as_deref())?;
                 let mut mine = 0u64;
+                let mut last_id: Option<IdKey> = None;
                 let mut tmp = vec![0u8; 4096];
                 let mut data = rest;
                 loop {
-                    let fed = reader.feed(&data, |d| {
+                    let fed = reader.feed_events(&data, |id, d| {
                         state.record(d);
                         if mine == 0 {
                             state.receiving.set(state.receiving.get() + 1);
@@ -556,7 +614,14 @@ async fn subscribe(opts: &Opts) -> i32 {
                         if mark.as_ref().is_some_and(|m| find(d, m).is_none()) {
                             state.misrouted.set(state.misrouted.get() + 1);
                         }
+                        if let Some(key) = id.and_then(id_order) {
+                            if last_id.is_some_and(|last| key <= last) {
+                                state.out_of_order.set(state.out_of_order.get() + 1);
+                            }
+                            last_id = Some(key);
+                        }
                         mine += 1;
+                        state.per_connection.borrow_mut()[i as usize] += 1;
                     });
                     state
                         .body_bytes
@@ -615,6 +680,31 @@ async fn subscribe(opts: &Opts) -> i32 {
     }
     state.write_report(&report, n, false);
     0
+}
+
+/// An event id as it orders (see [`id_order`]): the length of its head, the head, its sequence
+/// number. Copied, not allocated: it is read for every event.
+type IdKey = (usize, [u8; ID_HEAD], u64);
+
+/// The longest head of an id that [`id_order`] orders.
+const ID_HEAD: usize = 24;
+
+/// Where `id` stands in its topic's order, if it has the form `HEAD-SEQ` or `SEQ` that
+/// tower-sse's ids have (`MS-SEQ` on Redis, a fixed-width hex epoch and a sequence number in
+/// memory): HEAD, a number without leading zeros or of fixed width, compared by length and then
+/// byte by byte, then SEQ as a number. `None` for any other id, which is not checked.
+fn id_order(id: &[u8]) -> Option<IdKey> {
+    let (head, seq) = match id.iter().rposition(|&b| b == b'-') {
+        Some(i) => (&id[..i], &id[i + 1..]),
+        None => (&id[..0], id),
+    };
+    if seq.is_empty() || !seq.iter().all(u8::is_ascii_digit) || head.len() > ID_HEAD {
+        return None;
+    }
+    let seq = std::str::from_utf8(seq).ok()?.parse().ok()?;
+    let mut bytes = [0; ID_HEAD];
+    bytes[..head.len()].copy_from_slice(head);
+    Some((head.len(), bytes, seq))
 }
 
 /// Whether the `Accept-Encoding` value `asked` names the content coding `coding` (other than
@@ -680,66 +770,110 @@ fn published_id(body: &[u8]) -> String {
         .to_owned()
 }
 
+/// Publishes to `--topic` (or the path of `--url`) at `--rate` per second (0: as fast as the
+/// answers come), with `--in-flight` requests outstanding at most (default 1), each on a
+/// keep-alive connection of its own. Several base URLs, comma-separated, take the requests in
+/// turn: request `j` (counted from 0) goes to the `j % count`th.
 async fn publish(opts: &Opts) -> i32 {
-    let mut url = opts.get("url").expect("--url").clone();
-    if let Some(topic) = opts.get("topic") {
-        url = format!("{}/publish/{topic}", url.trim_end_matches('/'));
-    }
-    let (addr, path, host) = parse_url(&url);
+    let urls = opts.get("url").expect("--url").clone();
+    let targets: Rc<[(SocketAddr, String, String)]> = urls
+        .split(',')
+        .map(|url| match opts.get("topic") {
+            Some(topic) => parse_url(&format!("{}/publish/{topic}", url.trim_end_matches('/'))),
+            None => parse_url(url),
+        })
+        .collect();
     let rate: f64 = opt(opts, "rate", 10.0);
     let size: usize = opt(opts, "size", 64);
     let duration = Duration::from_secs_f64(opt(opts, "duration", 10.0));
     let count: u64 = opt(opts, "count", u64::MAX);
     let json = opts.get("data").is_some_and(|d| d == "json");
-    let Ok(mut stream) = connect(addr, "127.0.0.1".parse().unwrap()).await else {
-        println!("{}", serde_json::json!({"published": 0, "errors": 1}));
-        return 1;
-    };
-    let mut ticker = (rate > 0.0).then(|| {
+    let in_flight: u64 = opt::<u64>(opts, "in-flight", 1).max(1);
+    // One ticker for all the requests in flight: the rate is theirs together.
+    let ticker = (rate > 0.0).then(|| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        t
+        Rc::new(tokio::sync::Mutex::new(t))
     });
+    // The next request's number; requests answered, answered with 2xx, failed.
+    let next = Rc::new(Cell::new(0u64));
+    let (sent, accepted, errors) = (
+        Rc::new(Cell::new(0u64)),
+        Rc::new(Cell::new(0u64)),
+        Rc::new(Cell::new(0u64)),
+    );
+    // The id answered to the first request that was accepted, and that request's number.
+    let first_id = Rc::new(RefCell::new(None::<(u64, String)>));
     let start = Instant::now();
-    let (mut sent, mut errors) = (0u64, 0u64);
-    let mut buf = Vec::new();
-    let mut ids = Vec::new();
-    while sent < count && start.elapsed() < duration {
-        if let Some(t) = ticker.as_mut() {
-            t.tick().await;
-        }
-        let mut request = Vec::new();
-        let data = if json {
-            json_data(size, sent)
-        } else {
-            event_data(size, "")
-        };
-        post(&mut request, &path, &host, &data);
-        if stream.write_all(&request).await.is_err() {
-            errors += 1;
-            break;
-        }
-        match read_response(&mut stream, &mut buf).await {
-            Ok((status, body)) if (200..300).contains(&status) => {
-                if ids.len() < 2 {
-                    ids.push(published_id(&body));
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (targets, ticker, next) = (targets.clone(), ticker.clone(), next.clone());
+        let (sent, accepted, errors) = (sent.clone(), accepted.clone(), errors.clone());
+        let first_id = first_id.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            // This task's connection to each target, opened when first needed.
+            let mut conns: Vec<Option<TcpStream>> = targets.iter().map(|_| None).collect();
+            let mut buf = Vec::new();
+            while next.get() < count && start.elapsed() < duration {
+                if let Some(t) = &ticker {
+                    t.lock().await.tick().await;
                 }
+                let j = next.get();
+                if j >= count {
+                    return;
+                }
+                next.set(j + 1);
+                let which = (j % targets.len() as u64) as usize;
+                let (addr, path, host) = &targets[which];
+                let stream = match &mut conns[which] {
+                    Some(stream) => stream,
+                    slot => match connect(*addr, "127.0.0.1".parse().unwrap()).await {
+                        Ok(stream) => slot.insert(stream),
+                        Err(_) => {
+                            errors.set(errors.get() + 1);
+                            return;
+                        }
+                    },
+                };
+                let data = if json {
+                    json_data(size, j)
+                } else {
+                    event_data(size, "")
+                };
+                let mut request = Vec::new();
+                post(&mut request, path, host, &data);
+                if stream.write_all(&request).await.is_err() {
+                    errors.set(errors.get() + 1);
+                    return;
+                }
+                match read_response(stream, &mut buf).await {
+                    Ok((status, body)) if (200..300).contains(&status) => {
+                        accepted.set(accepted.get() + 1);
+                        let mut first = first_id.borrow_mut();
+                        if first.as_ref().is_none_or(|(k, _)| j < *k) {
+                            *first = Some((j, published_id(&body)));
+                        }
+                    }
+                    Ok(_) => errors.set(errors.get() + 1),
+                    Err(_) => {
+                        errors.set(errors.get() + 1);
+                        return;
+                    }
+                }
+                sent.set(sent.get() + 1);
             }
-            Ok(_) => errors += 1,
-            Err(_) => {
-                errors += 1;
-                break;
-            }
-        }
-        sent += 1;
+        }));
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = finish(tasks, start).await;
+    let first_id = first_id.borrow().clone().map(|(_, id)| id);
     println!(
         "{}",
-        serde_json::json!({"published": sent, "errors": errors, "elapsed_s": elapsed,
-            "first_id": ids.first().cloned().unwrap_or_default()})
+        serde_json::json!({"published": sent.get(), "accepted": accepted.get(),
+            "errors": errors.get(), "elapsed_s": elapsed,
+            "per_s": accepted.get() as f64 / elapsed,
+            "first_id": first_id.unwrap_or_default()})
     );
-    i32::from(errors > 0)
+    i32::from(errors.get() > 0)
 }
 
 /// Waits for every task; returns the seconds since `start`.
@@ -1237,6 +1371,40 @@ mod tests {
         let (mut frames, _) = frames(&layer, "br", &events()[..1]);
         frames.push(b"more".to_vec());
         assert!(read(&chunked(&frames), "br", 4096).is_err());
+    }
+
+    #[test]
+    fn each_data_line_comes_with_its_event_s_id() {
+        let mut reader = SseReader::new(false);
+        let mut got = Vec::new();
+        let body = b"id: 1-2\ndata: a\n\n: keep-alive\n\ndata: b\n\nid: 1-10\ndata: c\n\n";
+        // Cut in two inside the second id, as a read may cut it.
+        for piece in [&body[..30], &body[30..]] {
+            reader
+                .feed_events(piece, |id, d| {
+                    got.push((id.map(<[u8]>::to_vec), d.to_vec()));
+                })
+                .unwrap();
+        }
+        let want = [(Some("1-2"), "a"), (None, "b"), (Some("1-10"), "c")]
+            .map(|(id, d)| (id.map(|i| i.as_bytes().to_vec()), d.as_bytes().to_vec()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn ids_order_as_the_hub_gives_them() {
+        let order = |id: &str| id_order(id.as_bytes()).unwrap();
+        // Redis stream ids: the milliseconds, then the sequence, as numbers.
+        assert!(order("1796222580657-1") < order("1796222580657-2"));
+        assert!(order("1796222580657-9") < order("1796222580657-10"));
+        assert!(order("999-5") < order("1000-0"));
+        // The memory backend's: a fixed-width hex epoch, then the sequence.
+        assert!(order("00000000000a-9") < order("00000000000a-10"));
+        assert!(order("7") < order("12"));
+        assert_eq!(order("3-4"), order("3-4"));
+        for other in ["", "abc", "1-2:end", "1-", "1-x"] {
+            assert_eq!(id_order(other.as_bytes()), None, "{other:?}");
+        }
     }
 
     #[test]

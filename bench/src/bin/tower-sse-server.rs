@@ -1,5 +1,8 @@
 //! The same interface as `baseline`, on tower-sse: `Hub::memory()` behind `SseLayer` (registry,
-//! keep-alive). `GET /events/{topic}` (with `Last-Event-ID` replay), `POST /publish/{topic}`
+//! keep-alive), or with `REDIS_URL` (e.g. `redis://127.0.0.1:6379/`) the hub on the Redis Streams
+//! backend (`HubBuilder::redis`, as `examples/hub.rs` builds it; streams named `tower-sse:` +
+//! topic, so servers on the same Redis share topics), for the multi-node scenario. The server
+//! prints a `backend: …` line saying which it uses. `GET /events/{topic}` (with `Last-Event-ID` replay), `POST /publish/{topic}`
 //! (answers the event's id), `GET /plain`. Env: `ADDR`, `WORKERS`, `HISTORY` (events kept per
 //! topic, default 2000), `NO_LAYER=1` (the same router without `SseLayer`) and `NOOP_LAYER=1`
 //! (with a layer that does nothing instead, which shows what axum's routing charges for any
@@ -71,7 +74,26 @@ fn main() -> std::io::Result<()> {
         if !expiry.is_empty() {
             println!("expiry: {}", expiry.join(", "));
         }
-        let hub = builder.memory();
+        let hub = match std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        {
+            Some(url) => {
+                let hub = builder
+                    .redis(&url)
+                    .await
+                    .map_err(|err| std::io::Error::other(format!("REDIS_URL: {err}")))?;
+                println!(
+                    "backend: redis at {url}, key prefix {}",
+                    tower_sse::backend::DEFAULT_KEY_PREFIX
+                );
+                hub
+            }
+            None => {
+                println!("backend: memory");
+                builder.memory()
+            }
+        };
         let mut sse = SseLayer::new().registry(hub.registry());
         if let Ok(mode) = std::env::var("COMPRESSION") {
             use tower_sse::layer::Compression;

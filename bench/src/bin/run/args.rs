@@ -1,10 +1,10 @@
 //! The command line: `--smoke`, `--quick` (the default) or `--full`; `--out FILE` (the report),
 //! `--plots DIR`, and `--servers a,b` and `--scenarios idle,per-user,fanout,storm,churn,plain,
-//! many-topics,overhead,compression,stalled,shutdown` to run a part; `--compression LIST`, the
-//! compression scenario's variants (`per-stream`, `shared`, or names such as `gzip-shared`;
-//! `plain` always; all by default); `--subscribers 10000`, `--rates 1,10` and `--sizes 64` to
-//! measure the fan-out (and the scenarios that share its counts) at some of the mode's counts,
-//! or at others.
+//! many-topics,overhead,compression,stalled,shutdown,multi-node` to run a part;
+//! `--compression LIST`, the compression scenario's variants (`per-stream`, `shared`, or names
+//! such as `gzip-shared`; `plain` always; all by default); `--subscribers 10000`, `--rates 1,10`
+//! and `--sizes 64` to measure the fan-out (and the scenarios that share its counts) at some of
+//! the mode's counts, or at others.
 
 use std::path::{Path, PathBuf};
 
@@ -154,12 +154,12 @@ mod tests {
         let args = parse(&[
             "--smoke",
             "--scenarios",
-            "idle, stalled",
+            "idle, stalled,multi-node",
             "--servers",
             "baseline",
         ]);
         assert_eq!(args.mode, Mode::Smoke);
-        assert!(args.scenario("idle") && args.scenario("stalled"));
+        assert!(args.scenario("idle") && args.scenario("stalled") && args.scenario("multi-node"));
         assert!(!args.scenario("per-user"));
         assert!(args.server("baseline") && !args.server("tower-sse"));
         assert!(args.scenarios_named());

@@ -1,6 +1,7 @@
 //! The clients: `loadgen` processes, the arguments of each of its modes, and what its
 //! subscribers report.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Stdio};
@@ -190,6 +191,10 @@ pub(crate) struct Delivery {
     pub(crate) misrouted: u64,
     /// Response body bytes as they came (de-chunked, still compressed where they were).
     pub(crate) body_bytes: u64,
+    /// How many connections received each number of events, since they opened.
+    pub(crate) per_connection: BTreeMap<u64, u64>,
+    /// Events whose id was not above the one before on their connection, since they opened.
+    pub(crate) out_of_order: u64,
     /// Latency, µs.
     hist: Option<Histogram<u64>>,
 }
@@ -215,6 +220,14 @@ impl Delivery {
             d.receiving += u("receiving");
             d.misrouted += u("misrouted");
             d.body_bytes += u("body_bytes");
+            d.out_of_order += u("out_of_order");
+            if let Some(counts) = v["events_per_connection"].as_object() {
+                for (events, conns) in counts {
+                    if let Ok(events) = events.parse() {
+                        *d.per_connection.entry(events).or_default() += conns.as_u64().unwrap_or(0);
+                    }
+                }
+            }
             d.catch_up_ms = d
                 .catch_up_ms
                 .max(v["catch_up_max_ms"].as_f64().unwrap_or(0.0));

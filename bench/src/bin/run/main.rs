@@ -16,7 +16,8 @@
 //! stream or shared, against plain; issue 12; `--compression shared` or `per-stream` runs a part
 //! of its variants), `stalled` (kernel memory and disconnect time of clients that never read) and
 //! `shutdown` (graceful shutdown's time with open streams, stalled readers and half-sent heads),
-//! the last two on tower-sse only (issue 12).
+//! the last two on tower-sse only (issue 12), and `multi-node` (three tower-sse servers on one
+//! Redis against one, on a `redis-server` of its own; issue 15).
 //!
 //! Each server runs pinned to core 0 (`taskset -c 0`, `WORKERS=1`), the clients (`loadgen`) on
 //! core 1, all on loopback. Servers are rows of [`servers::servers`]: a name, a command and its
@@ -60,7 +61,7 @@ use ctx::{Ctx, stop};
 use plan::{Mode, Plan};
 use scenarios::idle::Topics;
 use scenarios::{Results, churn, compression, fan_out, idle, many_topics, plain, shutdown};
-use scenarios::{stalled, storm};
+use scenarios::{multi_node, stalled, storm};
 use servers::Server;
 
 fn main() {
@@ -217,6 +218,12 @@ fn main() {
         && let Err(e) = shutdown::shutdown(&mut ctx, server, &plan, &mut res)
     {
         ctx.failures.push(format!("tower-sse shutdown: {e}"));
+    }
+    if let Some(server) = tower_sse
+        && args.scenario("multi-node")
+        && let Err(e) = multi_node::multi_node(&mut ctx, server, &plan, &mut res)
+    {
+        ctx.failures.push(format!("tower-sse {e}"));
     }
     let elapsed = started.elapsed();
     if let Err(e) = report::plots::write(&plan, &res, &args.plots) {

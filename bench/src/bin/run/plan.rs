@@ -33,6 +33,10 @@ pub(crate) struct Plan {
     pub(crate) stalled: u64,
     /// Open streams in the shutdown scenario.
     pub(crate) shutdown_streams: u64,
+    /// Subscribers of the multi-node scenario (spread over the nodes), and how long each of its
+    /// rounds publishes, s.
+    pub(crate) multi_node_subscribers: u64,
+    pub(crate) multi_node_secs: f64,
 }
 
 impl Plan {
@@ -52,6 +56,8 @@ impl Plan {
                 many_topics: 2_000,
                 stalled: 50,
                 shutdown_streams: 200,
+                multi_node_subscribers: 30,
+                multi_node_secs: 1.0,
             },
             Mode::Quick => Plan {
                 idle: vec![1000],
@@ -66,6 +72,8 @@ impl Plan {
                 many_topics: 20_000,
                 stalled: 200,
                 shutdown_streams: 2_000,
+                multi_node_subscribers: 1000,
+                multi_node_secs: 5.0,
             },
             Mode::Full => Plan {
                 idle: vec![1000, 5000, 19000],
@@ -80,6 +88,8 @@ impl Plan {
                 many_topics: 1_000_000,
                 stalled: 1000,
                 shutdown_streams: 10_000,
+                multi_node_subscribers: 10_000,
+                multi_node_secs: 10.0,
             },
         }
     }

@@ -22,7 +22,8 @@ use crate::ctx::Ctx;
 use crate::measure::sh;
 use crate::plan::Plan;
 use crate::scenarios::{
-    Results, churn, compression, fan_out, idle, many_topics, plain, shutdown, stalled, storm,
+    Results, churn, compression, fan_out, idle, many_topics, multi_node, plain, shutdown, stalled,
+    storm,
 };
 use crate::servers::MEMORY_SCENARIOS;
 
@@ -83,6 +84,7 @@ pub(crate) fn report(
     storm::report(&mut md, plan, res);
     churn::report(&mut md, plan, res);
     plain::report(&mut md, plan, res);
+    multi_node::report(&mut md, plan, res);
     heading(&mut md, "Commands");
     paragraph(
         &mut md,

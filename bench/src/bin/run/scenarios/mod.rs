@@ -6,6 +6,7 @@ pub(crate) mod compression;
 pub(crate) mod fan_out;
 pub(crate) mod idle;
 pub(crate) mod many_topics;
+pub(crate) mod multi_node;
 pub(crate) mod plain;
 pub(crate) mod shutdown;
 pub(crate) mod stalled;
@@ -23,6 +24,7 @@ pub(crate) struct Results {
     pub(crate) compression: Vec<compression::CompressionRow>,
     pub(crate) stalled: Option<stalled::StalledRun>,
     pub(crate) shutdown: Option<shutdown::ShutdownRow>,
+    pub(crate) multi_node: multi_node::MultiNode,
     /// Servers not measured, and why.
     pub(crate) skipped: Vec<(String, String)>,
     pub(crate) measured: Vec<String>,
