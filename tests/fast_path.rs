@@ -15,6 +15,7 @@ use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures_util::stream;
+use http::header::CONTENT_TYPE;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,6 +54,12 @@ fn app() -> Router {
         )
         .fallback(|request: Request| async move { seen(&request).into_response() })
         .layer(SseLayer::new().keep_alive(Duration::from_secs(3600)))
+        // An event stream of known length, outside the layer: hyper sends it with a
+        // `content-length`, so the fast path hands it over.
+        .route(
+            "/fixed",
+            get(|| async { ([(CONTENT_TYPE, "text/event-stream")], "data: x\n\n") }),
+        )
 }
 
 /// Serves [`app`], with or without the fast path; its address.
@@ -62,7 +69,7 @@ async fn server(fast: bool) -> SocketAddr {
     let server = tower_sse::serve(listener, app())
         .http1_fast_path(fast)
         .header_read_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(5));
+        .idle_timeout(Duration::from_secs(30));
     tokio::spawn(server.into_future());
     addr
 }
@@ -266,6 +273,7 @@ async fn hostile_and_ambiguous_heads_are_answered_as_hyper_answers_them() {
         b"\r\nGET /events HTTP/1.1\r\n\r\n",
         b"GET /events HTTP/1.1\r\nHost: h\r\n",
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET /fixed HTTP/1.1\r\n\r\n",
         long_header.as_bytes(),
         many_headers.as_bytes(),
     ];
@@ -353,11 +361,119 @@ fn mostly(
     .boxed()
 }
 
+/// Once an HTTP/1 request has been answered on a connection, the HTTP/2 preface is no request:
+/// hyper closes the connection, and so does the fast path (it does not look for HTTP/2 again).
+#[tokio::test(start_paused = true)]
+async fn the_http2_preface_after_a_request_is_refused_on_both_paths() {
+    async fn in_turns(addr: SocketAddr) -> (Vec<Answer>, Vec<u8>) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut received = Vec::new();
+        let turns: [&[u8]; 2] = [
+            b"GET /empty HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+        ];
+        for turn in turns {
+            let _ = stream.write_all(turn).await;
+            let mut buf = [0; 4096];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await
+                && n > 0
+            {
+                received.extend_from_slice(&buf[..n]);
+            }
+        }
+        let (answers, rest) = parse_answers(&received);
+        (answers, rest.to_vec())
+    }
+    let (fast, hyper) = tokio::join!(server(true), server(false));
+    let (on_fast, on_hyper) = tokio::join!(in_turns(fast), in_turns(hyper));
+    assert_eq!(on_fast, on_hyper);
+    assert_eq!(on_fast.0.len(), 1);
+    assert!(on_fast.1.is_empty(), "no HTTP/2 frame: {:?}", on_fast.1);
+}
+
+/// When a head is cut off for taking too long: the same on both paths, also for a head the fast
+/// path reads for a while, then hands over as too long for it (hyper goes on under what is left
+/// of the timeout, not a new one).
+#[tokio::test(start_paused = true)]
+async fn a_slow_oversized_head_is_cut_off_when_hyper_cuts_it_off() {
+    // 20 KiB a second: past the fast path's 64 KiB after about 3 s.
+    let cut_after = |addr| {
+        support::head_cut_off_after(
+            addr,
+            b"GET /events HTTP/1.1\r\nX: ",
+            2048,
+            Duration::from_millis(100),
+        )
+    };
+    let (fast, hyper) = tokio::join!(server(true), server(false));
+    let (on_fast, on_hyper) = tokio::join!(cut_after(fast), cut_after(hyper));
+    assert!(on_hyper >= Duration::from_secs(5), "{on_hyper:?}");
+    let apart = on_fast.abs_diff(on_hyper);
+    assert!(
+        apart < Duration::from_millis(200),
+        "cut off after {on_fast:?} on the fast path, {on_hyper:?} on hyper"
+    );
+}
+
+/// A finite stream whose end the client does not read (it stopped reading): once the body has
+/// ended the request is over, and the idle timeout closes the connection, as on hyper; nothing
+/// else would (the layer's write timeout watches open streams only).
+#[tokio::test(start_paused = true)]
+async fn an_ended_stream_to_a_client_that_stopped_reading_is_closed_by_the_idle_timeout() {
+    let app = Router::new()
+        .route(
+            "/big",
+            get(|| async {
+                // Ends within what one write gathers (64 KiB), more than the socket takes.
+                let events = (0..12).map(|_| Event::data("x".repeat(4096)));
+                EventStream::new(stream::iter(events))
+            }),
+        )
+        .layer(SseLayer::new().write_timeout(Duration::from_secs(1)));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tower_sse::serve(listener, app)
+        .http1_fast_path(support::http1_fast_path())
+        .idle_timeout(Duration::from_secs(2))
+        .send_buffer_size(16 * 1024);
+    tokio::spawn(server.into_future());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = socket.connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading for a while: the server cannot send it all.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let mut buf = vec![0; 1 << 20];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "the connection is still open, with nothing more to read"
+    );
+}
+
 /// Pieces of request heads, valid and hostile, that the property test puts together.
 fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
     let method = mostly(&["GET"], &["HEAD", "POST", "get", "GET\t", "OPTIONS"]);
     let target = mostly(
-        &["/events", "/events?x=%20y", "/empty", "/plain", "/", "//x"],
+        &[
+            "/events",
+            "/events?x=%20y",
+            "/empty",
+            "/plain",
+            "/",
+            "//x",
+            "/fixed",
+        ],
         &[
             "*",
             "http://h/events",
@@ -428,6 +544,7 @@ fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
             "0\r\n\r\n",
             "GET /plain HTTP/1.1\r\n\r\n",
             "GET /events HTTP/1.1\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ],
     );
     (

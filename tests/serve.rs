@@ -156,32 +156,10 @@ async fn request(stream: &mut TcpStream, path: &str, until: &str) -> String {
 #[tokio::test(start_paused = true)]
 async fn a_head_sent_a_byte_at_a_time_is_cut_off_after_the_header_read_timeout() {
     let server = Server::start(16).await;
-    let mut client = TcpStream::connect(server.addr).await.unwrap();
-    let (mut read, mut write) = client.split();
-
     // A request head that never ends, one byte per 100 ms.
-    let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ".iter().copied();
-    let mut bytes = head.chain(std::iter::repeat(b'a'));
-    let start = Instant::now();
-    let sender = async {
-        loop {
-            if write.write_all(&[bytes.next().unwrap()]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    let closed = async {
-        let mut buf = [0; 1024];
-        while let Ok(n) = read.read(&mut buf).await
-            && n > 0
-        {}
-        start.elapsed()
-    };
-    let elapsed = tokio::select! {
-        () = sender => panic!("writing failed before the connection was closed"),
-        elapsed = closed => elapsed,
-    };
+    let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ";
+    let elapsed =
+        support::head_cut_off_after(server.addr, head, 1, Duration::from_millis(100)).await;
     assert!(
         elapsed >= HEADER_READ_TIMEOUT && elapsed <= HEADER_READ_TIMEOUT + SLACK,
         "cut off after {elapsed:?}, not the header read timeout ({HEADER_READ_TIMEOUT:?})"

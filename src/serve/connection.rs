@@ -27,6 +27,9 @@ use crate::registry::StallSignal;
 /// What every connection of one server shares.
 pub(super) struct Shared {
     pub(super) builder: auto::Builder<TokioExecutor>,
+    /// hyper's HTTP/1 server with the same settings, for connections the fast path hands over
+    /// once it has taken a request on them (HTTP/1 from then on).
+    pub(super) http1: hyper::server::conn::http1::Builder,
     /// For the fast path's heads; hyper's builder has it for hyper's.
     pub(super) header_read_timeout: Duration,
     pub(super) http1_fast_path: bool,

@@ -22,6 +22,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Buf;
 use http::header::{CONNECTION, HeaderValue};
 use http_body::Body;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -33,15 +34,47 @@ use super::connection::Shared;
 use super::head::{self, ChunkHeader, Head, MAX_HEAD};
 use super::io::{Prefixed, ServeIo};
 use super::service::sealed::{ConnService, ResBody};
-use super::service::{BoxError, ConnectionBody, ConnectionService, Handover, ResponseFuture};
+use super::service::{
+    Answer, BoxError, ConnectionBody, ConnectionService, Handover, ResponseFuture,
+};
 
-/// hyper's connection, once it has taken over.
-type HyperConn<S, B> = auto::UpgradeableConnection<
-    'static,
-    TokioIo<Prefixed>,
-    TowerToHyperService<Handover<S, B>>,
-    TokioExecutor,
->;
+/// hyper's connection, once it has taken over: HTTP/1 or HTTP/2 as the client's first bytes
+/// say, or, after the fast path has taken a request, HTTP/1 only (as hyper alone would serve
+/// the rest of an HTTP/1 connection).
+enum HyperConn<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    Auto(Pin<Box<AutoConn<S, B>>>),
+    Http1(Pin<Box<Http1Conn<S, B>>>),
+}
+
+/// The service hyper calls.
+type HyperService<S, B> = TowerToHyperService<Handover<S, B>>;
+type AutoConn<S, B> =
+    auto::UpgradeableConnection<'static, TokioIo<Prefixed>, HyperService<S, B>, TokioExecutor>;
+type Http1Conn<S, B> = http1::UpgradeableConnection<TokioIo<Prefixed>, HyperService<S, B>>;
+
+impl<S, B> HyperConn<S, B>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    fn graceful_shutdown(&mut self) {
+        match self {
+            HyperConn::Auto(conn) => conn.as_mut().graceful_shutdown(),
+            HyperConn::Http1(conn) => conn.as_mut().graceful_shutdown(),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self {
+            HyperConn::Auto(conn) => conn.as_mut().poll(cx),
+            HyperConn::Http1(conn) => conn.as_mut().poll(cx).map_err(Into::into),
+        }
+    }
+}
 
 /// The first read of a head: enough for an `EventSource`'s request with a few cookies.
 const FIRST_READ: usize = 2048;
@@ -59,6 +92,9 @@ where
     shared: Arc<Shared>,
     /// A graceful shutdown was asked: finish the response in progress, then close.
     closing: bool,
+    /// The fast path has taken a request: from then on the connection is HTTP/1, and hyper
+    /// gets it as such (the HTTP/2 preface is no longer looked for, as hyper alone would not).
+    taken: bool,
 }
 
 enum State<S, B>
@@ -72,6 +108,8 @@ where
     Head {
         buf: Vec<u8>,
         filled: usize,
+        /// How much was read when the head was last found partial.
+        partial_at: Option<usize>,
         timeout: Option<Pin<Box<Sleep>>>,
     },
     /// The application is making the response to the head in `head`.
@@ -82,21 +120,25 @@ where
     /// Writing an event stream.
     Streaming(Box<Streaming<B>>),
     /// hyper serves the connection.
-    Hyper(Pin<Box<HyperConn<S, B>>>),
+    Hyper(HyperConn<S, B>),
     /// Closed.
     Done,
 }
 
 /// An event stream being written.
 struct Streaming<B: ResBody> {
-    body: Pin<Box<ConnectionBody<B>>>,
+    /// The body, until it ends: dropped then, so that the request no longer counts as in
+    /// progress (the idle timeout then bounds a client that does not read the rest, as on
+    /// hyper, whose queue takes the rest of a body when it ends).
+    body: Option<Pin<Box<ConnectionBody<B>>>>,
     out: Out<B::Data>,
     /// The body has ended: the last chunk is out, or being written.
     ended: bool,
     /// The body ended (or failed) behind the frames being written.
     finish: Option<Finish>,
-    /// Bytes the client sent meanwhile (a next request), for the next head; up to
-    /// [`MAX_HEAD`], past which the socket is no longer read.
+    /// Bytes the client sent meanwhile (the start of a next request), for the next head: one
+    /// read's worth, after which the socket is no longer read until the stream ends, as hyper
+    /// does.
     early: Vec<u8>,
 }
 
@@ -163,15 +205,17 @@ where
             service,
             shared,
             closing: false,
+            taken: false,
         };
         if fast {
             conn.state = State::Head {
                 buf: Vec::new(),
                 filled: 0,
+                partial_at: None,
                 timeout: None,
             };
         } else {
-            conn.hand_over(Vec::new(), None);
+            conn.hand_over(Vec::new(), None, None);
         }
         conn
     }
@@ -180,7 +224,7 @@ where
     pub(super) fn graceful_shutdown(&mut self) {
         self.closing = true;
         if let State::Hyper(conn) = &mut self.state {
-            conn.as_mut().graceful_shutdown();
+            conn.graceful_shutdown();
         }
     }
 
@@ -190,6 +234,7 @@ where
         self.state = State::Head {
             buf: early,
             filled,
+            partial_at: None,
             timeout: Some(Box::pin(tokio::time::sleep(
                 self.shared.header_read_timeout,
             ))),
@@ -197,11 +242,14 @@ where
     }
 
     /// Hands the connection to hyper, with the bytes read of its next request and, if the
-    /// application already answered that request, the answer.
+    /// application already answered that request, the answer. `head_deadline` is when the
+    /// head being read must be complete, if its timer has started: hyper's own timer then
+    /// ends there too, rather than a whole header read timeout after the handover.
     fn hand_over(
         &mut self,
         read: Vec<u8>,
-        answer: Option<Result<http::Response<ConnectionBody<B>>, BoxError>>,
+        answer: Option<Answer<B>>,
+        head_deadline: Option<tokio::time::Instant>,
     ) {
         let Some(io) = self.io.take() else {
             self.state = State::Done;
@@ -209,31 +257,54 @@ where
         };
         let service = self.service.clone();
         let shutdown_hyper = self.closing && answer.is_none();
+        let http1_only = self.taken || answer.is_some();
         let service = match answer {
             Some(mut answer) => {
                 if self.closing
                     && let Ok(response) = &mut answer
                 {
                     // hyper closes the connection after it, as the shutdown asks.
-                    response
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    close_after(response.headers_mut());
                 }
                 Handover::answered(service, answer)
             }
             None => Handover::new(service),
         };
-        let conn = self
-            .shared
-            .builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(Prefixed::new(read, io)),
-                TowerToHyperService::new(service),
-            )
-            .into_owned();
-        let mut conn = Box::pin(conn);
+        let io = TokioIo::new(Prefixed::new(read, io));
+        let service = TowerToHyperService::new(service);
+        let mut conn = if http1_only || head_deadline.is_some() {
+            let left = head_deadline
+                .map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()));
+            if http1_only {
+                let mut builder = self.shared.http1.clone();
+                if let Some(left) = left {
+                    builder.header_read_timeout(left);
+                }
+                HyperConn::Http1(Box::pin(
+                    builder.serve_connection(io, service).with_upgrades(),
+                ))
+            } else {
+                // A first head, handed over part read: hyper's whole server for what it is,
+                // under what is left of its header read timeout.
+                let mut auto = self.shared.builder.clone();
+                if let Some(left) = left {
+                    auto.http1().header_read_timeout(left);
+                }
+                HyperConn::Auto(Box::pin(
+                    auto.serve_connection_with_upgrades(io, service)
+                        .into_owned(),
+                ))
+            }
+        } else {
+            HyperConn::Auto(Box::pin(
+                self.shared
+                    .builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned(),
+            ))
+        };
         if shutdown_hyper {
-            conn.as_mut().graceful_shutdown();
+            conn.graceful_shutdown();
         }
         self.state = State::Hyper(conn);
     }
@@ -243,7 +314,7 @@ where
             State::Head { .. } => self.poll_head(cx),
             State::Calling { .. } => self.poll_calling(cx),
             State::Streaming(_) => self.poll_streaming(cx),
-            State::Hyper(conn) => match conn.as_mut().poll(cx) {
+            State::Hyper(conn) => match conn.poll(cx) {
                 Poll::Ready(result) => Step::Closed(result),
                 Poll::Pending => Step::Pending,
             },
@@ -256,6 +327,7 @@ where
         let State::Head {
             buf,
             filled,
+            partial_at,
             timeout,
         } = &mut self.state
         else {
@@ -271,12 +343,13 @@ where
         }
         loop {
             if *filled > 0 {
-                match head::read_head(&buf[..*filled]) {
-                    Head::Partial => {}
+                match head::read_head(&buf[..*filled], *partial_at) {
+                    Head::Partial => *partial_at = Some(*filled),
                     Head::Hyper => {
                         buf.truncate(*filled);
                         let read = std::mem::take(buf);
-                        self.hand_over(read, None);
+                        let deadline = timeout.as_ref().map(|t| t.deadline());
+                        self.hand_over(read, None, deadline);
                         return Step::Again;
                     }
                     Head::Fast(request) => {
@@ -288,6 +361,7 @@ where
                         buf.truncate(*filled);
                         let head = std::mem::take(buf);
                         let response = Box::pin(self.service.call(*request));
+                        self.taken = true;
                         self.state = State::Calling { response, head };
                         return Step::Again;
                     }
@@ -336,12 +410,16 @@ where
             Ok(response)
                 if head::is_event_stream(&response) && !response.body().is_end_stream() =>
             {
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                if self.closing {
+                    // As hyper does when it writes a head during a graceful shutdown.
+                    close_after(&mut parts.headers);
+                }
                 let head = head::response_head(&parts.headers, || {
                     httpdate::fmt_http_date(std::time::SystemTime::now())
                 });
                 self.state = State::Streaming(Box::new(Streaming {
-                    body: Box::pin(body),
+                    body: Some(Box::pin(body)),
                     out: Out::Head(head, 0),
                     ended: false,
                     finish: None,
@@ -350,7 +428,7 @@ where
             }
             answer => {
                 let read = std::mem::take(head);
-                self.hand_over(read, Some(answer));
+                self.hand_over(read, Some(answer), None);
             }
         }
         Step::Again
@@ -393,9 +471,16 @@ where
                 Some(Finish::Failed(err)) => return Step::Closed(Err(err)),
                 None => {}
             }
-            match stream.body.as_mut().poll_frame(cx) {
+            let Some(body) = stream.body.as_mut() else {
+                stream.finish = Some(Finish::Ended);
+                continue;
+            };
+            match body.as_mut().poll_frame(cx) {
                 Poll::Pending => return Step::Pending,
-                Poll::Ready(None) => stream.finish = Some(Finish::Ended),
+                Poll::Ready(None) => {
+                    stream.body = None;
+                    stream.finish = Some(Finish::Ended);
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data()
                         && data.has_remaining()
@@ -412,6 +497,11 @@ where
             }
         }
     }
+}
+
+/// Marks a response as the connection's last, as hyper does during a graceful shutdown.
+fn close_after(headers: &mut http::HeaderMap) {
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// Closes the connection if its head has taken longer than the header read timeout.
@@ -475,8 +565,11 @@ impl<B: ResBody> Streaming<B> {
     fn gather(&mut self, first: B::Data, cx: &mut Context<'_>) {
         let mut size = first.remaining();
         let mut more = Vec::new();
-        while more.len() + 1 < MAX_BATCH && size < MAX_BATCH_BYTES {
-            match self.body.as_mut().poll_frame(cx) {
+        while let Some(body) = self.body.as_mut()
+            && more.len() + 1 < MAX_BATCH
+            && size < MAX_BATCH_BYTES
+        {
+            match body.as_mut().poll_frame(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data()
@@ -487,10 +580,12 @@ impl<B: ResBody> Streaming<B> {
                     }
                 }
                 Poll::Ready(None) => {
+                    self.body = None;
                     self.finish = Some(Finish::Ended);
                     break;
                 }
                 Poll::Ready(Some(Err(err))) => {
+                    self.body = None;
                     self.finish = Some(Finish::Failed(err.into()));
                     break;
                 }
@@ -506,25 +601,28 @@ impl<B: ResBody> Streaming<B> {
         });
     }
 
-    /// Reads what the client sends while the stream lasts; ready when it has left.
+    /// Reads what the client sends while the stream lasts; ready when it has left. Once it has
+    /// sent anything (the start of a next request, pipelined), the socket is no longer read
+    /// until the stream ends, as hyper does: what it sends is then bounded by one read.
     fn poll_client(
         &mut self,
         io: &mut ServeIo,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), BoxError>> {
-        while self.early.len() < MAX_HEAD {
-            let mut bytes = [0; 512];
-            let mut read = ReadBuf::new(&mut bytes);
-            match Pin::new(&mut *io).poll_read(cx, &mut read) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
-                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
-                Poll::Ready(Ok(())) => self.early.extend_from_slice(read.filled()),
+        if !self.early.is_empty() {
+            return Poll::Pending;
+        }
+        let mut bytes = [0; 512];
+        let mut read = ReadBuf::new(&mut bytes);
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => {
+                self.early.extend_from_slice(read.filled());
+                Poll::Pending
             }
         }
-        // Enough of a next request is waiting: like hyper, stop reading until this response
-        // is done.
-        Poll::Pending
     }
 }
 

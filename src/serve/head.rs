@@ -36,12 +36,24 @@ pub(super) enum Head {
     Hyper,
 }
 
-/// Reads what the client sent so far (`buf`, not empty).
-pub(super) fn read_head(buf: &[u8]) -> Head {
+/// Reads what the client sent so far (`buf`, not empty). `partial_at` is how much of it was
+/// read when it was last found to be a partial head, if it was: as hyper does, the head is then
+/// parsed again only once the bytes since hold the end of a head, so that a head sent a byte at
+/// a time costs a scan of each byte, not a parse.
+pub(super) fn read_head(buf: &[u8], partial_at: Option<usize>) -> Head {
     // Quick refusals before parsing: the HTTP/2 preface, and anything that is no `GET`.
     let start = &buf[..buf.len().min(4)];
     if !b"GET ".starts_with(start) {
         return Head::Hyper;
+    }
+    if let Some(partial_at) = partial_at
+        && !is_complete_fast(buf, partial_at)
+    {
+        return if buf.len() < MAX_HEAD {
+            Head::Partial
+        } else {
+            Head::Hyper
+        };
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -55,6 +67,20 @@ pub(super) fn read_head(buf: &[u8]) -> Head {
         // Too long, or not a head hyper would take (hyper answers the error).
         Ok(httparse::Status::Partial) | Err(_) => Head::Hyper,
     }
+}
+
+/// Whether the bytes from a little before `partial_at` on hold the end of a head: hyper's own
+/// scan (`is_complete_fast`), so that both parse a growing head at the same points.
+fn is_complete_fast(bytes: &[u8], partial_at: usize) -> bool {
+    let bytes = &bytes[partial_at.saturating_sub(3).min(bytes.len())..];
+    bytes.iter().enumerate().any(|(i, &b)| {
+        let after = &bytes[i + 1..];
+        match b {
+            b'\r' => after.starts_with(b"\n\r\n"),
+            b'\n' => after.starts_with(b"\n") || after.starts_with(b"\r\n"),
+            _ => false,
+        }
+    })
 }
 
 /// The request hyper would build from `parsed`, if the fast path takes it.
@@ -104,9 +130,14 @@ fn fast_request(parsed: &httparse::Request<'_, '_>) -> Option<Request<RequestBod
 
 /// Whether the fast path writes `response` itself: a `200` event stream whose length hyper
 /// would not know either (so chunked), and that keeps the connection as it is.
-pub(super) fn is_event_stream<B>(response: &Response<B>) -> bool {
+pub(super) fn is_event_stream<B: http_body::Body>(response: &Response<B>) -> bool {
     let headers = response.headers();
     response.status() == StatusCode::OK
+        && response.version() == Version::HTTP_11
+        // A body of known length hyper sends with a `content-length`, not chunked.
+        && response.body().size_hint().exact().is_none()
+        // A reason phrase of its own, hyper writes.
+        && response.extensions().get::<hyper::ext::ReasonPhrase>().is_none()
         && headers.get(header::CONTENT_TYPE).is_some_and(|v| {
             v.as_bytes()
                 .get(..17)
@@ -170,14 +201,14 @@ mod tests {
     use super::*;
 
     fn fast(head: &str) -> Request<RequestBody> {
-        match read_head(head.as_bytes()) {
+        match read_head(head.as_bytes(), None) {
             Head::Fast(request) => *request,
             other => panic!("{head:?}: {other:?}"),
         }
     }
 
     fn kind(head: &str) -> &'static str {
-        match read_head(head.as_bytes()) {
+        match read_head(head.as_bytes(), None) {
             Head::Partial => "partial",
             Head::Fast(_) => "fast",
             Head::Hyper => "hyper",
@@ -238,6 +269,28 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_head_is_parsed_again_only_once_its_end_has_come() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        // Were it parsed, the bad byte would send it to hyper; the end has not come yet.
+        let bad = b"GET / HTTP/1.1\r\nX: \x01";
+        assert!(matches!(read_head(bad, Some(bad.len() - 1)), Head::Partial));
+        assert!(matches!(
+            read_head(head, Some(head.len() - 1)),
+            Head::Fast(_)
+        ));
+        assert!(matches!(
+            read_head(head, Some(head.len() - 4)),
+            Head::Fast(_)
+        ));
+        assert!(matches!(
+            read_head(b"GET / HTTP/1.1\n\n", Some(15)),
+            Head::Fast(_)
+        ));
+        assert!(is_complete_fast(b"ab\n\r\n", 1));
+        assert!(!is_complete_fast(b"ab\r\n\r", 0));
+    }
+
+    #[test]
     fn any_bodyless_get_is_taken_as_its_response_may_be_a_stream() {
         assert_eq!(kind("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), "fast");
         assert_eq!(kind("GET /?a HTTP/1.1\r\n\r\n"), "fast");
@@ -252,7 +305,11 @@ mod tests {
         let response = Response::builder()
             .header("content-type", "text/event-stream")
             .header("cache-control", "no-cache")
-            .body(())
+            .body(http_body_util::StreamBody::new(
+                futures_util::stream::pending::<
+                    Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                >(),
+            ))
             .unwrap();
         assert!(is_event_stream(&response));
         let head = response_head(response.headers(), || {
@@ -266,9 +323,19 @@ mod tests {
         let sized = Response::builder()
             .header("content-type", "text/event-stream")
             .header("content-length", "0")
-            .body(())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
             .unwrap();
         assert!(!is_event_stream(&sized));
+        let known_length = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"data: x\n\n",
+            )))
+            .unwrap();
+        assert!(
+            !is_event_stream(&known_length),
+            "hyper sends it with a content-length"
+        );
         assert_eq!(ChunkHeader::new(0x1a2).as_bytes(), b"1a2\r\n");
         assert_eq!(ChunkHeader::new(usize::MAX).as_bytes().len(), 18);
     }

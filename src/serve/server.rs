@@ -220,6 +220,7 @@ where
         } = self;
         let shared = Arc::new(Shared {
             builder: builder(&settings),
+            http1: http1_builder(&settings),
             header_read_timeout: settings.header_read_timeout,
             http1_fast_path: settings.http1_fast_path,
             idle_timeout: settings.idle_timeout,
@@ -276,6 +277,15 @@ fn builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .enable_connect_protocol();
+    builder
+}
+
+/// hyper's HTTP/1 settings, as [`builder`] sets them, for a connection known to be HTTP/1.
+fn http1_builder(settings: &Settings) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
     builder
 }
 

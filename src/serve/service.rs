@@ -231,7 +231,7 @@ impl<B: Body> Body for ConnectionBody<B> {
 }
 
 /// What the application answered to a request the fast path read, for hyper to send.
-type Answer<B> = Result<Response<ConnectionBody<B>>, BoxError>;
+pub(super) type Answer<B> = Result<Response<ConnectionBody<B>>, BoxError>;
 
 /// The service hyper runs on a connection: the connection's service for `Request<Incoming>`,
 /// and, on a connection the fast path handed over after the application answered its first

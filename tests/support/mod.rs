@@ -13,3 +13,39 @@ pub mod whatwg;
 pub fn http1_fast_path() -> bool {
     std::env::var("HTTP1_FAST_PATH").map_or(true, |v| v.trim() != "0")
 }
+
+/// Sends `head` to `addr` `piece` bytes at a time, one piece per `pace`, then `filler` bytes
+/// the same way for ever (a head that never ends), until the server closes the connection: how
+/// long after the first byte it did.
+pub async fn head_cut_off_after(
+    addr: std::net::SocketAddr,
+    head: &[u8],
+    piece: usize,
+    pace: std::time::Duration,
+) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.split();
+    let start = tokio::time::Instant::now();
+    let mut bytes = head.iter().copied().chain(std::iter::repeat(b'a'));
+    let send = async {
+        loop {
+            let chunk: Vec<u8> = bytes.by_ref().take(piece).collect();
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pace).await;
+        }
+    };
+    let closed = async {
+        let mut buf = [0; 1024];
+        while let Ok(n) = read.read(&mut buf).await
+            && n > 0
+        {}
+    };
+    tokio::select! {
+        () = send => {}
+        () = closed => {}
+    }
+    start.elapsed()
+}
