@@ -198,6 +198,8 @@ pub use service::SseService;
 pub use signal::shutdown_signal;
 
 pub(crate) use future::CACHE_CONTROL;
+#[cfg(feature = "serve")]
+pub(crate) use future::is_event_stream;
 
 #[cfg(test)]
 mod compression_tests;

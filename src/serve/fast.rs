@@ -4,10 +4,12 @@
 //! The fast path reads a request head (into a buffer allocated once the socket is readable, and
 //! freed once the head is read), lets [`head::read_head`] decide whether it takes it, calls the
 //! application, and if the response is an event stream ([`head::is_event_stream`]) writes its
-//! head and then each body frame as one chunk, straight on the socket: a `writev` of the size
-//! line, the frame's own bytes (shared with every other subscriber of the event, not copied) and
-//! a CRLF. While the stream lasts it holds no read or write buffer, and reads the socket only to
-//! notice that the client left. When the stream ends, the connection reads its next head.
+//! head and then its body straight on the socket: what the body has ready when the connection
+//! runs (one event, or several when it runs late) as one chunk, in one system call (a `send` of
+//! a copy on the stack for a chunk up to 2 KiB, else a `writev` of the size line, the frames'
+//! own bytes, shared with every other subscriber, and a CRLF). While the stream lasts it holds
+//! no read or write buffer, and reads the socket only to notice that the client left. When the
+//! stream ends, the connection reads its next head.
 //!
 //! Anything else is handed to hyper with the bytes already read ([`Prefixed`]): a head the fast
 //! path does not take, whole or not, and a response that is not an event stream, which hyper
@@ -277,36 +279,35 @@ where
         };
         let io = TokioIo::new(Prefixed::new(read, io));
         let service = TowerToHyperService::new(service);
-        let mut conn = if http1_only || head_deadline.is_some() {
-            let left = head_deadline
-                .map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()));
-            if http1_only {
-                let mut builder = self.shared.http1.clone();
+        // What is left of the header read timeout, for the head being read.
+        let left = head_deadline
+            .map(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let shared = &self.shared;
+        let mut conn = match (http1_only, left) {
+            (true, left) => {
+                let mut builder = shared.http1.clone();
                 if let Some(left) = left {
                     builder.header_read_timeout(left);
                 }
                 HyperConn::Http1(Box::pin(
                     builder.serve_connection(io, service).with_upgrades(),
                 ))
-            } else {
-                // A first head, handed over part read: hyper's whole server for what it is,
-                // under what is left of its header read timeout.
-                let mut auto = self.shared.builder.clone();
-                if let Some(left) = left {
-                    auto.http1().header_read_timeout(left);
-                }
+            }
+            // A first head, handed over part read: hyper's whole server for what it is.
+            (false, Some(left)) => {
+                let mut auto = shared.builder.clone();
+                auto.http1().header_read_timeout(left);
                 HyperConn::Auto(Box::pin(
                     auto.serve_connection_with_upgrades(io, service)
                         .into_owned(),
                 ))
             }
-        } else {
-            HyperConn::Auto(Box::pin(
-                self.shared
+            (false, None) => HyperConn::Auto(Box::pin(
+                shared
                     .builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned(),
-            ))
+            )),
         };
         if shutdown_hyper {
             conn.graceful_shutdown();

@@ -138,11 +138,7 @@ pub(super) fn is_event_stream<B: http_body::Body>(response: &Response<B>) -> boo
         && response.body().size_hint().exact().is_none()
         // A reason phrase of its own, hyper writes.
         && response.extensions().get::<hyper::ext::ReasonPhrase>().is_none()
-        && headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-            v.as_bytes()
-                .get(..17)
-                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
-        })
+        && crate::layer::is_event_stream(headers)
         && !headers.contains_key(header::CONTENT_LENGTH)
         && !headers.contains_key(header::TRANSFER_ENCODING)
         && !headers.contains_key(header::CONNECTION)

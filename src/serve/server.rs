@@ -139,9 +139,9 @@ impl<A, M, F> Serve<A, M, F> {
     /// parsed here, with hyper's own parser (`httparse`); a plain bodyless `GET` is answered
     /// by the application, and if its response is an event stream (`200`,
     /// `text/event-stream`), that is written straight on the socket: no read buffer and no
-    /// write buffer held for the stream's life (hyper keeps 8 KiB of each per connection), each
-    /// event framed as one chunk in one `writev`, without copying its bytes, which every
-    /// subscriber shares. When the stream ends, the connection reads its next head the same way.
+    /// write buffer held for the stream's life (hyper keeps 8 KiB of each per connection), and
+    /// what the stream has ready sent as one chunk in one system call. When the stream ends,
+    /// the connection reads its next head the same way.
     ///
     /// Everything else goes to hyper, with the bytes already read, and from then on hyper
     /// serves the connection: a response that is not an event stream (hyper sends it, as the

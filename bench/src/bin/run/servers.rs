@@ -5,6 +5,10 @@
 
 use std::path::Path;
 
+/// The row of `tower_sse::serve` with its HTTP/1 fast path (issue 15), and without it.
+pub(crate) const SERVE: &str = "tower-sse+serve";
+pub(crate) const SERVE_HYPER: &str = "tower-sse+serve-hyper";
+
 /// One server of the comparison: how to start it. `{ADDR}` and `{DIR}` in the command are
 /// replaced by the listen address and a scratch directory; `ADDR` and `WORKERS=1` are also set
 /// in its environment.
@@ -101,10 +105,10 @@ pub(crate) fn servers(bin: &Path) -> Vec<Server> {
         tower_sse("tower-sse+jemalloc", Allocator::Jemalloc),
         tower_sse("tower-sse+jemalloc-bg", Allocator::JemallocBackground),
         // Its HTTP/1 fast path for event streams is on by default.
-        serve("tower-sse+serve", &[("SERVE", "1")], true),
+        serve(SERVE, &[("SERVE", "1")], true),
         // Every request through hyper: how `serve` served before issue 15.
         serve(
-            "tower-sse+serve-hyper",
+            SERVE_HYPER,
             &[("SERVE", "1"), ("HTTP1_FAST_PATH", "0")],
             false,
         ),

@@ -68,9 +68,7 @@ impl Results {
     }
 }
 
-/// The row of `tower_sse::serve` with its HTTP/1 fast path (issue 15), and without it.
-pub(crate) const SERVE: &str = "tower-sse+serve";
-pub(crate) const SERVE_HYPER: &str = "tower-sse+serve-hyper";
+pub(crate) use crate::servers::{SERVE, SERVE_HYPER};
 
 /// The suffixes of the allocator rows (`servers.rs`): `tower-sse+jemalloc` is `tower-sse` on
 /// jemalloc. Other suffixes name other ways of serving (`tower-sse+serve`), on glibc's malloc.

@@ -283,6 +283,7 @@ mod tests {
     use crate::scenarios::idle::IdleRow;
     use crate::scenarios::plain::PlainRow;
     use crate::scenarios::storm::StormRow;
+    use crate::servers::SERVE_HYPER;
 
     fn idle(server: &str, topics: Topics, kib: f64, after: f64) -> IdleRow {
         IdleRow {
@@ -558,7 +559,7 @@ mod tests {
     #[test]
     fn serve_is_no_allocator_row_of_issue_6() {
         let res = Results {
-            measured: ["tower-sse", SERVE, "tower-sse+serve-hyper", "baseline"]
+            measured: ["tower-sse", SERVE, SERVE_HYPER, "baseline"]
                 .map(String::from)
                 .to_vec(),
             ..Results::default()
