@@ -208,8 +208,8 @@ fn main() {
         .unwrap();
     let _guard = rt.enter();
     let plain = SseLayer::new();
-    let compressing = SseLayer::new().compression(Compression::new());
-    let sharing = SseLayer::new().compression(Compression::new().shared().cache_entries(POOL / 16));
+    let compressing = SseLayer::new().compression(Compression::new().per_stream());
+    let sharing = SseLayer::new().compression(Compression::new().cache_entries(POOL / 16));
     let variants = [
         ("plain", &plain, None, false),
         ("gzip", &compressing, Some("gzip"), false),

@@ -11,17 +11,18 @@
 //! Routes:
 //!
 //! - `GET /events`: the hub topic `orders`, each event an order as JSON (with an id; a
-//!   returning client gets what it missed after its `Last-Event-ID`). Compressed with zstd,
-//!   gzip or Brotli for a client that accepts one, each event decodable as soon as it arrives.
+//!   returning client gets what it missed after its `Last-Event-ID`). Compressed with Brotli,
+//!   gzip or zstd for a client that accepts one, each event decodable as soon as it arrives.
 //! - `POST /orders` with a JSON body publishes it and answers `{"id": "…"}`; a body that is
 //!   not JSON gets `400`. Anyone who can reach the server can publish: put your login in front.
 //! - `GET /`: a page that shows the latest orders as they come.
 //!
-//! The compression to copy: `Compression::shared` compresses each event once and sends the
-//! same bytes to every subscriber of its topic, so a topic's thousand watchers cost about what
-//! one costs; `Compression::new()` alone keeps one context per stream, which compresses better
-//! what repeats from event to event (a page re-rendered with small changes), for a compression
-//! per subscriber and event. See `tower_sse::layer::Compression` for the measured trade-off.
+//! The compression to copy: `Compression::new()` (shared, the default) compresses each event
+//! once and sends the same bytes to every subscriber of its topic, so a topic's thousand
+//! watchers cost about what one costs; `Compression::new().per_stream()` keeps one context per
+//! stream, which compresses better what repeats from event to event (a page re-rendered with
+//! small changes), for a compression per subscriber and event. See
+//! `tower_sse::layer::Compression` for the measured trade-off.
 //!
 //! Configuration, from the environment:
 //!
@@ -51,7 +52,7 @@ const TOPIC: &str = "orders";
 /// The compression the environment asks for; the error says which variable is wrong.
 fn compression_from_env() -> Result<Compression, String> {
     let mut compression = match std::env::var("COMPRESSION").as_deref() {
-        Err(_) | Ok("shared") => Compression::new().shared(),
+        Err(_) | Ok("shared") => Compression::new(),
         Ok("per-stream") => Compression::new().per_stream(),
         Ok(other) => {
             return Err(format!(

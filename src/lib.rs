@@ -66,7 +66,7 @@
 //! | `signal` | yes    | `shutdown_signal()`: resolves on Ctrl-C (SIGINT) or SIGTERM, for [`SseLayer::shutdown_on`] (through `tokio/signal`) |
 //! | `json`  | no      | `Event::json` and `EventBuilder::json_data`, through serde; `Serialize` for `ConnectionInfo` |
 //! | `redis` | no      | `backend::RedisBackend` and `HubBuilder::redis`: history and fan-out in Redis Streams |
-//! | `compression` | no | [`SseLayer::compression`]: the layer compresses event streams (zstd, gzip, Brotli), one context per stream, flushed after every event |
+//! | `compression` | no | [`SseLayer::compression`]: the layer compresses event streams (Brotli, gzip, zstd), each event once for all the streams that send it, or one context per stream, flushed after every event |
 //! | `serve` | no      | `serve()`: HTTP/1 and HTTP/2 serving with header and idle timeouts, a send buffer cap, peer addresses and a shutdown deadline |
 //! | `jwt`   | no      | `auth::jwt::Jwt`: an authorization policy on JSON Web Tokens (HS256, RS256, ES256) with topic selectors in the claims |
 //! | `metrics` | no    | `tower_sse::metrics`: connections, disconnects by reason, events published and sent, replays and gaps, topics, backend errors and lag, through the `metrics` facade (the application installs the exporter) |

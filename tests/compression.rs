@@ -211,15 +211,16 @@ async fn assert_decoded_as_sent(url: &str, streams: &mut Streams, coding: &str) 
 // The layer's own compression
 // ---------------------------------------------------------------------------------------------
 
-fn compressing() -> SseLayer {
+/// The layer's compression with one context per stream.
+fn per_stream() -> SseLayer {
     SseLayer::new()
         .keep_alive(KEEP_ALIVE)
-        .compression(Compression::new())
+        .compression(Compression::new().per_stream())
 }
 
 #[tokio::test]
-async fn the_layer_compresses_each_event_decodable_as_soon_as_it_is_sent() {
-    let (url, mut streams) = start(|router| router.layer(compressing())).await;
+async fn per_stream_compression_decodes_each_event_as_soon_as_it_is_sent() {
+    let (url, mut streams) = start(|router| router.layer(per_stream())).await;
     for coding in ["gzip", "br", "zstd"] {
         let first = first_bytes(assert_sent_as(&url, &mut streams, coding, coding).await).await;
         assert!(!first.starts_with(b":"), "{coding}: {first:?}");
@@ -251,16 +252,17 @@ async fn a_client_that_accepts_no_encoding_gets_the_plain_stream() {
     assert_eq!(first_bytes(response).await, &b":\n\n"[..]);
 }
 
-/// The layer's compression in shared mode: each event compressed once for all streams.
-fn sharing() -> SseLayer {
+/// The layer's compression as `Compression::new()` sets it: shared, each event compressed once
+/// for all streams.
+fn compressing() -> SseLayer {
     SseLayer::new()
         .keep_alive(KEEP_ALIVE)
-        .compression(Compression::new().shared())
+        .compression(Compression::new())
 }
 
 #[tokio::test]
-async fn shared_compression_decodes_each_event_as_soon_as_it_is_sent() {
-    let (url, mut streams) = start(|router| router.layer(sharing())).await;
+async fn the_layer_compresses_each_event_decodable_as_soon_as_it_is_sent() {
+    let (url, mut streams) = start(|router| router.layer(compressing())).await;
     for coding in ["gzip", "br", "zstd"] {
         let first = first_bytes(assert_sent_as(&url, &mut streams, coding, coding).await).await;
         assert!(!first.starts_with(b":"), "{coding}: {first:?}");
@@ -279,7 +281,7 @@ async fn shared_compression_fans_a_topic_out_to_decoding_clients() {
     let hub = Hub::memory();
     let app = Router::new()
         .route("/events/{topic}", get(subscribe))
-        .layer(sharing())
+        .layer(compressing())
         .with_state(hub.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/events", listener.local_addr().unwrap());
@@ -311,7 +313,7 @@ async fn shared_compression_fans_a_topic_out_to_decoding_clients() {
 
 #[tokio::test]
 async fn curl_compressed_decodes_each_event_as_it_is_sent() {
-    for layer in [compressing(), sharing()] {
+    for layer in [per_stream(), compressing()] {
         curl_decodes_each_event_as_it_is_sent(layer).await;
     }
 }

@@ -14,9 +14,10 @@
 //!   [`Registry::close`], which is an end without a `retry:` hint (the client sees a
 //!   compressed stream cut short, and reconnects as after a dropped connection).
 //! - **Compressed here** (feature `compression`, [`SseLayer::compression`]). The layer
-//!   compresses the stream itself, after it has added its own bytes: one compression context
-//!   per stream, flushed at the end of every event and every keep-alive comment, so each one
-//!   is decodable as soon as it is sent, and finished when the stream ends.
+//!   compresses the stream itself, after it has added its own bytes: each event once for all
+//!   the streams that send it (the default), or in one compression context per stream; either
+//!   way flushed at the end of every event and every keep-alive comment, so each one is
+//!   decodable as soon as it is sent, and finished when the stream ends.
 //!
 //! [`Connection::send`]: crate::registry::Connection::send
 //! [`max_lifetime`]: crate::SseLayer::max_lifetime
@@ -152,16 +153,30 @@ mod enabled {
     use super::shared;
 
     /// Which encodings [`SseLayer::compression`](crate::SseLayer::compression) may compress
-    /// event streams with: all three by default. The client's `q` values decide first; between
-    /// encodings it weighs alike, the layer prefers zstd (about gzip's CPU and bytes per event
-    /// in the microbenchmark below, and a window four times as long), then gzip, then Brotli
-    /// (which keeps no context between events):
+    /// event streams with (all three unless left out), and how. The client's `q` values
+    /// decide first; between encodings it weighs alike, the mode's preference decides.
+    ///
+    /// **Shared, the default** ([`shared`](Self::shared)): each event is compressed once, on
+    /// its own, and the same bytes go to every stream that sends it (every subscriber of a hub
+    /// topic). A stream keeps no context and no memory of its own. Brotli is preferred, then
+    /// gzip, then zstd (one frame per event in this mode, which some client libraries stop
+    /// after):
+    ///
+    /// | encoding | settings | bytes per 1 KiB JSON event | CPU added per delivery, 1 000 streams sending each event | 1 stream per event |
+    /// |----------|----------|----------------------------|-------------------------------|--------------------|
+    /// | `br`     | quality 2 | 416 | 0.06 µs | 20.1 µs |
+    /// | `gzip`   | level 1   | 437 | 0.20 µs | 17.1 µs |
+    /// | `zstd`   | level 1   | 410 | 0.05 µs | 6.3 µs |
+    ///
+    /// **One context per stream** ([`per_stream`](Self::per_stream)): zstd is preferred
+    /// (about gzip's CPU and bytes per event, and a window four times as long), then gzip,
+    /// then Brotli (which keeps no context between events):
     ///
     /// | encoding | settings | context kept between events | memory per stream, about | CPU added per delivery, 1 KiB JSON, 1 000 streams |
     /// |----------|----------|-----------------------------|--------------------------|------------------------------|
-    /// | `zstd`   | level −1, 4 096-entry match table | 128 KiB window | 190 KiB | 15.7 µs, 296 bytes |
-    /// | `gzip`   | level 1  | 32 KiB window  | 270 KiB | 16.5 µs, 291 bytes |
-    /// | `br`     | quality 1 | none (each event on its own) | 3 KiB | 13.3 µs, 438 bytes |
+    /// | `zstd`   | level −1, 4 096-entry match table | 128 KiB window | 190 KiB | 14.5 µs, 296 bytes |
+    /// | `gzip`   | level 1  | 32 KiB window  | 270 KiB | 17.5 µs, 291 bytes |
+    /// | `br`     | quality 1 | none (each event on its own) | 3 KiB | 19.5 µs, 438 bytes |
     ///
     /// Each stream has its own context, which is where the memory goes: an event is
     /// compressed against the earlier ones still in the window, so a page sent again with
@@ -170,32 +185,42 @@ mod enabled {
     /// with zstd, depending on the rows; gzip's window is too short for it). The fastest
     /// settings are used because every stream compresses every event it sends: a topic with
     /// a thousand subscribers compresses each event a thousand times, and with a thousand
-    /// contexts none is in the CPU cache when its event
-    /// comes, so what a context reads at random (zstd's match table, kept small here) costs
-    /// more than the compressing itself. The last column is the microbenchmark
-    /// (`WARM=300 STREAMS=1000 cargo bench --features compression --bench compress`, every
-    /// stream's window full; 1 057-byte events; 2 cores shared with other work): the CPU a
-    /// delivery costs more than a plain one, and the bytes it sends.
+    /// contexts none is in the CPU cache when its event comes, so what a context reads at
+    /// random (zstd's match table, kept small here) costs more than the compressing itself.
     ///
-    /// In the benchmark harness (`cargo run --release -p tower-sse-bench --bin run -- --quick
-    /// --servers tower-sse --scenarios compression`: 1 KiB JSON events, a thousand
-    /// subscribers, 2 cores), where the plain stream costs 8 to 10 µs of server CPU per
-    /// delivery, a run on an otherwise idle machine measured zstd at 2.94 times that, gzip at
-    /// 2.98 and Brotli at 2.17 (two runs beside other work: zstd 3.05 and 2.97, gzip 1.93 and
-    /// 3.00, Brotli 2.25 and 2.09): all far from the 1.3 times of issue 12's target. A run of
-    /// 2026-12-02 beside other work put per-stream compression at 1.8 to 2.6 times plain, and
-    /// [`shared`](Self::shared) (each event compressed once for all the streams it goes to) at
-    /// 0.91 to 1.07 times plain in every encoding (`BENCHMARKS.md`). Per-stream compression
-    /// suits large, repetitive events (HTML morphs) to clients on slow links; for small events
-    /// to many subscribers, choose `shared`.
+    /// The tables' CPU columns are the microbenchmark (`WARM=300 STREAMS=1000 cargo bench
+    /// --features compression --bench compress`, every stream's window full; 1 057-byte
+    /// events; 2 cores, 2026-12-02; the "1 stream per event" column with
+    /// `STREAMS=1`): the CPU a delivery costs more than a plain one. In the benchmark harness
+    /// (`cargo run --release -p tower-sse-bench --bin run -- --quick --servers tower-sse
+    /// --scenarios compression`: 1 KiB JSON events, a thousand subscribers, 2 cores), shared
+    /// compression measured 0.72 to 0.91 times the plain stream's CPU per delivery in every
+    /// encoding, within issue 12's 1.3 times, and one context per stream 2.33 to 3.17
+    /// times (`BENCHMARKS.md`).
+    ///
+    /// **Which mode.** Keep the default for events many streams send (hub topics, broadcasts):
+    /// its memory is the cache's, bounded, whatever the number of streams. Choose
+    /// [`per_stream`](Self::per_stream) for streams whose events are their own (a topic per
+    /// user, document or response) when what the events repeat matters more than CPU and
+    /// memory per stream. Shared, an event that only one stream sends is compressed for it
+    /// alone, from a fresh state (the "1 stream per event" column) and against nothing
+    /// before it: a page morph sent again costs nearly its first size (20 morphs of a 7 KiB
+    /// table, one row changed each time: 20 to 30 KB shared, 3 KB with per-stream zstd), and
+    /// events of a few dozen bytes come out larger than plain (500 LLM-style tokens of about
+    /// 24 bytes, 12 168 bytes plain: 15 168 shared in gzip or Brotli, 16 668 in zstd; per
+    /// stream 5 056 in gzip, 8 478 in zstd; the tests
+    /// `small_events_are_larger_than_plain_when_shared_and_smaller_per_stream` and
+    /// `page_morphs_are_several_times_smaller_per_stream_than_shared` print both).
     ///
     /// ```
     /// use tower_sse::SseLayer;
     /// use tower_sse::layer::Compression;
     ///
-    /// // gzip and Brotli only: no zstd context per stream.
+    /// // Each event once for all its subscribers, in Brotli or gzip, never zstd.
     /// let layer = SseLayer::new().compression(Compression::new().no_zstd());
-    /// # let _ = layer;
+    /// // One context per stream, for a server-driven UI's page morphs.
+    /// let morphs = SseLayer::new().compression(Compression::new().per_stream());
+    /// # let _ = (layer, morphs);
     /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     #[must_use]
@@ -228,35 +253,46 @@ mod enabled {
         /// neither counts in [`cache_bytes`](Self::cache_bytes).
         pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
 
-        /// `zstd`, `gzip` and `br`, in that order of preference, one context per stream
-        /// ([`per_stream`](Self::per_stream)).
+        /// All three encodings, each event compressed once for all the streams that send it
+        /// ([`shared`](Self::shared), the default), preferring `br`, then `gzip`, then `zstd`.
+        /// For one context per stream, add [`per_stream`](Self::per_stream).
         pub fn new() -> Self {
             Compression {
                 zstd: true,
                 br: true,
                 gzip: true,
-                shared: false,
+                shared: true,
                 cache_entries: Self::DEFAULT_CACHE_ENTRIES,
                 cache_bytes: Self::DEFAULT_CACHE_BYTES,
             }
         }
 
         /// One compression context per stream, which compresses each event against the
-        /// ones the stream sent before it (the default): the fewest bytes for events that
-        /// repeat earlier ones, such as a server-driven UI's morphs of a page, for the CPU
-        /// of compressing every event once per stream that sends it.
+        /// ones the stream sent before it (not the default): the fewest bytes for events
+        /// that repeat earlier ones, such as a server-driven UI's morphs of a page, for the
+        /// CPU of compressing every event once per stream that sends it, and the memory of a
+        /// context per stream (see the table above). Prefers `zstd` (the longest window),
+        /// then `gzip`, then `br`.
+        ///
+        /// **Compression leaks sizes.** With zstd or gzip, an event is compressed against
+        /// the earlier ones of its stream (Brotli keeps no context here), so in a stream that mixes content an attacker can influence with
+        /// secrets, the compressed sizes can give the secrets away (as in BREACH). The
+        /// default, [`shared`](Self::shared), compresses each event on its own, which limits
+        /// that to what shares one event.
         pub fn per_stream(mut self) -> Self {
             self.shared = false;
             self
         }
 
         /// Compresses each event once, on its own, and sends the same compressed bytes to
-        /// every stream that sends the event (every subscriber of a topic), from a cache the
+        /// every stream that sends the event (every subscriber of a topic): the default, which
+        /// [`Compression::new`] already sets. From a cache the
         /// layer's streams share ([`cache_entries`](Self::cache_entries),
         /// [`cache_bytes`](Self::cache_bytes)). A stream keeps no context: an event does not
         /// compress against the ones before it, and a stream costs no memory of its own.
         /// The layer's own comments and hints are compressed the same way. Each stream is
-        /// still one valid stream of its encoding, which any decoder reads as it arrives.
+        /// still one valid stream of its encoding, which a decoder reads as it arrives (for
+        /// zstd, one that reads on across frames: see below).
         ///
         /// The event is found again by the identity of its bytes: a hub's topic hands every
         /// subscriber the same bytes of an event, as does any handler that clones one
@@ -268,16 +304,15 @@ mod enabled {
         /// another), which browsers and curl decode whole, but some client libraries stop
         /// after the first frame unless told to go on (Python's `zstandard` without
         /// `read_across_frames=True`, older `reqwest`, some Node and Bun versions): such a
-        /// client sees only the start of the stream. Per-stream zstd is a single frame.
-        /// For those clients, leave zstd out (`Compression::new().shared().no_zstd()`, or
-        /// `Compression::new().no_zstd()`); gzip and Brotli streams are one stream each in
-        /// both modes.
+        /// client sees only the start of the stream. So this mode prefers `br`, then `gzip`
+        /// (one stream each in every decoder), and chooses zstd only for a client that
+        /// weighs it above both, or when it is the only one offered that the client accepts.
+        /// Per-stream zstd is a single frame.
+        /// To never send it, leave zstd out (`Compression::new().no_zstd()`).
         ///
-        /// **Compression leaks sizes.** With one context per stream, an event is compressed
-        /// against the earlier ones of its stream, so in a stream that mixes content an
-        /// attacker can influence with secrets, the compressed sizes can give the secrets
-        /// away (as in BREACH); this mode compresses each event on its own, which limits
-        /// that to what shares one event.
+        /// **Compression leaks sizes** less in this mode: each event is compressed on its
+        /// own, so what a compressed size tells is limited to what shares one event (see
+        /// [`per_stream`](Self::per_stream)).
         ///
         /// Memory: the cache ([`cache_entries`](Self::cache_entries),
         /// [`cache_bytes`](Self::cache_bytes)), and idle compressors kept for reuse, up to 8
@@ -353,9 +388,11 @@ mod enabled {
         /// encodings of `compression` (see [`Compression`] for the settings and what each
         /// costs). Needs the `compression` feature; off unless set.
         ///
-        /// The layer compresses after it has added its own bytes, with one compression
-        /// context per stream, and flushes it at the end of every event and every keep-alive
-        /// comment, so each one reaches the client decodable at once. The response gets
+        /// The layer compresses after it has added its own bytes, each event once for all
+        /// the streams that send it ([`Compression::shared`], the default) or in one context
+        /// per stream ([`Compression::per_stream`]), and ends every event and every
+        /// keep-alive comment with a flush, so each one reaches the client decodable at
+        /// once. The response gets
         /// `Content-Encoding` and `Vary: Accept-Encoding`; a client that accepts none of the
         /// encodings (or none with a non-zero `q`) gets the plain stream, with the same
         /// `Vary`. A handler's event stream that is already encoded (by an inner layer) is
@@ -372,7 +409,7 @@ mod enabled {
         /// use tower_sse::{Event, EventStream, SseLayer};
         ///
         /// async fn events() -> EventStream<impl futures_util::Stream<Item = Event>> {
-        ///     EventStream::new(stream::iter([Event::data("<div id=\"page\">…</div>")]))
+        ///     EventStream::new(stream::iter([Event::data(r#"{"price":101.5}"#)]))
         /// }
         ///
         /// let app: Router = Router::new()
@@ -412,8 +449,20 @@ mod enabled {
     }
 
     impl Encoding {
-        /// Most preferred first.
-        const PREFERENCE: [Encoding; 3] = [Encoding::Zstd, Encoding::Gzip, Encoding::Brotli];
+        /// Most preferred first, with one context per stream: zstd's window is the longest.
+        const PER_STREAM_PREFERENCE: [Encoding; 3] =
+            [Encoding::Zstd, Encoding::Gzip, Encoding::Brotli];
+        /// Most preferred first, in shared mode, where no encoding keeps a context: zstd,
+        /// one frame per event there, comes last (see [`Compression::shared`]).
+        const SHARED_PREFERENCE: [Encoding; 3] = [Encoding::Brotli, Encoding::Gzip, Encoding::Zstd];
+
+        fn preference(offered: &Compression) -> [Encoding; 3] {
+            if offered.shared {
+                Self::SHARED_PREFERENCE
+            } else {
+                Self::PER_STREAM_PREFERENCE
+            }
+        }
 
         fn index(self) -> usize {
             self as usize
@@ -442,7 +491,7 @@ mod enabled {
     }
 
     /// The encoding to answer `Accept-Encoding` with: the offered one the client weighs
-    /// highest, [`Encoding::PREFERENCE`] deciding between equals. A coding listed with `q=0`
+    /// highest, the mode's preference ([`Encoding::preference`]) deciding between equals. A coding listed with `q=0`
     /// (or an unreadable `q`), or not listed and not covered by `*`, is never chosen; a coding
     /// listed more than once counts with its lowest weight. No header: no encoding.
     pub(crate) fn negotiate<'a>(
@@ -475,7 +524,7 @@ mod enabled {
             }
         }
         let mut best: Option<(Encoding, u16)> = None;
-        for encoding in Encoding::PREFERENCE {
+        for encoding in Encoding::preference(offered) {
             let weight = listed[encoding.index()].or(any).unwrap_or(0);
             if offered.offers(encoding) && weight > 0 && best.is_none_or(|(_, w)| weight > w) {
                 best = Some((encoding, weight));

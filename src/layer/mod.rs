@@ -27,8 +27,9 @@
 //!   `Forwarded` or `X-Forwarded-For` ([`ClientAddr`]) for the registry and the per-peer
 //!   limits.
 //!
-//! With the `compression` feature, [`SseLayer::compression`] compresses event streams too, one
-//! context per stream, flushed after every event. A stream that arrives already compressed
+//! With the `compression` feature, [`SseLayer::compression`] compresses event streams too, each
+//! event once for all the streams that send it (or in one context per stream), flushed after
+//! every event. A stream that arrives already compressed
 //! (`Content-Encoding` set inside the layer) is never written into: it passes untouched, still
 //! registered, limited and ended at shutdown.
 //!

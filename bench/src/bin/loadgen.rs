@@ -1334,8 +1334,8 @@ mod tests {
             })
             .collect();
         for (mode, compression) in [
-            ("per stream", Compression::new()),
-            ("shared", Compression::new().shared()),
+            ("per stream", Compression::new().per_stream()),
+            ("shared", Compression::new()),
         ] {
             let layer = SseLayer::new().compression(compression);
             for coding in ["gzip", "br", "zstd"] {
@@ -1355,7 +1355,7 @@ mod tests {
 
     #[test]
     fn a_body_that_does_not_decode_is_an_error() {
-        let layer = SseLayer::new().compression(Compression::new().shared());
+        let layer = SseLayer::new().compression(Compression::new());
         for coding in ["gzip", "br", "zstd"] {
             let (mut frames, _) = frames(&layer, coding, &events());
             // A frame in the middle that no decoder reads: a deflate block of the reserved

@@ -11,10 +11,10 @@
 //! `HubBuilder::history_age`) and `TOPIC_IDLE_TTL_MS` (how long a topic without subscribers
 //! outlives its last event, `HubBuilder::topic_idle_ttl`) are for the many-topics scenario; when
 //! either is set, the server prints an `expiry: …` line saying how it applied them.
-//! `COMPRESSION=1` (or `per-stream`) lets the layer compress event streams for clients that
-//! accept it (`SseLayer::compression`), one context per stream (`Compression::new()`);
-//! `COMPRESSION=shared` compresses each event once for all the streams that send it
-//! (`Compression::new().shared()`). For the compression scenario; the server prints a
+//! `COMPRESSION=shared` (or `1`) lets the layer compress event streams for clients that accept
+//! it (`SseLayer::compression`), each event once for all the streams that send it
+//! (`Compression::new()`, the default); `COMPRESSION=per-stream` with one context per stream
+//! (`Compression::new().per_stream()`). For the compression scenario; the server prints a
 //! `compression: …` line saying which it applied, and refuses any other value.
 //!
 //! For the stalled and shutdown scenarios, named as in `examples/hub.rs`: `WRITE_TIMEOUT` and
@@ -98,8 +98,8 @@ fn main() -> std::io::Result<()> {
         if let Ok(mode) = std::env::var("COMPRESSION") {
             use tower_sse::layer::Compression;
             let compression = match mode.trim() {
-                "1" | "per-stream" => Compression::new(),
-                "shared" => Compression::new().shared(),
+                "per-stream" => Compression::new().per_stream(),
+                "1" | "shared" => Compression::new(),
                 other => {
                     return Err(std::io::Error::other(format!(
                         "COMPRESSION={other:?}: expected 1, per-stream or shared"

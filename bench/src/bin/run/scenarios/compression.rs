@@ -19,9 +19,9 @@ const TARGET: Bound = Bound::AtMost(1.3);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     Plain,
-    /// `Compression::new()`: one context per stream.
+    /// `Compression::new().per_stream()`: one context per stream.
     PerStream,
-    /// `Compression::new().shared()`: each event compressed once for all streams.
+    /// `Compression::new()` (the default): each event compressed once for all streams.
     Shared,
 }
 
@@ -39,8 +39,8 @@ impl Mode {
     fn words(self) -> &'static str {
         match self {
             Mode::Plain => "none",
-            Mode::PerStream => "per stream (`Compression::new()`)",
-            Mode::Shared => "shared (`Compression::new().shared()`)",
+            Mode::PerStream => "per stream (`Compression::new().per_stream()`)",
+            Mode::Shared => "shared (`Compression::new()`, the default)",
         }
     }
 }
