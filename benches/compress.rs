@@ -6,16 +6,17 @@
 //! ```
 //!
 //! Many streams through `SseLayer`, each over an endless stream of 1 KiB JSON events like the
-//! harness's (`loadgen publish --data json`: an order with varied line items), read one event
-//! per stream in turn, as a fan-out delivers them: plain, and compressed by the layer with each
-//! encoding, every event compressed and flushed on its own in its stream's context. The
-//! throughput is in deliveries; the difference to `plain` is what compression adds to each.
-//! With a thousand streams, the contexts do not fit in the cache, as in the harness.
+//! harness's (`loadgen publish --data json`: an order with varied line items), read one event per
+//! stream in turn, as a fan-out delivers them: plain, and compressed by the layer with each
+//! encoding, every event compressed and flushed on its own in its stream's context
+//! (`Compression::new().per_stream()`). The throughput is in deliveries; the difference to `plain`
+//! is what compression adds to each. With a thousand streams, the contexts do not fit in the cache,
+//! as in the harness.
 //!
-//! The `shared-*` variants compress with `Compression::shared`: every stream sends the same
-//! event in each round (the same `Bytes`, as a topic's subscribers get it), compressed once for
-//! all of them. Their cache holds fewer events than a stream cycles through, so that no event
-//! is found again from an earlier round: with one stream, every delivery compresses.
+//! The `shared-*` variants compress as `Compression::new()` does (shared, the default): every
+//! stream sends the same event in each round (the same `Bytes`, as a topic's subscribers get it),
+//! compressed once for all of them. Their cache holds fewer events than a stream cycles through, so
+//! that no event is found again from an earlier round: with one stream, every delivery compresses.
 //!
 //! The variants take turns, round after round, so that other load on the machine falls on all
 //! alike; each round reads for a fixed number of deliveries and counts the thread's CPU time

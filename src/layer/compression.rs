@@ -275,8 +275,9 @@ mod enabled {
         /// then `gzip`, then `br`.
         ///
         /// **Compression leaks sizes.** With zstd or gzip, an event is compressed against
-        /// the earlier ones of its stream (Brotli keeps no context here), so in a stream that mixes content an attacker can influence with
-        /// secrets, the compressed sizes can give the secrets away (as in BREACH). The
+        /// the earlier ones of its stream (Brotli keeps no context here), so in a stream
+        /// that mixes content an attacker can influence with secrets, the compressed sizes
+        /// can give the secrets away (as in BREACH). The
         /// default, [`shared`](Self::shared), compresses each event on its own, which limits
         /// that to what shares one event.
         pub fn per_stream(mut self) -> Self {
@@ -491,9 +492,10 @@ mod enabled {
     }
 
     /// The encoding to answer `Accept-Encoding` with: the offered one the client weighs
-    /// highest, the mode's preference ([`Encoding::preference`]) deciding between equals. A coding listed with `q=0`
-    /// (or an unreadable `q`), or not listed and not covered by `*`, is never chosen; a coding
-    /// listed more than once counts with its lowest weight. No header: no encoding.
+    /// highest, the mode's preference ([`Encoding::preference`]) deciding between equals. A
+    /// coding listed with `q=0` (or an unreadable `q`), or not listed and not covered by `*`,
+    /// is never chosen; a coding listed more than once counts with its lowest weight. No
+    /// header: no encoding.
     pub(crate) fn negotiate<'a>(
         values: impl IntoIterator<Item = &'a HeaderValue>,
         offered: &Compression,
