@@ -81,8 +81,7 @@ impl Server {
         let sse = SseLayer::new().registry(registry.clone());
         let started = Arc::new(Notify::new());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tower_sse::serve(listener, app(&sse, started.clone(), event_size))
-            .http1_fast_path(support::http1_fast_path())
+        let server = support::serve(listener, app(&sse, started.clone(), event_size))
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .idle_timeout(IDLE_TIMEOUT)
             .send_buffer_size(16 * 1024)
@@ -358,25 +357,16 @@ async fn make_services_and_plain_tower_services_are_served_too() {
     });
     let tasks = [
         tokio::spawn(
-            tower_sse::serve(
+            support::serve(
                 with_info,
                 router
                     .clone()
                     .into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .http1_fast_path(support::http1_fast_path())
             .into_future(),
         ),
-        tokio::spawn(
-            tower_sse::serve(make, router.into_make_service())
-                .http1_fast_path(support::http1_fast_path())
-                .into_future(),
-        ),
-        tokio::spawn(
-            tower_sse::serve(plain, tower_service)
-                .http1_fast_path(support::http1_fast_path())
-                .into_future(),
-        ),
+        tokio::spawn(support::serve(make, router.into_make_service()).into_future()),
+        tokio::spawn(support::serve(plain, tower_service).into_future()),
     ];
     for addr in &addrs[..2] {
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -410,8 +400,7 @@ async fn a_client_that_stops_reading_has_its_connection_reset_after_the_write_ti
         .keep_alive(KEEP_ALIVE)
         .write_timeout(WRITE_TIMEOUT);
     let started = Arc::new(Notify::new());
-    let server = tower_sse::serve(listener, app(&sse, started.clone(), 64 * 1024))
-        .http1_fast_path(support::http1_fast_path())
+    let server = support::serve(listener, app(&sse, started.clone(), 64 * 1024))
         .idle_timeout(IDLE_TIMEOUT)
         .send_buffer_size(16 * 1024);
     let _task = tokio::spawn(server.into_future());
@@ -476,8 +465,7 @@ async fn a_client_that_stops_reading_when_only_keep_alives_are_due_is_reset_afte
             }),
         )
         .layer(sse.clone());
-    let server = tower_sse::serve(listener, router)
-        .http1_fast_path(support::http1_fast_path())
+    let server = support::serve(listener, router)
         .idle_timeout(IDLE_TIMEOUT)
         .send_buffer_size(16 * 1024);
     let _task = tokio::spawn(server.into_future());

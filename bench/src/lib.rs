@@ -6,6 +6,11 @@
 
 use std::future::Future;
 
+/// Where `needle` first occurs in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Reads `ADDR` (default `127.0.0.1:3000`).
 pub fn addr() -> String {
     std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned())

@@ -20,8 +20,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::fast::Conn;
 use super::io::ServeIo;
+use super::service::ConnectionService;
 use super::service::sealed::{ConnService, ResBody};
-use super::service::{BoxError, ConnectionService};
 use crate::registry::StallSignal;
 
 /// What every connection of one server shares.
@@ -155,9 +155,12 @@ impl Drop for InProgress {
 pin_project! {
     /// The connection (the fast path's, then hyper's), with the idle timeout, the drain and the
     /// deadline around it.
-    struct Connection<C> {
-        #[pin]
-        conn: C,
+    struct Connection<S, B>
+    where
+        S: ConnService<B>,
+        B: ResBody,
+    {
+        conn: Conn<S, B>,
         #[pin]
         idle: Sleep,
         #[pin]
@@ -178,23 +181,11 @@ pin_project! {
     }
 }
 
-/// What [`Connection`] watches: a connection being served, which can be asked to close once
-/// what it has in progress is done.
-pub(super) trait Served: Future<Output = Result<(), BoxError>> {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<S, B> Served for Conn<S, B>
+impl<S, B> Future for Connection<S, B>
 where
     S: ConnService<B>,
     B: ResBody,
 {
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        Conn::graceful_shutdown(self.get_mut());
-    }
-}
-
-impl<C: Served> Future for Connection<C> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -217,9 +208,9 @@ impl<C: Served> Future for Connection<C> {
                 // No request yet, maybe half a head: nothing to finish.
                 return Poll::Ready(());
             }
-            this.conn.as_mut().graceful_shutdown();
+            this.conn.graceful_shutdown();
         }
-        if poll_conn(this.conn.as_mut(), cx, this.peer).is_ready() {
+        if poll_conn(this.conn, cx, this.peer).is_ready() {
             return Poll::Ready(());
         }
 
@@ -248,7 +239,7 @@ impl<C: Served> Future for Connection<C> {
         // It has served requests: let hyper close it cleanly (HTTP/2: with a GOAWAY), within
         // one more idle timeout.
         *this.closing_idle = true;
-        this.conn.as_mut().graceful_shutdown();
+        this.conn.graceful_shutdown();
         this.idle
             .as_mut()
             .reset(Instant::now() + *this.idle_timeout);
@@ -260,9 +251,13 @@ impl<C: Served> Future for Connection<C> {
     }
 }
 
-/// Polls hyper's connection; ready once it has ended.
-fn poll_conn<C: Served>(conn: Pin<&mut C>, cx: &mut Context<'_>, peer: &SocketAddr) -> Poll<()> {
-    let result = std::task::ready!(conn.poll(cx));
+/// Polls the connection; ready once it has ended.
+fn poll_conn<S, B>(conn: &mut Conn<S, B>, cx: &mut Context<'_>, peer: &SocketAddr) -> Poll<()>
+where
+    S: ConnService<B>,
+    B: ResBody,
+{
+    let result = std::task::ready!(Pin::new(conn).poll(cx));
     if let Err(err) = result {
         tracing::debug!(%peer, %err, "connection ended with an error");
     }

@@ -11,7 +11,7 @@
 //! no read or write buffer, and reads the socket only to notice that the client left. When the
 //! stream ends, the connection reads its next head.
 //!
-//! Anything else is handed to hyper with the bytes already read ([`Prefixed`]): a head the fast
+//! Anything else is handed to hyper with the bytes already read ([`ServeIo::with_read`]): a head the fast
 //! path does not take, whole or not, and a response that is not an event stream, which hyper
 //! then sends as the answer to the head it reads again ([`Handover`]).
 
@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use http::header::{CONNECTION, HeaderValue};
 use http_body::Body;
 use hyper::server::conn::http1;
@@ -34,7 +34,7 @@ use tower_service::Service;
 
 use super::connection::Shared;
 use super::head::{self, ChunkHeader, Head, MAX_HEAD};
-use super::io::{Prefixed, ServeIo};
+use super::io::ServeIo;
 use super::service::sealed::{ConnService, ResBody};
 use super::service::{
     Answer, BoxError, ConnectionBody, ConnectionService, Handover, ResponseFuture,
@@ -55,8 +55,8 @@ where
 /// The service hyper calls.
 type HyperService<S, B> = TowerToHyperService<Handover<S, B>>;
 type AutoConn<S, B> =
-    auto::UpgradeableConnection<'static, TokioIo<Prefixed>, HyperService<S, B>, TokioExecutor>;
-type Http1Conn<S, B> = http1::UpgradeableConnection<TokioIo<Prefixed>, HyperService<S, B>>;
+    auto::UpgradeableConnection<'static, TokioIo<ServeIo>, HyperService<S, B>, TokioExecutor>;
+type Http1Conn<S, B> = http1::UpgradeableConnection<TokioIo<ServeIo>, HyperService<S, B>>;
 
 impl<S, B> HyperConn<S, B>
 where
@@ -147,13 +147,14 @@ struct Streaming<B: ResBody> {
 /// What is being written.
 enum Out<D> {
     Nothing,
-    /// The response head, from `.1` on.
-    Head(Vec<u8>, usize),
+    /// What is left of the response head, or of the last chunk ([`LAST_CHUNK`]).
+    Plain(Bytes),
     /// One chunk of one or more body frames.
     Chunk(Chunk<D>),
-    /// The last chunk (`0\r\n\r\n`), from `.0` on.
-    Last(usize),
 }
+
+/// The chunk that ends a stream's body.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// One chunk: its size line from `header_at` on, the frames' own bytes (`first`, then `more`
 /// from `more_at` on, each advanced past what was written), then `crlf` bytes of its CRLF
@@ -277,7 +278,7 @@ where
             }
             None => Handover::new(service),
         };
-        let io = TokioIo::new(Prefixed::new(read, io));
+        let io = TokioIo::new(io.with_read(read));
         let service = TowerToHyperService::new(service);
         // What is left of the header read timeout, for the head being read.
         let left = head_deadline
@@ -426,7 +427,7 @@ where
                 });
                 self.state = State::Streaming(Box::new(Streaming {
                     body: Some(Box::pin(body)),
-                    out: Out::Head(head, 0),
+                    out: Out::Plain(Bytes::from(head)),
                     ended: false,
                     finish: None,
                     early: Vec::new(),
@@ -471,7 +472,7 @@ where
             match stream.finish.take() {
                 Some(Finish::Ended) => {
                     stream.ended = true;
-                    stream.out = Out::Last(0);
+                    stream.out = Out::Plain(Bytes::from_static(LAST_CHUNK));
                     continue;
                 }
                 Some(Finish::Failed(err)) => return Step::Closed(Err(err)),
@@ -546,13 +547,13 @@ impl<B: ResBody> Streaming<B> {
         loop {
             let written = match &mut self.out {
                 Out::Nothing => return Poll::Ready(Ok(())),
-                Out::Head(head, at) => {
-                    if *at == head.len() {
+                Out::Plain(bytes) => {
+                    if bytes.is_empty() {
                         self.out = Out::Nothing;
                         continue;
                     }
-                    let n = ready!(Pin::new(&mut *io).poll_write(cx, &head[*at..]))?;
-                    *at += n;
+                    let n = ready!(Pin::new(&mut *io).poll_write(cx, bytes))?;
+                    bytes.advance(n.min(bytes.len()));
                     n
                 }
                 Out::Chunk(chunk) => {
@@ -578,16 +579,6 @@ impl<B: ResBody> Streaming<B> {
                     };
                     chunk.advance(written);
                     written
-                }
-                Out::Last(at) => {
-                    const LAST: &[u8] = b"0\r\n\r\n";
-                    if *at == LAST.len() {
-                        self.out = Out::Nothing;
-                        continue;
-                    }
-                    let n = ready!(Pin::new(&mut *io).poll_write(cx, &LAST[*at..]))?;
-                    *at += n;
-                    n
                 }
             };
             if written == 0 {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -17,6 +18,9 @@ use super::connection::Activity;
 pub(super) struct ServeIo {
     stream: TcpStream,
     activity: Arc<Activity>,
+    /// Bytes already read off the socket (by the fast path, handing the connection to hyper),
+    /// read again before the socket's.
+    read: Bytes,
 }
 
 impl ServeIo {
@@ -35,7 +39,17 @@ impl ServeIo {
         {
             tracing::debug!(%err, size, "cannot set the socket's send buffer size");
         }
-        Self { stream, activity }
+        Self {
+            stream,
+            activity,
+            read: Bytes::new(),
+        }
+    }
+
+    /// The connection, with `read` (bytes read off it) to be read again first.
+    pub(super) fn with_read(mut self, read: Vec<u8>) -> Self {
+        self.read = Bytes::from(read);
+        self
     }
 }
 
@@ -72,6 +86,12 @@ impl AsyncRead for ServeIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = buf.remaining().min(self.read.len());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -120,69 +140,5 @@ impl AsyncWrite for ServeIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// The socket as hyper gets it from the fast path: what was already read of it, then the rest.
-pub(super) struct Prefixed {
-    read: Vec<u8>,
-    at: usize,
-    io: ServeIo,
-}
-
-impl Prefixed {
-    pub(super) fn new(read: Vec<u8>, io: ServeIo) -> Self {
-        Prefixed { read, at: 0, io }
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.at < this.read.len() {
-            let n = buf.remaining().min(this.read.len() - this.at);
-            buf.put_slice(&this.read[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.read.len() {
-                this.read = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

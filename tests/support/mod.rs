@@ -14,9 +14,19 @@ pub fn http1_fast_path() -> bool {
     std::env::var("HTTP1_FAST_PATH").map_or(true, |v| v.trim() != "0")
 }
 
-/// Sends `head` to `addr` `piece` bytes at a time, one piece per `pace`, then `filler` bytes
-/// the same way for ever (a head that never ends), until the server closes the connection: how
-/// long after the first byte it did.
+/// `tower_sse::serve(listener, app)`, with the fast path as [`http1_fast_path`] says.
+#[cfg(feature = "serve")]
+pub fn serve<A, M>(listener: tokio::net::TcpListener, app: A) -> tower_sse::serve::Serve<A, M>
+where
+    A: tower_sse::serve::Servable<M>,
+{
+    tower_sse::serve(listener, app).http1_fast_path(http1_fast_path())
+}
+
+/// Sends `head` to `addr` `piece` bytes at a time, one piece per `pace`, then `a` bytes the
+/// same way for ever (a head that never ends), until the server closes the connection (or a
+/// write fails, as it does once the server has reset it): how long after the first byte it
+/// did.
 pub async fn head_cut_off_after(
     addr: std::net::SocketAddr,
     head: &[u8],

@@ -24,6 +24,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 use std::rc::Rc;
 
+use tower_sse_bench::find;
+
 /// Bytes a connection may have queued (written by the server, not yet taken by its socket);
 /// past this a subscriber is dropped, as a client that stopped reading.
 const QUEUE_LIMIT: usize = 1 << 20;
@@ -655,11 +657,6 @@ fn parse(input: &[u8]) -> Parsed<'_> {
         close,
         http_1_0,
     })
-}
-
-/// Where `needle` first starts in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// What a request asks for.

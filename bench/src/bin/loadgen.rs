@@ -77,6 +77,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, Semaphore};
+use tower_sse_bench::find;
 
 use async_compression::codecs::{BrotliDecoder, Decode, GzipDecoder, ZstdDecoder};
 use async_compression::core::util::PartialBuffer;
@@ -224,10 +225,6 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> 
     Ok(())
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// A minimal SSE reader: de-chunks the body, decodes it if it is compressed, and hands over
 /// each `data:` line.
 struct SseReader {
@@ -240,8 +237,9 @@ struct SseReader {
     decoder: Option<Decoder>,
     /// Body bytes as they came (de-chunked, not yet decoded), since the owner last took them.
     body_bytes: u64,
-    /// The `id:` of the event being read, until the blank line that ends it.
-    id: Option<Vec<u8>>,
+    /// Where the `id:` of the event being read stands in its topic's order ([`id_order`]),
+    /// until the blank line that ends the event.
+    id: Option<IdKey>,
 }
 
 impl SseReader {
@@ -282,12 +280,13 @@ impl SseReader {
         self.feed_events(data, |_, d| on_data(d))
     }
 
-    /// [`feed`](Self::feed), handing over with each `data:` line the `id:` of its event (the
-    /// last `id:` line since the blank line that ended the event before), if it has one.
+    /// [`feed`](Self::feed), handing over with each `data:` line the order of its event's `id:`
+    /// (the last `id:` line since the blank line that ended the event before, read once by
+    /// [`id_order`]), if it has one of the form that orders.
     fn feed_events(
         &mut self,
         data: &[u8],
-        mut on_data: impl FnMut(Option<&[u8]>, &[u8]),
+        mut on_data: impl FnMut(Option<IdKey>, &[u8]),
     ) -> std::io::Result<()> {
         if !self.chunked {
             self.push(data)?;
@@ -331,9 +330,9 @@ impl SseReader {
                 line = &line[..line.len() - 1];
             }
             if let Some(rest) = line.strip_prefix(b"data:") {
-                on_data(self.id.as_deref(), rest.strip_prefix(b" ").unwrap_or(rest));
+                on_data(self.id, rest.strip_prefix(b" ").unwrap_or(rest));
             } else if let Some(rest) = line.strip_prefix(b"id:") {
-                self.id = Some(rest.strip_prefix(b" ").unwrap_or(rest).to_vec());
+                self.id = id_order(rest.strip_prefix(b" ").unwrap_or(rest));
             } else if line.is_empty() {
                 self.id = None;
             }
@@ -452,7 +451,7 @@ struct SubState {
     /// Body bytes as they came, before decoding.
     body_bytes: Cell<u64>,
     /// Events each connection has received since it opened (never reset).
-    per_connection: RefCell<Vec<u64>>,
+    per_connection: Box<[Cell<u64>]>,
     /// Events whose id was not above the one before on their connection (never reset): sent
     /// twice, or out of order. See [`id_order`].
     out_of_order: Cell<u64>,
@@ -473,8 +472,8 @@ impl SubState {
     /// CONNECTIONS, …}`.
     fn events_per_connection(&self) -> serde_json::Value {
         let mut counts = std::collections::BTreeMap::<u64, u64>::new();
-        for &c in self.per_connection.borrow().iter() {
-            *counts.entry(c).or_default() += 1;
+        for c in &self.per_connection {
+            *counts.entry(c.get()).or_default() += 1;
         }
         counts
             .into_iter()
@@ -558,9 +557,11 @@ async fn subscribe(opts: &Opts) -> i32 {
         .iter()
         .map(|(_, path, host)| request_for(path, host))
         .collect();
-    let state = Rc::new(SubState::default());
+    let state = Rc::new(SubState {
+        per_connection: (0..n).map(|_| Cell::new(0)).collect(),
+        ..SubState::default()
+    });
     *state.hist.borrow_mut() = Some(new_hist());
-    *state.per_connection.borrow_mut() = vec![0; n as usize];
     let sem = Rc::new(Semaphore::new(opt(opts, "connect-concurrency", 256)));
     let done = Rc::new(Notify::new());
     let start = Instant::now();
@@ -601,33 +602,33 @@ async fn subscribe(opts: &Opts) -> i32 {
                 drop(permit);
                 ready_check(&state, n);
                 let mut reader = SseReader::new(chunked).decoding(coding.as_deref())?;
-                let mut mine = 0u64;
+                // The events this connection received.
+                let mine = &state.per_connection[i as usize];
                 let mut last_id: Option<IdKey> = None;
                 let mut tmp = vec![0u8; 4096];
                 let mut data = rest;
                 loop {
                     let fed = reader.feed_events(&data, |id, d| {
                         state.record(d);
-                        if mine == 0 {
+                        if mine.get() == 0 {
                             state.receiving.set(state.receiving.get() + 1);
                         }
                         if mark.as_ref().is_some_and(|m| find(d, m).is_none()) {
                             state.misrouted.set(state.misrouted.get() + 1);
                         }
-                        if let Some(key) = id.and_then(id_order) {
+                        if let Some(key) = id {
                             if last_id.is_some_and(|last| key <= last) {
                                 state.out_of_order.set(state.out_of_order.get() + 1);
                             }
                             last_id = Some(key);
                         }
-                        mine += 1;
-                        state.per_connection.borrow_mut()[i as usize] += 1;
+                        mine.set(mine.get() + 1);
                     });
                     state
                         .body_bytes
                         .set(state.body_bytes.get() + std::mem::take(&mut reader.body_bytes));
                     fed?;
-                    if expect > 0 && mine >= expect {
+                    if expect > 0 && mine.get() >= expect {
                         state.caught_up.set(state.caught_up.get() + 1);
                         state
                             .catch_up_max
@@ -1381,13 +1382,15 @@ mod tests {
         // Cut in two inside the second id, as a read may cut it.
         for piece in [&body[..30], &body[30..]] {
             reader
-                .feed_events(piece, |id, d| {
-                    got.push((id.map(<[u8]>::to_vec), d.to_vec()));
-                })
+                .feed_events(piece, |id, d| got.push((id, d.to_vec())))
                 .unwrap();
         }
-        let want = [(Some("1-2"), "a"), (None, "b"), (Some("1-10"), "c")]
-            .map(|(id, d)| (id.map(|i| i.as_bytes().to_vec()), d.as_bytes().to_vec()));
+        let want = [(Some("1-2"), "a"), (None, "b"), (Some("1-10"), "c")].map(|(id, d)| {
+            (
+                id.and_then(|i| id_order(i.as_bytes())),
+                d.as_bytes().to_vec(),
+            )
+        });
         assert_eq!(got, want);
     }
 

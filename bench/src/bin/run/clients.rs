@@ -13,6 +13,7 @@ use hdrhistogram::serialization::Deserializer;
 use serde_json::Value;
 
 use crate::ctx::{Ctx, signal};
+use crate::measure::{cpu_ticks, settle};
 
 /// Connections per client process: the open-file limit is 20000 per process.
 pub(crate) const PER_PROCESS: u64 = 5000;
@@ -288,13 +289,38 @@ pub(crate) fn plain_args(addr: &str, connections: u64, secs: f64) -> Vec<String>
     ])
 }
 
+/// One publishing round: `loadgen` run with the publish `args`, then a wait until each process
+/// of `pids` is idle again; loadgen's JSON line, the CPU-s each of `pids` spent meanwhile, and
+/// what `subs` received.
+pub(crate) fn publish_round(
+    ctx: &mut Ctx,
+    subs: &mut Subscribers,
+    args: &[String],
+    pids: &[u32],
+) -> (Value, Vec<f64>, Delivery) {
+    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let out = ctx.loadgen_json(args);
+    std::thread::sleep(Duration::from_millis(500));
+    for &pid in pids {
+        settle(pid, Duration::from_secs(15));
+    }
+    let cpu_s = pids
+        .iter()
+        .zip(before)
+        .map(|(&p, from)| cpu_ticks(p).saturating_sub(from) as f64 / ctx.clk_tck)
+        .collect();
+    (out, cpu_s, subs.snapshot())
+}
+
 /// `loadgen publish` of `size`-byte events to `topic` on `addr` at `rate` per second (0: as fast
 /// as it can); the caller adds `--duration` and the rest.
 pub(crate) fn publish_args(addr: &str, topic: &str, rate: f64, size: u64) -> Vec<String> {
+    // Several addresses, comma-separated: loadgen takes them in turn.
+    let urls: Vec<String> = addr.split(',').map(|a| format!("http://{a}")).collect();
     strings(&[
         "publish",
         "--url",
-        &format!("http://{addr}"),
+        &urls.join(","),
         "--topic",
         topic,
         "--rate",

@@ -50,7 +50,11 @@ fn shell_words(cmd: &Command) -> String {
     s.push_str(&cmd.get_program().to_string_lossy());
     for a in cmd.get_args() {
         s.push(' ');
-        s.push_str(&a.to_string_lossy());
+        // An empty argument, as a shell must be given it.
+        match a.to_string_lossy() {
+            a if a.is_empty() => s.push_str("''"),
+            a => s.push_str(&a),
+        }
     }
     s
 }
@@ -117,6 +121,7 @@ impl Ctx {
         for a in &server.command {
             cmd.arg(
                 a.replace("{ADDR}", &addr)
+                    .replace("{PORT}", &self.port.to_string())
                     .replace("{DIR}", &dir.display().to_string()),
             );
         }

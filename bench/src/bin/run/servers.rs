@@ -9,8 +9,8 @@ use std::path::Path;
 pub(crate) const SERVE: &str = "tower-sse+serve";
 pub(crate) const SERVE_HYPER: &str = "tower-sse+serve-hyper";
 
-/// One server of the comparison: how to start it. `{ADDR}` and `{DIR}` in the command are
-/// replaced by the listen address and a scratch directory; `ADDR` and `WORKERS=1` are also set
+/// One server of the comparison: how to start it. `{ADDR}`, `{PORT}` and `{DIR}` in the command
+/// are replaced by the listen address, its port and a scratch directory; `ADDR` and `WORKERS=1` are also set
 /// in its environment.
 pub(crate) struct Server {
     pub(crate) name: &'static str,
@@ -116,19 +116,12 @@ pub(crate) fn servers(bin: &Path) -> Vec<Server> {
         baseline("baseline+jemalloc", Allocator::Jemalloc),
         baseline("baseline+jemalloc-bg", Allocator::JemallocBackground),
         Server {
-            name: "floor",
-            command: vec![bin.join("floor").display().to_string()],
-            env: vec![],
-            needs: vec![],
-            preload: None,
-            // The same as the `serve` rows; it has no replay, so the storm only lists it as
-            // such. Not many-topics either: a topic lives only while it has subscribers, so it
-            // has nothing to expire.
+            // The same scenarios as the `serve` rows; it has no replay, so the storm only lists
+            // it as such. Not many-topics either: a topic lives only while it has subscribers,
+            // so it has nothing to expire. In the smoke run (as every glibc row of this crate):
+            // a few seconds, one thread that does next to nothing.
             only: SERVE_SCENARIOS,
-            replay: false,
-            // A few seconds: one thread that does next to nothing.
-            smoke: true,
-            status: None,
+            ..rust("floor", "floor", false, Allocator::Glibc)
         },
         Server {
             name: "nchan",

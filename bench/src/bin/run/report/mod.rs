@@ -73,8 +73,8 @@ pub(crate) fn report(
     );
     servers(&mut md, res);
     ratios::write(&mut md, plan, res);
-    targets::write(&mut md, args.mode, plan, res);
-    targets::write_issue_15(&mut md, args.mode, plan, res);
+    targets::write(&mut md, plan, res);
+    targets::write_issue_15(&mut md, plan, res);
     compression::report(&mut md, res);
     stalled::report(&mut md, res);
     shutdown::report(&mut md, res);

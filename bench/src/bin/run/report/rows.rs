@@ -5,6 +5,7 @@ use crate::scenarios::Results;
 use crate::scenarios::fan_out::FanRow;
 use crate::scenarios::idle::{IdleRow, Topics};
 use crate::scenarios::storm::StormRow;
+use crate::servers::{SERVE, SERVE_HYPER};
 
 impl Results {
     /// The idle row of `server` with `n` streams on `topics`.
@@ -68,8 +69,6 @@ impl Results {
     }
 }
 
-pub(crate) use crate::servers::{SERVE, SERVE_HYPER};
-
 /// The suffixes of the allocator rows (`servers.rs`): `tower-sse+jemalloc` is `tower-sse` on
 /// jemalloc. Other suffixes name other ways of serving (`tower-sse+serve`), on glibc's malloc.
 const ALLOCATORS: &[&str] = &["jemalloc", "jemalloc-bg"];
@@ -110,12 +109,7 @@ mod tests {
         // A way of serving is no allocator.
         assert_eq!(on_allocator_of("baseline", SERVE), "baseline");
         assert_eq!(allocator(SERVE_HYPER), None);
-        let res = Results {
-            measured: ["tower-sse", "baseline", "baseline+jemalloc", "nchan"]
-                .map(String::from)
-                .to_vec(),
-            ..Results::default()
-        };
+        let res = Results::measuring(&["tower-sse", "baseline", "baseline+jemalloc", "nchan"]);
         // `baseline+jemalloc` has no `tower-sse+jemalloc` to be read against.
         assert_eq!(
             res.pairs(),
@@ -128,12 +122,7 @@ mod tests {
 
     #[test]
     fn serve_is_read_against_tower_sse_and_without_its_fast_path() {
-        let res = Results {
-            measured: ["tower-sse", SERVE, SERVE_HYPER, "baseline", "floor"]
-                .map(String::from)
-                .to_vec(),
-            ..Results::default()
-        };
+        let res = Results::measuring(&["tower-sse", SERVE, SERVE_HYPER, "baseline", "floor"]);
         assert_eq!(
             res.pairs(),
             [
@@ -144,10 +133,7 @@ mod tests {
             ]
         );
         // Without `tower-sse`, only the fast path's column.
-        let res = Results {
-            measured: [SERVE, SERVE_HYPER, "floor"].map(String::from).to_vec(),
-            ..Results::default()
-        };
+        let res = Results::measuring(&[SERVE, SERVE_HYPER, "floor"]);
         assert_eq!(res.pairs(), [(SERVE.to_owned(), SERVE_HYPER)]);
     }
 }

@@ -1,14 +1,15 @@
 //! The targets of issue 6 and of issue 15: each one's figure, picked from the rows, judged by
 //! [`verdict`](super::verdict), one line of a table.
 
-use crate::plan::{Mode, Plan};
+use crate::plan::Plan;
 use crate::scenarios::Results;
 use crate::scenarios::fan_out::FanRow;
 use crate::scenarios::idle::Topics;
 use crate::scenarios::plain::{NOOP_LAYER, OUTER_LAYER, WITH_LAYER, WITHOUT_LAYER};
+use crate::servers::SERVE;
 
 use super::markdown::{Table, factor, fixed, heading, mib, paragraph, percent};
-use super::rows::{SERVE, allocator, on_allocator_of};
+use super::rows::{allocator, on_allocator_of};
 use super::verdict::{Bound, Verdict, excess, judge, judge_idle_then_serving, mean_ratio, ratio};
 
 /// Fan-out CPU per delivery and p99 latency, tower-sse ÷ the baseline.
@@ -65,7 +66,7 @@ fn p99(r: &FanRow) -> Option<f64> {
 }
 
 /// The section "Targets of issue 6".
-pub(crate) fn write(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
+pub(crate) fn write(md: &mut String, plan: &Plan, res: &Results) {
     heading(md, "Targets of issue 6");
     let mut t = Table::new(md, &["target", "measured", "verdict"]);
     let big = plan.subscribers.iter().copied().max().unwrap_or(0);
@@ -182,15 +183,27 @@ pub(crate) fn write(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
          [`bench/PROFILES.md`](bench/PROFILES.md) (callgrind, strace and heaptrack, with the commands), \
          written by hand from runs of the same binaries.",
     );
-    if mode != Mode::Full {
-        paragraph(
-            md,
-            &format!(
-                "This run is `--{}`: the issue's targets are stated at 10k subscribers and up to 19k connections, which only `--full` measures.",
-                format!("{mode:?}").to_lowercase()
-            ),
-        );
+    smaller_plan_note(md, plan, false);
+}
+
+/// Says so when `plan` measured fewer subscribers or idle streams than the issues' targets are
+/// stated at (10k and 19k), or, with `at_one_per_s`, not the 1 ev/s rate: which `--full`
+/// measures, and a narrowed run may too.
+fn smaller_plan_note(md: &mut String, plan: &Plan, at_one_per_s: bool) {
+    let big = plan.subscribers.iter().copied().max().unwrap_or(0);
+    let idle_n = plan.idle.iter().copied().max().unwrap_or(0);
+    let rate_missing = at_one_per_s && !plan.rates.contains(&1.0);
+    if big >= 10_000 && idle_n >= 19_000 && !rate_missing {
+        return;
     }
+    paragraph(
+        md,
+        &format!(
+            "This run measured up to {big} subscribers and {idle_n} idle streams{}: the targets are stated at 10k subscribers and 19k idle streams{}, which `--full` measures.",
+            if rate_missing { ", not at 1 ev/s" } else { "" },
+            if at_one_per_s { " and 1 ev/s" } else { "" },
+        ),
+    );
 }
 
 /// The rate issue 15's latency target is read at: 1 ev/s, or the lowest rate of a plan without
@@ -204,7 +217,7 @@ fn p99_rate(plan: &Plan) -> Option<f64> {
 
 /// The section "Targets of issue 15": `tower_sse::serve` with its HTTP/1 fast path for event
 /// streams (`tower-sse+serve`) against nchan, the floor and the baseline.
-pub(crate) fn write_issue_15(md: &mut String, mode: Mode, plan: &Plan, res: &Results) {
+pub(crate) fn write_issue_15(md: &mut String, plan: &Plan, res: &Results) {
     heading(md, "Targets of issue 15");
     paragraph(
         md,
@@ -260,15 +273,7 @@ pub(crate) fn write_issue_15(md: &mut String, mode: Mode, plan: &Plan, res: &Res
         &judge(p99_r, P99_VS_BASELINE),
     ]);
     t.end();
-    if mode != Mode::Full {
-        paragraph(
-            md,
-            &format!(
-                "This run is `--{}`: the largest counts (10k subscribers, 19k idle streams) and the 1 ev/s rate are only in `--full`.",
-                format!("{mode:?}").to_lowercase()
-            ),
-        );
-    }
+    smaller_plan_note(md, plan, true);
 }
 
 /// A figure to print: NaN where not measured, as the report has always shown it.
@@ -279,6 +284,7 @@ fn nan(x: Option<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Mode;
     use crate::scenarios::churn::ChurnRow;
     use crate::scenarios::idle::IdleRow;
     use crate::scenarios::plain::PlainRow;
@@ -330,7 +336,7 @@ mod tests {
     /// The verdict column of issue 6's section, keyed by the start of each target's name.
     fn verdicts(res: &Results) -> Vec<(String, String)> {
         let mut md = String::new();
-        write(&mut md, Mode::Smoke, &Plan::of(Mode::Smoke), res);
+        write(&mut md, &Plan::of(Mode::Smoke), res);
         cells(&md, 2)
     }
 
@@ -350,7 +356,7 @@ mod tests {
     /// Issue 15's section in `mode`'s plan: (name, measured, verdict) of each target.
     fn issue_15(mode: Mode, res: &Results) -> Vec<(String, String, String)> {
         let mut md = String::new();
-        write_issue_15(&mut md, mode, &Plan::of(mode), res);
+        write_issue_15(&mut md, &Plan::of(mode), res);
         let measured = cells(&md, 1);
         let verdicts = cells(&md, 2);
         measured
@@ -455,9 +461,6 @@ mod tests {
     #[test]
     fn issue_15_targets_are_judged_on_serve_at_the_largest_count() {
         let res = Results {
-            measured: ["tower-sse", SERVE, "nchan", "floor", "baseline"]
-                .map(String::from)
-                .to_vec(),
             idle: vec![
                 idle(SERVE, Topics::Shared, 5.0, 5.5),
                 idle("nchan", Topics::Shared, 10.0, 10.0),
@@ -478,7 +481,7 @@ mod tests {
                 fan("nchan", 10, 10.0, 1.0, 1.0),
                 fan("tower-sse", 50, 10.0, 100.0, 100.0),
             ],
-            ..Results::default()
+            ..Results::measuring(&["tower-sse", SERVE, "nchan", "floor", "baseline"])
         };
         let got = issue_15(Mode::Smoke, &res);
         let want = [
@@ -558,15 +561,10 @@ mod tests {
 
     #[test]
     fn serve_is_no_allocator_row_of_issue_6() {
-        let res = Results {
-            measured: ["tower-sse", SERVE, SERVE_HYPER, "baseline"]
-                .map(String::from)
-                .to_vec(),
-            ..Results::default()
-        };
+        let res = Results::measuring(&["tower-sse", SERVE, SERVE_HYPER, "baseline"]);
         let md = {
             let mut md = String::new();
-            write(&mut md, Mode::Smoke, &Plan::of(Mode::Smoke), &res);
+            write(&mut md, &Plan::of(Mode::Smoke), &res);
             md
         };
         assert!(!md.contains("tower-sse+serve"), "{md}");

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::clients::{Delivery, Subscribers, publish_args, strings};
+use crate::clients::{Delivery, Subscribers, publish_args, publish_round, strings};
 use crate::ctx::{Ctx, stop};
-use crate::measure::{cpu_s_per_million, cpu_ticks, settle};
+use crate::measure::cpu_s_per_million;
 use crate::plan::Plan;
 use crate::report::markdown::{Table, fixed, heading, paragraph};
 use crate::servers::Server;
@@ -50,15 +50,10 @@ impl Round {
         subs: &mut Subscribers,
         args: &[String],
     ) -> Round {
-        let cpu0 = cpu_ticks(pid);
-        let published = ctx.loadgen_json(args)["published"].as_u64().unwrap_or(0);
-        std::thread::sleep(Duration::from_millis(500));
-        settle(pid, Duration::from_secs(15));
-        let cpu_s = cpu_ticks(pid).saturating_sub(cpu0) as f64 / ctx.clk_tck;
-        let delivery = subs.snapshot();
+        let (out, cpu_s, delivery) = publish_round(ctx, subs, args, &[pid]);
         Round {
-            published,
-            cpu_s_per_m: cpu_s_per_million(cpu_s, delivery.delivered),
+            published: out["published"].as_u64().unwrap_or(0),
+            cpu_s_per_m: cpu_s_per_million(cpu_s[0], delivery.delivered),
             delivery,
         }
     }

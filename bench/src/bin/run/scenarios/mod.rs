@@ -34,3 +34,14 @@ pub(crate) struct Results {
     /// Servers without replay, so not in the replay storm.
     pub(crate) no_replay: Vec<String>,
 }
+
+#[cfg(test)]
+impl Results {
+    /// Nothing measured yet, of the servers `names`.
+    pub(crate) fn measuring(names: &[&str]) -> Results {
+        Results {
+            measured: names.iter().map(|&n| n.to_owned()).collect(),
+            ..Results::default()
+        }
+    }
+}

@@ -23,14 +23,12 @@
 //! Redis: the comparison is of what the protocol costs, not of the cores added. Without
 //! `redis-server` the scenario is not measured, with why.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::clients::{Subscribers, strings};
+use crate::clients::{Subscribers, publish_args, publish_round, strings};
 use crate::ctx::{Ctx, Running, stop};
-use crate::measure::{cpu_ticks, settle, sh};
+use crate::measure::sh;
 use crate::plan::Plan;
 use crate::report::markdown::{Table, fixed, heading, paragraph, times};
 use crate::servers::Server;
@@ -58,7 +56,6 @@ pub(crate) struct MultiNode {
     pub(crate) not_measured: Option<String>,
     /// `redis-server --version`.
     redis: String,
-    subscribers: u64,
     rounds: Vec<RoundRow>,
     checks: Vec<CheckRow>,
 }
@@ -108,7 +105,6 @@ pub(crate) fn multi_node(
     res: &mut Results,
 ) -> Result<(), String> {
     let out = &mut res.multi_node;
-    out.subscribers = plan.multi_node_subscribers;
     let redis = match Redis::start(ctx) {
         Ok(redis) => redis,
         Err(NoRedis::Missing(why)) => {
@@ -150,22 +146,13 @@ fn phase(
     }
     let pids: Vec<u32> = running.iter().map(|r| r.child.id()).collect();
     let topic = format!("multi-{nodes}");
-    let join = |path: &str| {
-        running
-            .iter()
-            .map(|r| format!("http://{}{path}", r.addr))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let events: Vec<String> = running
+        .iter()
+        .map(|r| format!("http://{}/events/{topic}", r.addr))
+        .collect();
     let n = plan.multi_node_subscribers;
     let bound = 2.0 * (plan.multi_node_secs + 25.0) + 60.0;
-    let mut subs = Subscribers::open(
-        ctx,
-        &join(&format!("/events/{topic}")),
-        n,
-        &format!("multi-{nodes}"),
-        bound,
-    );
+    let mut subs = Subscribers::open(ctx, &events.join(","), n, &topic, bound);
     let established = subs.established;
     if established < n {
         ctx.failures.push(format!(
@@ -175,22 +162,16 @@ fn phase(
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = subs.snapshot();
+    let addrs: Vec<&str> = running.iter().map(|r| r.addr.as_str()).collect();
     let publish = |rate: f64| {
-        strings(&[
-            "publish",
-            "--url",
-            &join(""),
-            "--topic",
-            &topic,
-            "--rate",
-            &rate.to_string(),
-            "--size",
-            &SIZE.to_string(),
+        let mut args = publish_args(&addrs.join(","), &topic, rate, SIZE);
+        args.extend(strings(&[
             "--duration",
             &plan.multi_node_secs.to_string(),
             "--in-flight",
             &IN_FLIGHT.to_string(),
-        ])
+        ]));
+        args
     };
     let mut measure = |rate: Option<f64>| {
         let args = publish(rate.unwrap_or(0.0));
@@ -251,7 +232,7 @@ fn phase(
 }
 
 /// One round: `loadgen` with the publish `args` against the nodes `pids` (on Redis `redis_pid`),
-/// until they are idle again; what the subscribers `subs` received meanwhile, and the CPU time
+/// until they and Redis are idle again; what the subscribers `subs` received meanwhile, and the CPU time
 /// of the nodes and of Redis.
 fn round(
     ctx: &mut Ctx,
@@ -262,17 +243,11 @@ fn round(
     nodes: usize,
     rate: Option<f64>,
 ) -> RoundRow {
-    let nodes_ticks = || pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>();
-    let (nodes_cpu0, redis_cpu0) = (nodes_ticks(), cpu_ticks(redis_pid));
-    let v = ctx.loadgen_json(args);
-    std::thread::sleep(Duration::from_millis(500));
-    for &pid in pids {
-        settle(pid, Duration::from_secs(15));
-    }
-    let seconds = |ticks: u64, from: u64| ticks.saturating_sub(from) as f64 / ctx.clk_tck;
-    let nodes_cpu_s = seconds(nodes_ticks(), nodes_cpu0);
-    let redis_cpu_s = seconds(cpu_ticks(redis_pid), redis_cpu0);
-    let d = subs.snapshot();
+    let all: Vec<u32> = pids.iter().copied().chain([redis_pid]).collect();
+    let (v, cpu_s, d) = publish_round(ctx, subs, args, &all);
+    let (redis_cpu_s, nodes_cpu_s) = cpu_s
+        .split_last()
+        .map_or((0.0, 0.0), |(redis, nodes)| (*redis, nodes.iter().sum()));
     let accepted = v["accepted"].as_u64().unwrap_or(0);
     RoundRow {
         nodes,
@@ -315,8 +290,8 @@ struct Redis {
 }
 
 impl Redis {
-    /// Starts `redis-server` on a free loopback port, without persistence, in a scratch
-    /// directory, pinned to core 0; ready once it answers `PING`.
+    /// Starts `redis-server` as the servers start ([`Ctx::start`]: a fresh loopback port, a
+    /// scratch directory, pinned to core 0), without persistence.
     fn start(ctx: &mut Ctx) -> Result<Redis, NoRedis> {
         let version = match Command::new("redis-server").arg("--version").output() {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().into(),
@@ -326,72 +301,32 @@ impl Redis {
                 ));
             }
         };
-        let running = Self::spawn(ctx).map_err(NoRedis::Failed)?;
+        let redis = Server {
+            name: "redis",
+            command: strings(&[
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "{PORT}",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                "{DIR}",
+            ]),
+            env: vec![],
+            needs: vec![],
+            preload: None,
+            only: &[],
+            replay: false,
+            smoke: false,
+            status: None,
+        };
+        // Empty, without persistence: ready once it accepts connections.
+        let running = ctx.start(&redis, &[]).map_err(NoRedis::Failed)?;
         Ok(Redis { running, version })
-    }
-
-    fn spawn(ctx: &mut Ctx) -> Result<Running, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port for redis-server: {e}"))?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let dir = ctx.scratch.join(format!("redis-{port}"));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let log = dir.join("redis.log");
-        let args = strings(&[
-            "--kill-after=5",
-            "1800",
-            "taskset",
-            "-c",
-            "0",
-            "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            &dir.display().to_string(),
-        ]);
-        let shown = format!(
-            "timeout {}",
-            args.iter()
-                .map(|a| if a.is_empty() { "''" } else { a })
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        if !ctx.commands.iter().any(|c| c.contains("redis-server")) {
-            ctx.commands.push(shown);
-        }
-        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let child = Command::new("timeout")
-            .args(&args)
-            .stdout(file.try_clone().map_err(|e| e.to_string())?)
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot start redis-server: {e}"))?;
-        let mut running = Running { child, addr, log };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(status)) = running.child.try_wait() {
-                let said = std::fs::read_to_string(&running.log).unwrap_or_default();
-                return Err(format!(
-                    "redis-server exited ({status}): {}",
-                    said.lines().last().unwrap_or("(it said nothing)")
-                ));
-            }
-            if pong(&running.addr) {
-                return Ok(running);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = running.child.kill();
-        let _ = running.child.wait();
-        Err("redis-server did not answer PING within 10 s".into())
     }
 
     fn pid(&self) -> u32 {
@@ -402,18 +337,6 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://{}/", self.running.addr)
     }
-}
-
-/// Whether Redis at `addr` answers `PING`.
-fn pong(addr: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut buf).is_ok()
-        && &buf == b"+PONG\r\n"
 }
 
 /// The scenario's section.
@@ -435,7 +358,7 @@ pub(crate) fn report(md: &mut String, plan: &Plan, res: &Results) {
              the {subs} subscribers spread evenly over them, the publishes round-robin over them. Each publishes {SIZE} B events for {secs} s, twice: \
              as fast as the answers come with {IN_FLIGHT} requests in flight (publishes/s accepted: what the nodes sustain; its latency is mostly how far the backlog grew), \
              then at a fixed rate, {share:.0}% of what one node sustained, the same for both (latency at a load both carry; where three nodes accepted fewer than asked, they could not). \
-             Latency is end to end, from the publisher's `t=` stamp to the subscriber parsing the event, in ms; CPU-s of the nodes together and of Redis over the round, until the nodes were idle again. \
+             Latency is end to end, from the publisher's `t=` stamp to the subscriber parsing the event, in ms; CPU-s of the nodes together and of Redis over the round, until they were idle again. \
              **Pinning:** all three nodes run on core 0, as the one node does, and Redis with them; the clients run on core 1 (this machine has {} cores): \
              the comparison is of what the protocol costs, not of cores added.",
             m.redis
@@ -444,7 +367,7 @@ pub(crate) fn report(md: &mut String, plan: &Plan, res: &Results) {
                 .collect::<Vec<_>>()
                 .join(" "),
             sh("nproc", &[]),
-            subs = m.subscribers,
+            subs = plan.multi_node_subscribers,
             secs = plan.multi_node_secs,
             share = FIXED_SHARE * 100.0,
         ),
@@ -504,7 +427,7 @@ pub(crate) fn report(md: &mut String, plan: &Plan, res: &Results) {
         t.row(&[
             &c.nodes,
             &c.accepted,
-            &format!("{} / {}", c.established, m.subscribers),
+            &format!("{} / {}", c.established, plan.multi_node_subscribers),
             &c.complete,
             &c.fewer,
             &c.more,
@@ -559,7 +482,6 @@ mod tests {
     #[test]
     fn the_section_compares_three_nodes_with_one() {
         let mut res = Results::default();
-        res.multi_node.subscribers = 30;
         res.multi_node.rounds = vec![
             round(1, None, 1000.0, 40.0),
             round(1, Some(500.0), 500.0, 4.0),
