@@ -32,9 +32,45 @@ pub(crate) struct Args {
     sizes: Option<String>,
 }
 
+/// The flags that stand alone: the mode.
+const MODES: &[&str] = &["--smoke", "--quick", "--full"];
+/// The flags followed by a value.
+const VALUED: &[&str] = &[
+    "--out",
+    "--plots",
+    "--servers",
+    "--scenarios",
+    "--compression",
+    "--subscribers",
+    "--rates",
+    "--sizes",
+];
+
+/// The usage line, for a command line that is not one.
+const USAGE: &str = "usage: run [--smoke|--quick|--full] [--out FILE] [--plots DIR] [--servers A,B] \
+                     [--scenarios A,B] [--compression LIST] [--subscribers N,..] [--rates R,..] \
+                     [--sizes S,..] (see bench/src/bin/run/args.rs)";
+
 impl Args {
-    /// Reads `args` (the program's, without its name); `root` is the workspace's root.
-    pub(crate) fn parse(args: Vec<String>, root: &Path) -> Args {
+    /// Reads `args` (the program's, without its name); `root` is the workspace's root. An
+    /// argument that is none of the flags (`--help` included), or a flag without its value, is
+    /// an error that says so with the usage: a mistyped flag would otherwise run the whole
+    /// default benchmark and write over `BENCHMARKS.md`.
+    pub(crate) fn parse(args: Vec<String>, root: &Path) -> Result<Args, String> {
+        let mut i = 0;
+        while i < args.len() {
+            let arg = args[i].as_str();
+            if VALUED.contains(&arg) {
+                if args.get(i + 1).is_none() {
+                    return Err(format!("{arg} needs a value\n{USAGE}"));
+                }
+                i += 2;
+            } else if MODES.contains(&arg) {
+                i += 1;
+            } else {
+                return Err(format!("unknown argument {arg:?}\n{USAGE}"));
+            }
+        }
         let mode = if args.iter().any(|a| a == "--full") {
             Mode::Full
         } else if args.iter().any(|a| a == "--smoke") {
@@ -71,7 +107,7 @@ impl Args {
                 out.parent().unwrap_or(root).join(format!("{stem}-plots"))
             }
         });
-        Args {
+        Ok(Args {
             mode,
             out,
             plots,
@@ -85,7 +121,7 @@ impl Args {
             subscribers: value("--subscribers"),
             rates: value("--rates"),
             sizes: value("--sizes"),
-        }
+        })
     }
 
     /// Replaces the plan's fan-out counts with those `--subscribers`, `--rates` and `--sizes`
@@ -143,10 +179,27 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Args {
+        try_parse(args).unwrap()
+    }
+
+    fn try_parse(args: &[&str]) -> Result<Args, String> {
         Args::parse(
             args.iter().map(|a| a.to_string()).collect(),
             Path::new("/repo"),
         )
+    }
+
+    #[test]
+    fn an_unknown_argument_or_a_missing_value_is_refused() {
+        for args in [
+            &["--help"][..],
+            &["--scenario", "idle"],
+            &["--smoke", "extra"],
+            &["--out"],
+        ] {
+            let err = try_parse(args).err().unwrap_or_else(|| panic!("{args:?}"));
+            assert!(err.contains("usage: run"), "{args:?}: {err}");
+        }
     }
 
     #[test]

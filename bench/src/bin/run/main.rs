@@ -69,7 +69,13 @@ fn main() {
         .parent()
         .expect("workspace root")
         .to_path_buf();
-    let args = Args::parse(std::env::args().skip(1).collect(), &root);
+    let args = match Args::parse(std::env::args().skip(1).collect(), &root) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("run: {e}");
+            std::process::exit(2);
+        }
+    };
     let mode = args.mode;
     let zip_variants = match compression::variants(args.compression()) {
         Ok(v) => v,
