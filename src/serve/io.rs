@@ -19,8 +19,9 @@ pub(super) struct ServeIo {
     stream: TcpStream,
     activity: Arc<Activity>,
     /// Bytes already read off the socket (by the fast path, handing the connection to hyper),
-    /// read again before the socket's.
-    read: Bytes,
+    /// read again before the socket's. Boxed: every stream the fast path writes holds this
+    /// struct, and only a connection handed over uses it.
+    read: Option<Box<Bytes>>,
 }
 
 impl ServeIo {
@@ -42,13 +43,13 @@ impl ServeIo {
         Self {
             stream,
             activity,
-            read: Bytes::new(),
+            read: None,
         }
     }
 
     /// The connection, with `read` (bytes read off it) to be read again first.
     pub(super) fn with_read(mut self, read: Vec<u8>) -> Self {
-        self.read = Bytes::from(read);
+        self.read = (!read.is_empty()).then(|| Box::new(Bytes::from(read)));
         self
     }
 }
@@ -86,10 +87,13 @@ impl AsyncRead for ServeIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.read.is_empty() {
-            let n = buf.remaining().min(self.read.len());
-            buf.put_slice(&self.read[..n]);
-            self.read.advance(n);
+        if let Some(read) = &mut self.read {
+            let n = buf.remaining().min(read.len());
+            buf.put_slice(&read[..n]);
+            read.advance(n);
+            if read.is_empty() {
+                self.read = None;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
